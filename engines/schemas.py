@@ -1,0 +1,145 @@
+"""The task document every engine job returns (QE, CP2K and ML potentials alike).
+
+Small, queryable fields live in the document itself. Big arrays (``eigenvalues``,
+``occupations``, ``kpoints``, ``bandstructure``, ``dos``, ``projections``) are listed in
+:data:`BIG_FIELDS`; jobs are declared with ``@job(data=BIG_FIELDS)`` so jobflow moves them
+to the JobStore's additional ``data`` store and the main document stays far below
+MongoDB's 16 MB limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+BIG_FIELDS = [
+    "eigenvalues",
+    "occupations",
+    "kpoints",
+    "bandstructure",
+    "dos",
+    "projections",
+    "trajectory",
+]
+
+
+class PseudoInfo(BaseModel):
+    """One pseudopotential file used by a calculation."""
+
+    element: str = Field(description="Chemical symbol.")
+    name: str = Field(description="File name or CP2K potential name (e.g. GTH-PBE-q13).")
+    md5: str | None = Field(None, description="md5 of the file actually read by the code.")
+    family: str | None = Field(None, description="Family, e.g. gth-pbe, sssp-efficiency.")
+
+
+class RecoveryAction(BaseModel):
+    """One correction applied by an error handler before a rerun."""
+
+    handler: str = Field(description="Handler class name.")
+    error: str = Field(description="The error detected, in words.")
+    actions: list[dict[str, Any]] = Field(
+        default_factory=list, description="Parameter changes / file actions."
+    )
+    attempt: int = Field(1, description="Which attempt (1 = first rerun) this action preceded.")
+
+
+class ElectronicSummary(BaseModel):
+    """Band edges and gap from the eigenvalues and occupations."""
+
+    fermi_eV: float | None = Field(None, description="Fermi level reported by the code (eV).")
+    vbm_eV: float | None = Field(None, description="Highest occupied state energy (eV).")
+    cbm_eV: float | None = Field(None, description="Lowest unoccupied state energy (eV).")
+    band_gap_eV: float | None = Field(
+        None, description="cbm - vbm (eV); None if metallic or unknown."
+    )
+    is_direct: bool | None = Field(None, description="Whether VBM and CBM sit at the same k-point.")
+    nelect: float | None = Field(None, description="Number of valence electrons.")
+    nbands: int | None = Field(None, description="Number of bands / MOs computed.")
+    spin_polarized: bool = Field(
+        False, description="Whether the calculation had two spin channels."
+    )
+
+
+class TaskDocument(BaseModel):
+    """Result of one engine job (one code run, possibly with restarts)."""
+
+    task_label: str = Field(description="Job name, e.g. 'qe static'.")
+    code: Literal["qe", "cp2k", "mlip"] = Field(description="Which engine ran.")
+    code_version: str | None = Field(
+        None, description="Version string printed by the code or package."
+    )
+    calc_type: Literal["relax", "static", "bands", "dos", "neb", "md"] = Field(
+        description="Kind of calculation."
+    )
+    protocol: str | None = Field(None, description="Protocol name the inputs started from.")
+    dir_name: str = Field(description="Absolute path of the calculation directory.")
+    formula: str = Field(description="Reduced formula of the output structure.")
+    natoms: int = Field(description="Number of atoms.")
+    structure: dict[str, Any] = Field(
+        description="Output structure (pymatgen Structure.as_dict())."
+    )
+    input_structure: dict[str, Any] | None = Field(None, description="Input structure (as_dict()).")
+    input_parameters: dict[str, Any] = Field(
+        default_factory=dict, description="Final code input parameters."
+    )
+    pseudopotentials: list[PseudoInfo] = Field(default_factory=list, description="Potentials used.")
+    calc_hash: str | None = Field(
+        None, description="Hash of structure + inputs, for de-duplication."
+    )
+    labels: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Study metadata: study, structure/defect label, charge, hop...",
+    )
+    charge: float = Field(0.0, description="Total charge of the cell (e).")
+    energy_eV: float | None = Field(None, description="Total energy (eV).")
+    energy_per_atom_eV: float | None = Field(None, description="Total energy per atom (eV).")
+    forces_eV_per_A: list[list[float]] | None = Field(
+        None, description="Forces (eV/Å), one row per atom."
+    )
+    max_force_eV_per_A: float | None = Field(None, description="Largest force norm (eV/Å).")
+    stress_GPa: list[list[float]] | None = Field(None, description="Stress tensor (GPa), 3x3.")
+    electronic: ElectronicSummary = Field(
+        default_factory=ElectronicSummary, description="Edges and gap."
+    )
+    converged: bool = Field(True, description="SCF and (for relax) ionic convergence reached.")
+    walltime_s: float | None = Field(None, description="Wall time of all runs of this job (s).")
+    recovery: list[RecoveryAction] = Field(
+        default_factory=list, description="Error-recovery actions applied."
+    )
+    files: dict[str, str] = Field(
+        default_factory=dict, description="Key output files (role -> path)."
+    )
+    completed_at: str = Field(
+        default_factory=lambda: datetime.now(UTC).isoformat(),
+        description="UTC time the job finished.",
+    )
+    # Big arrays: moved to the additional store (see BIG_FIELDS).
+    eigenvalues: list[Any] | None = Field(None, description="Eigenvalues (eV), [spin][k][band].")
+    occupations: list[Any] | None = Field(None, description="Occupations, [spin][k][band].")
+    kpoints: dict[str, Any] | None = Field(None, description="k-points (fractional) and weights.")
+    bandstructure: dict[str, Any] | None = Field(
+        None, description="Band structure along a path (as_dict())."
+    )
+    dos: dict[str, Any] | None = Field(None, description="Total/projected DOS arrays.")
+    projections: dict[str, Any] | None = Field(
+        None, description="Per-atom state weights for PDOS/IPR."
+    )
+    trajectory: list[Any] | None = Field(
+        None, description="Relaxation/MD frames (positions, energies)."
+    )
+
+
+def calc_hash(
+    structure_dict: dict[str, Any], parameters: dict[str, Any], code: str, calc_type: str
+) -> str:
+    """Stable sha1 of structure + inputs, used to de-duplicate calculations."""
+    payload = json.dumps(
+        {"s": structure_dict, "p": parameters, "c": code, "t": calc_type},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha1(payload.encode()).hexdigest()
