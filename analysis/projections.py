@@ -47,6 +47,11 @@ class StateProjections:
         Fermi level or HOMO energy reported by the code, if known.
     source
         Free text: which code/file produced it.
+    meta
+        Free-form extras (labels, precision, band count...).
+    structure
+        The structure the atoms belong to (pymatgen ``Structure.as_dict()``), if known;
+        needed for geometric atom groups (defect shells, nearest atoms).
     """
 
     energies: np.ndarray
@@ -60,6 +65,7 @@ class StateProjections:
     fermi_eV: float | None = None
     source: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    structure: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.energies = np.asarray(self.energies, dtype=float)
@@ -92,6 +98,14 @@ class StateProjections:
         """Number of atoms."""
         return int(self.weights.shape[1])
 
+    def get_structure(self):
+        """The pymatgen ``Structure`` of the atoms, or None if unknown."""
+        if self.structure is None:
+            return None
+        from pymatgen.core import Structure
+
+        return Structure.from_dict(self.structure)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python form for a task document (goes to the additional store)."""
         out: dict[str, Any] = {
@@ -104,6 +118,7 @@ class StateProjections:
             "fermi_eV": self.fermi_eV,
             "source": self.source,
             "meta": self.meta,
+            "structure": self.structure,
         }
         if self.occupations is not None:
             out["occupations"] = np.asarray(self.occupations).tolist()
@@ -132,5 +147,6 @@ class StateProjections:
             fermi_eV=data.get("fermi_eV"),
             source=data.get("source", ""),
             meta=data.get("meta", {}),
+            structure=data.get("structure"),
             **arrays,
         )

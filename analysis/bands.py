@@ -1,0 +1,309 @@
+"""Band structure analysis: gap, band edges, effective masses, plot along the k-path.
+
+Sources: a pymatgen ``BandStructureSymmLine`` (or its ``as_dict()``, what task documents
+store), or a pw.x ``bands``/``nscf`` output (``verbosity='high'`` beyond 100 k-points).
+For pw.x outputs the k-points are labelled by matching them to the high-symmetry points of
+pymatgen's ``HighSymmKpath`` for the structure; the occupied band count comes from the
+number of electrons (2 per band, 1 with spin polarisation or spin–orbit coupling).
+
+Effective masses come from a parabolic fit ``E = E0 + a (k - k0)^2`` on the ``fit_points``
+k-points nearest to each band edge along every path segment through it:
+``m* = hbar^2 / (2 a)`` = 3.80998 eV·Å² / a (in electron masses; reported positive for
+both holes and electrons, with the curvature sign checked).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from perovflow.errors import InputError
+
+HBAR2_OVER_2ME = 3.80998212  # eV * Angstrom^2
+
+
+@dataclass
+class BandsResult:
+    """Gap, band edges and effective masses of a band structure."""
+
+    band_gap_eV: float
+    is_direct: bool
+    is_metal: bool
+    vbm_eV: float | None
+    cbm_eV: float | None
+    vbm_kpoint: dict[str, Any] | None
+    cbm_kpoint: dict[str, Any] | None
+    direct_gap_eV: float | None
+    direct_gap_kpoint: dict[str, Any] | None
+    spin_polarized: bool
+    effective_masses: list[dict[str, Any]] = field(default_factory=list)
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return dict(self.__dict__)
+
+    summary = to_dict
+
+
+def _bs_from_pw_output(path: Path, structure: Any = None, nelec: float | None = None):
+    """Build a BandStructureSymmLine from a pw.x output file."""
+    import io
+
+    from ase.io.espresso import read_espresso_out
+    from perovflow.engines.qe.projwfc import read_pw_info, read_text
+    from pymatgen.electronic_structure.bandstructure import BandStructureSymmLine
+    from pymatgen.electronic_structure.core import Spin
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    text = read_text(path)
+    if "Program PWSCF" not in text:
+        raise InputError(f"{path.name} is not a pw.x output", "give the pw.x output of a bands run")
+    try:
+        atoms = list(
+            read_espresso_out(io.StringIO(text), index=slice(None), results_required=False)
+        )[-1]
+        kpts = atoms.calc.kpts
+    except Exception as exc:
+        raise InputError(
+            f"cannot read bands from {path.name} ({type(exc).__name__}: {exc})",
+            "the output is truncated or the run had >100 k-points without verbosity='high'",
+        ) from exc
+    if not kpts or "JOB DONE" not in text:
+        raise InputError(f"{path.name} has no complete band listing", "rerun pw.x to the end")
+    info = read_pw_info(path)
+    struct = structure or AseAtomsAdaptor.get_structure(atoms)
+    nspin = max(k.s for k in kpts) + 1
+    frac = np.array([k.k for k in kpts if k.s == 0])
+    eig = {
+        (Spin.up, Spin.down)[s]: np.array([k.eps_n for k in kpts if k.s == s]).T
+        for s in range(nspin)
+    }
+    nel = nelec if nelec is not None else info["nelec"]
+    per_band = 1 if (nspin == 2 or info["noncollinear"]) else 2
+    efermi = _midgap(eig, nel, per_band, info)
+    labels = _label_kpoints(struct, frac)
+    frac, eig = _split_joints(frac, eig, labels)
+    rec = struct.lattice.reciprocal_lattice
+    return BandStructureSymmLine(
+        frac, eig, rec, efermi, labels, coords_are_cartesian=False, structure=struct
+    )
+
+
+def _split_joints(frac: np.ndarray, eig: dict, labels: dict) -> tuple[np.ndarray, dict]:
+    """Repeat labelled k-points inside a continuous path (pymatgen's branch convention).
+
+    pymatgen starts a new branch between two consecutive labelled k-points; lists that give
+    a corner only once (Γ-X-M as one run) get that corner repeated.
+    """
+    coords = np.array(list(labels.values())) if labels else np.zeros((0, 3))
+
+    def labelled(i: int) -> bool:
+        return bool(coords.size) and bool(np.any(np.linalg.norm(coords - frac[i], axis=1) < 1e-4))
+
+    n = len(frac)
+    flags = [labelled(i) for i in range(n)]
+    idx = []
+    for i in range(n):
+        idx.append(i)
+        if 0 < i < n - 1 and flags[i] and not flags[i - 1] and not flags[i + 1]:
+            idx.append(i)
+    return frac[idx], {spin: e[:, idx] for spin, e in eig.items()}
+
+
+def _midgap(eig: dict, nelec: float | None, per_band: int, info: dict) -> float:
+    """A Fermi level between the occupied and empty bands (or the code's own)."""
+    if nelec is None:
+        if info["fermi_eV"] is not None and not isinstance(info["fermi_eV"], list):
+            return float(info["fermi_eV"])
+        raise InputError(
+            "the number of electrons is unknown, so occupied bands cannot be told",
+            "give nelec or the pw.x output that prints it",
+        )
+    if per_band == 1 and len(eig) == 2:
+        allv = np.sort(np.concatenate([e.ravel() for e in eig.values()]))
+        nk = next(iter(eig.values())).shape[1]
+        n = round(nelec * nk)
+        return float((allv[n - 1] + allv[n]) / 2)
+    e = next(iter(eig.values()))
+    nocc = round(nelec / per_band)
+    if nocc >= e.shape[0]:
+        raise InputError(
+            f"{e.shape[0]} bands hold no empty band for {nelec:g} electrons",
+            "increase nbnd in the bands run",
+        )
+    top = e[:nocc].max()
+    bottom = e[nocc:].min()
+    return float((top + bottom) / 2) if bottom > top else float(top)
+
+
+def _label_kpoints(structure: Any, frac: np.ndarray) -> dict[str, np.ndarray]:
+    """High-symmetry labels of the path k-points (pymatgen HighSymmKpath conventions)."""
+    from pymatgen.symmetry.bandstructure import HighSymmKpath
+
+    labels: dict[str, np.ndarray] = {}
+    for path_type in ("setyawan_curtarolo", "hinuma", "latimer_munro"):
+        try:
+            kp = HighSymmKpath(structure, path_type=path_type)
+        except Exception:
+            continue
+        for name, coords in kp.kpath["kpoints"].items():
+            if np.any(np.linalg.norm(frac - np.asarray(coords), axis=1) < 1e-4):
+                labels.setdefault(name, np.asarray(coords))
+        if labels:
+            break
+    return labels
+
+
+def load_bandstructure(source: Any, structure: Any = None, nelec: float | None = None):
+    """A pymatgen BandStructureSymmLine from an object, a dict or a pw.x output/folder."""
+    from pymatgen.electronic_structure.bandstructure import BandStructureSymmLine
+
+    if isinstance(source, BandStructureSymmLine):
+        return source
+    if isinstance(source, dict):
+        try:
+            return BandStructureSymmLine.from_dict(source)
+        except Exception as exc:
+            raise InputError(
+                f"the stored band structure cannot be read ({exc})",
+                "store BandStructureSymmLine.as_dict()",
+            ) from exc
+    path = Path(source)
+    if path.is_dir():
+        from perovflow.engines.qe.projwfc import find_pw_output
+
+        found = find_pw_output(path)
+        if found is None:
+            raise InputError(f"no pw.x output in {path}", "give the bands run's folder or file")
+        path = found
+    return _bs_from_pw_output(path, structure, nelec)
+
+
+def _kinfo(bs: Any, kidx: int) -> dict[str, Any]:
+    k = bs.kpoints[kidx]
+    return {
+        "index": int(kidx),
+        "label": k.label,
+        "frac_coords": [round(float(x), 6) for x in k.frac_coords],
+    }
+
+
+def _branches_through(bs: Any, kidx: int) -> list[dict[str, Any]]:
+    return [b for b in bs.branches if b["start_index"] <= kidx <= b["end_index"]]
+
+
+def _fit_mass(dist: np.ndarray, energy: np.ndarray) -> float | None:
+    """Curvature a of E = E0 + a x^2 (x = distance from the edge), least squares."""
+    if dist.size < 2 or np.ptp(dist) <= 1e-8:
+        return None
+    x2 = dist**2
+    design = np.stack([np.ones_like(x2), x2], axis=1)
+    coef, *_ = np.linalg.lstsq(design, energy, rcond=None)
+    return float(coef[1])
+
+
+def effective_masses(bs: Any, fit_points: int = 3) -> list[dict[str, Any]]:
+    """Parabolic effective masses at the VBM and CBM along each path direction."""
+    if bs.is_metal():
+        return []
+    out = []
+    dist = np.asarray(bs.distance)
+    for carrier, edge in (("hole", bs.get_vbm()), ("electron", bs.get_cbm())):
+        for spin, bands in edge["band_index"].items():
+            for kidx in sorted(set(edge["kpoint_index"])):
+                for branch in _branches_through(bs, kidx):
+                    for step in (-1, 1):
+                        stop = branch["start_index"] if step < 0 else branch["end_index"]
+                        idx = list(range(kidx, stop + step, step))[: fit_points + 1]
+                        if len(idx) < 3:
+                            continue
+                        for band in sorted(set(bands)):
+                            e = np.asarray(bs.bands[spin][band])[idx]
+                            a = _fit_mass(np.abs(dist[idx] - dist[kidx]), e)
+                            if a is None or a == 0:
+                                continue
+                            mass = HBAR2_OVER_2ME / a
+                            out.append(
+                                {
+                                    "carrier": carrier,
+                                    "spin": int(spin),
+                                    "band": int(band),
+                                    "kpoint": _kinfo(bs, kidx)["label"] or kidx,
+                                    "direction": f"{bs.kpoints[idx[0]].label or idx[0]}->"
+                                    f"{bs.kpoints[stop].label or stop}",
+                                    "mass_me": abs(mass),
+                                    "curvature_ok": (mass < 0) if carrier == "hole" else (mass > 0),
+                                    "fit_points": len(idx),
+                                }
+                            )
+    return out
+
+
+def analyze_bands(
+    source: Any, structure: Any = None, nelec: float | None = None, fit_points: int = 3
+) -> BandsResult:
+    """Gap (direct/indirect, where), band edges and effective masses.
+
+    Parameters
+    ----------
+    source
+        BandStructureSymmLine, its dict, or a pw.x bands output / calculation folder.
+    structure
+        Structure for k-point labels (default: the one in the output).
+    nelec
+        Number of valence electrons (default: read from the pw.x output).
+    fit_points
+        k-points used on each side of an edge for the parabolic fit (>= 2).
+    """
+    if fit_points < 2:
+        raise InputError(f"fit_points={fit_points} is too few for a parabola", "use 2 or more")
+    bs = load_bandstructure(source, structure, nelec)
+    if bs.is_metal():
+        return BandsResult(
+            0.0,
+            False,
+            True,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            bs.is_spin_polarized,
+            [],
+            str(source),
+        )
+    gap = bs.get_band_gap()
+    vbm, cbm = bs.get_vbm(), bs.get_cbm()
+    direct = bs.get_direct_band_gap_dict()
+    best = min(direct.values(), key=lambda d: d["value"]) if direct else None
+    return BandsResult(
+        band_gap_eV=float(gap["energy"]),
+        is_direct=bool(gap["direct"]),
+        is_metal=False,
+        vbm_eV=float(vbm["energy"]),
+        cbm_eV=float(cbm["energy"]),
+        vbm_kpoint=_kinfo(bs, vbm["kpoint_index"][0]),
+        cbm_kpoint=_kinfo(bs, cbm["kpoint_index"][0]),
+        direct_gap_eV=None if best is None else float(best["value"]),
+        direct_gap_kpoint=None if best is None else _kinfo(bs, best["kpoint_index"]),
+        spin_polarized=bool(bs.is_spin_polarized),
+        effective_masses=effective_masses(bs, fit_points),
+        source=str(source) if not isinstance(source, dict) else "band structure dict",
+    )
+
+
+def plot_bands(
+    source: Any, path: str | Path, structure: Any = None, nelec: float | None = None
+) -> Path:
+    """Bands along the labelled path, energies relative to the VBM, as PNG (pymatgen BSPlotter)."""
+    from perovflow.analysis.plots import save_figure
+    from pymatgen.electronic_structure.plotter import BSPlotter
+
+    bs = load_bandstructure(source, structure, nelec)
+    ax = BSPlotter(bs).get_plot(zero_to_efermi=True, vbm_cbm_marker=not bs.is_metal())
+    return save_figure(ax.get_figure(), path)

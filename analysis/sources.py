@@ -1,0 +1,139 @@
+"""Where analysis inputs come from: a calculation folder/file or a stored task id.
+
+* A **folder or file**: the code is detected from the files (``Program PROJWFC``/``Program
+  PWSCF`` for QE, ``CP2K|`` for CP2K).
+* A **task id** (the uuid of a job in the results store, ``perovflow.hpc.store``): the job
+  output document is loaded with its big fields (projections, bandstructure, trajectory).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from perovflow.analysis.projections import StateProjections
+
+from perovflow.errors import InputError
+
+
+def is_path(ref: str | Path) -> bool:
+    """True when ``ref`` names an existing file or folder."""
+    return Path(ref).exists()
+
+
+def load_task_output(task_id: str) -> dict[str, Any]:
+    """The output document of the stored job ``task_id`` (big fields loaded)."""
+    from perovflow.hpc.store import get_job_store
+
+    store = get_job_store()
+    store.connect()
+    try:
+        doc = store.query_one({"uuid": task_id}, load=True, sort={"index": -1})
+    finally:
+        store.close()
+    if doc is None:
+        raise InputError(
+            f"{task_id!r} is neither a file/folder nor a task id in the store",
+            "give a calculation folder or a uuid listed by the store",
+        )
+    out = doc.get("output") or {}
+    if not isinstance(out, dict):
+        raise InputError(f"task {task_id} has no output document", "pick a finished task")
+    out.setdefault("uuid", task_id)
+    return out
+
+
+def detect_code(folder: Path) -> str:
+    """``qe`` or ``cp2k`` from the output files of ``folder`` (or of a file's folder)."""
+    from perovflow.engines.qe.projwfc import find_projwfc_output, find_pw_output
+
+    folder = folder if folder.is_dir() else folder.parent
+    if find_projwfc_output(folder) or find_pw_output(folder):
+        return "qe"
+    for p in folder.iterdir():
+        if p.is_file() and p.suffix in (".out", ".log"):
+            with open(p, errors="replace") as fh:
+                if "CP2K|" in fh.read(20000):
+                    return "cp2k"
+    raise InputError(
+        f"no QE or CP2K output found in {folder}",
+        "give the folder of a pw.x/projwfc.x or CP2K calculation",
+    )
+
+
+def load_projections(ref: str | Path) -> StateProjections:
+    """State projections from a folder/file (QE projwfc.x, CP2K) or a stored task."""
+    if not is_path(ref):
+        out = load_task_output(str(ref))
+        if not out.get("projections"):
+            raise InputError(
+                f"task {ref} has no projections", "analyse a DOS task (QE projwfc / CP2K MOs)"
+            )
+        proj = StateProjections.from_dict(out["projections"])
+        if proj.structure is None and out.get("structure"):
+            proj.structure = out["structure"]
+        proj.meta.setdefault("task_uuid", str(ref))
+        proj.meta.setdefault("dir_name", out.get("dir_name"))
+        return proj
+    path = Path(ref)
+    code = detect_code(path)
+    if code == "qe":
+        from perovflow.engines.qe.projwfc import parse_projwfc
+
+        proj = parse_projwfc(path)
+    else:
+        proj = _cp2k_projections(path)
+    proj.meta.setdefault("dir_name", str(path.resolve()))
+    return proj
+
+
+def _cp2k_projections(path: Path) -> StateProjections:
+    """CP2K projections through the CP2K engine's parser (helper module of engines.cp2k)."""
+    import importlib
+
+    for mod, func in (
+        ("perovflow.engines.cp2k.projections", "parse_projections"),
+        ("perovflow.engines.cp2k.parsers", "parse_projections"),
+        ("perovflow.engines.cp2k", "parse_projections"),
+    ):
+        try:
+            fn = getattr(importlib.import_module(mod), func)
+        except (ImportError, AttributeError):
+            continue
+        return fn(path)
+    raise InputError(
+        f"cannot read CP2K projections in {path}: the CP2K parser is not installed",
+        "analyse the stored task id of the CP2K job instead",
+    )
+
+
+def load_bands_source(ref: str | Path) -> Any:
+    """A band-structure source for :func:`perovflow.analysis.bands.analyze_bands`."""
+    if is_path(ref):
+        return Path(ref)
+    out = load_task_output(str(ref))
+    if not out.get("bandstructure"):
+        raise InputError(f"task {ref} has no band structure", "analyse a bands task")
+    return out["bandstructure"]
+
+
+def load_neb_source(ref: str | Path) -> Any:
+    """An NEB source for :func:`perovflow.analysis.neb.analyze_neb`."""
+    if is_path(ref):
+        return Path(ref)
+    out = load_task_output(str(ref))
+    if out.get("images"):
+        return {"images": out["images"]}
+    if out.get("trajectory"):
+        return {"images": out["trajectory"]}
+    raise InputError(f"task {ref} has no NEB images", "analyse an NEB task")
+
+
+def provenance(ref: str | Path, proj: StateProjections | None = None) -> dict[str, Any]:
+    """Provenance record (task uuid or folder) for reports."""
+    if is_path(ref):
+        return {"dir_name": str(Path(ref).resolve())}
+    out = {"task_uuid": str(ref)}
+    if proj is not None and proj.meta.get("dir_name"):
+        out["dir_name"] = proj.meta["dir_name"]
+    return out

@@ -1,0 +1,117 @@
+"""Turn a finished CP2K run into a :class:`~perovflow.engines.schemas.TaskDocument`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from perovflow.engines.cp2k.inputs import COORD_FILE, INPUT_FILE, OUTPUT_FILE
+from perovflow.engines.cp2k.jobs import TRAJ
+from perovflow.engines.cp2k.parsers import (
+    band_edges,
+    parse_output,
+    read_kpoints,
+    read_projections,
+    read_trajectory,
+)
+from perovflow.engines.schemas import ElectronicSummary, RecoveryAction, TaskDocument, calc_hash
+
+
+def _structure_dict(atoms: Any) -> dict[str, Any]:
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    return AseAtomsAdaptor.get_structure(atoms).as_dict()
+
+
+def _projections(directory: Path, params: dict[str, Any], atoms: Any, fermi: float | None):
+    ldos = params["FORCE_EVAL"]["DFT"]["PRINT"].get("PDOS", {}) or {}
+    lists = [item["LIST"] for item in ldos.get("LDOS", []) or []]
+    if not lists:
+        return None
+    return read_projections(directory, atoms.get_chemical_symbols(), lists, fermi)
+
+
+def _edges_source(res: Any, proj: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Eigenvalues/occupations for the edges; OT runs print LUMOs only in the PDOS files."""
+    eig, occ = res.eigenvalues, res.occupations
+    full = 1.0 if eig is not None and eig.shape[0] == 2 else 2.0
+    only_occupied = occ is not None and bool((occ > 0.5 * full).all())
+    if (eig is None or only_occupied) and proj is not None:
+        nspin = int(proj.spins.max()) + 1
+        scale = 1.0 if nspin == 2 else 2.0
+        eig = np.stack([proj.energies[proj.spins == s] for s in range(nspin)])[:, None, :]
+        occ = np.stack([proj.occupations[proj.spins == s] for s in range(nspin)])[:, None, :]
+        occ = occ * scale
+    return eig, occ
+
+
+def build_task_document(
+    maker: Any,
+    input_atoms: Any,
+    placed: Any,
+    outcome: Any,
+    directory: Path,
+    protocol: str,
+    potentials: dict[str, Any],
+    info: dict[str, Any],
+    frames: list[dict[str, Any]],
+) -> TaskDocument:
+    """Collect energy, forces, MOs, projections, geometry and recovery of one CP2K job."""
+    res = parse_output(directory / OUTPUT_FILE, natoms=len(placed))
+    params = outcome.params
+    atoms = placed.copy()
+    if maker.calc_type == "relax":
+        frames = frames + read_trajectory(directory / TRAJ)
+        if frames:
+            atoms.positions = frames[-1]["positions"]
+    proj = _projections(directory, params, atoms, res.fermi_eV)
+    eig, occ = _edges_source(res, proj)
+    edges = band_edges(eig, occ) if eig is not None else {}
+    electronic = ElectronicSummary(
+        fermi_eV=res.fermi_eV,
+        nelect=info["nelect"],
+        nbands=None if eig is None else int(eig.shape[2]),
+        spin_polarized=eig is not None and eig.shape[0] == 2,
+        **edges,
+    )
+    forces = res.forces
+    structure = _structure_dict(atoms)
+    input_structure = _structure_dict(placed)
+    return TaskDocument(
+        task_label=maker.name,
+        code="cp2k",
+        code_version=res.version,
+        calc_type=maker.calc_type,
+        protocol=protocol,
+        dir_name=str(Path(directory).resolve()),
+        formula=atoms.get_chemical_formula(mode="reduce"),
+        natoms=len(atoms),
+        structure=structure,
+        input_structure=input_structure,
+        input_parameters=params,
+        pseudopotentials=[p.info() for p in potentials.values()],
+        calc_hash=calc_hash(input_structure, params, "cp2k", maker.calc_type),
+        labels=dict(maker.labels),
+        charge=maker.charge,
+        energy_eV=res.energy_eV,
+        energy_per_atom_eV=res.energy_eV / len(atoms),
+        forces_eV_per_A=None if forces is None else forces.tolist(),
+        max_force_eV_per_A=None if forces is None else float(np.linalg.norm(forces, axis=1).max()),
+        electronic=electronic,
+        converged=res.scf_converged and res.geo_converged is not False,
+        walltime_s=outcome.walltime_s,
+        recovery=[RecoveryAction(**r) for r in outcome.recovery],
+        files={
+            "input": str(directory / INPUT_FILE),
+            "output": str(directory / OUTPUT_FILE),
+            "coordinates": str(directory / COORD_FILE),
+        },
+        eigenvalues=None if res.eigenvalues is None else res.eigenvalues.tolist(),
+        occupations=None if res.occupations is None else res.occupations.tolist(),
+        kpoints=read_kpoints(params) or {"kpoints": [[0.0, 0.0, 0.0]], "weights": [1.0]},
+        projections=None if proj is None else proj.to_dict(),
+        trajectory=[{"positions": f["positions"], "energy_eV": f["energy_eV"]} for f in frames]
+        or None,
+    )

@@ -1,0 +1,415 @@
+"""CP2K input sets (GPW, GTH pseudopotentials, MOLOPT basis) as plain nested dicts.
+
+The parameter dict mirrors the CP2K input tree with upper-case section and keyword names,
+exactly as custodian's CP2K handlers address it (``FORCE_EVAL -> DFT -> SCF -> OT``), so their
+corrections apply to it unchanged. Conventions of the dict:
+
+* ``"KIND Cs": {...}`` is a section with a parameter (``&KIND Cs``);
+* a list of dicts is a repeated section (``LDOS``), a list of lists a repeated keyword
+  (``KPOINT``), a list of scalars one keyword with several values (``ABC``);
+* ``True``/``False`` become ``T``/``F``; a value ``None`` drops the keyword or section, so
+  a user override can remove an automatic choice.
+
+Coordinates go to ``coords.xyz`` (``&TOPOLOGY COORD_FILE_NAME``) so that nothing that rewrites
+``cp2k.inp`` can reorder the atoms.
+
+Steps of :func:`cp2k_input_set`: protocol -> options (user overrides) -> cell and Poisson
+solver (periodic or cluster) -> kinds (basis + potential) -> SCF (diagonalisation or OT,
+k-points) -> prints (MO eigenvalues, per-atom PDOS) -> run type (energy/forces or GEO_OPT)
+-> raw CP2K overrides laid on top.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase.units import Bohr, Hartree, Rydberg, kB
+
+from perovflow.engines.protocols import get_protocol, kpoint_grid, merge
+from perovflow.errors import InputError
+
+PROJECT = "cp2k"
+INPUT_FILE = "cp2k.inp"
+OUTPUT_FILE = "cp2k.out"
+COORD_FILE = "coords.xyz"
+FORCE_AU = Hartree / Bohr  # eV/Å per Ha/bohr
+
+#: Options of the input set (lower-case keys of ``input_set_overrides``) and their defaults.
+OPTIONS: dict[str, Any] = {
+    "kpoints": "auto",  # "auto" (protocol kspacing), "gamma" or [n1, n2, n3]
+    "scf": "diag",  # "diag" (Broyden mixing + Fermi-Dirac smearing) or "ot"
+    "max_scf": 100,
+    "eps_scf": None,  # None: from scf_conv_eV
+    "eps_default": None,  # None: 1e-10 (fast) / 1e-12
+    "n_unoccupied": 20,  # ADDED_MOS / PDOS NLUMO
+    "poisson": "wavelet",  # clusters: "wavelet" or "mt"
+    "vacuum_A": 6.0,  # clusters: empty space on each side of the atoms
+    "projections": True,  # static: per-atom PDOS (Gamma only)
+    "fmax": None,  # relax: None -> fmax_bulk / fmax_defect
+    "optimizer": None,  # relax: None -> BFGS (LBFGS above 300 atoms)
+    "walltime_s": None,
+}
+XC = {"pbe": {"PBE": {}}, "pbesol": {"PBE": {"PARAMETRIZATION": "PBESOL"}}, "lda": {"PADE": {}}}
+D3 = {"d3": "DFTD3", "d3bj": "DFTD3(BJ)"}
+
+
+def split_overrides(overrides: dict[str, Any] | None) -> tuple[dict, dict, dict]:
+    """Split user overrides into (protocol values, options, raw CP2K sections).
+
+    Upper-case keys (``FORCE_EVAL``, ``GLOBAL``, ``MOTION``) are raw CP2K input; lower-case
+    keys are protocol values (``cutoff_eV``, ``kspacing``, ...) or :data:`OPTIONS`.
+    """
+    proto_keys = set(get_protocol("fast", "cp2k"))
+    proto, options, raw = {}, {}, {}
+    for key, value in (overrides or {}).items():
+        if key.isupper():
+            raw[key] = value
+        elif key in OPTIONS:
+            options[key] = value
+        elif key in proto_keys:
+            proto[key] = value
+        else:
+            raise InputError(
+                f"unknown CP2K setting '{key}'",
+                f"use a protocol key ({', '.join(sorted(proto_keys))}), an option "
+                f"({', '.join(OPTIONS)}) or an upper-case CP2K section such as FORCE_EVAL",
+            )
+    return proto, {**OPTIONS, **options}, _upper_keys(raw)
+
+
+def _upper_keys(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {k.upper(): _upper_keys(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_upper_keys(v) for v in tree]
+    return tree
+
+
+@cache
+def _basis_names(path: str, mtime: float) -> dict[str, list[list[str]]]:
+    """Header lines (element -> [names...]) of a CP2K basis-set file."""
+    out: dict[str, list[list[str]]] = {}
+    head = re.compile(r"^\s*([A-Z][a-z]?)\s+([A-Za-z][^\s]*)(.*)$")
+    for line in Path(path).read_text(errors="replace").splitlines():
+        m = head.match(line)
+        if m:
+            out.setdefault(m.group(1), []).append([m.group(2), *m.group(3).split()])
+    return out
+
+
+def basis_for(element: str, basis: str, valence: int | None) -> str:
+    """Name of ``basis`` for ``element`` in the basis file, q-specific when it exists.
+
+    Raises
+    ------
+    InputError
+        If the basis file has no such basis for the element.
+    """
+    from perovflow.settings import get_settings
+
+    cp2k = get_settings().cp2k
+    path = Path(cp2k.basis_file).expanduser()
+    path = path if path.is_absolute() else Path(cp2k.data_dir).expanduser() / path
+    if not path.is_file():
+        raise InputError(
+            f"CP2K basis file {path} not found",
+            "install cp2k-data or set cp2k.data_dir / cp2k.basis_file in the settings",
+        )
+    entries = _basis_names(str(path), path.stat().st_mtime).get(element, [])
+    names = {n for entry in entries if basis in entry for n in entry}
+    exact = f"{basis}-q{valence}"
+    if exact in names:
+        return exact
+    if basis in names:
+        return basis
+    available = sorted({e[0] for e in entries}) or ["none"]
+    raise InputError(
+        f"no {basis} basis for {element} in {path}",
+        f"set input_set_overrides basis to one of: {', '.join(available)}",
+    )
+
+
+def gamma_centred_kpoints(grid: list[int]) -> list[list[float]]:
+    """Γ-centred Monkhorst–Pack grid reduced by time reversal: ``[[k1, k2, k3, w], ...]``."""
+    axes = [np.arange(n) / n for n in grid]
+    points = np.array(np.meshgrid(*axes, indexing="ij")).reshape(3, -1).T
+    points = np.where(points > 0.5 + 1e-9, points - 1, points)
+    kept: dict[tuple, list] = {}
+    for k in points:
+        key = tuple(np.round(k % 1.0, 8) % 1.0)
+        partner = tuple(np.round(-k % 1.0, 8) % 1.0)
+        if partner in kept:
+            kept[partner][3] += 1
+        else:
+            kept[key] = [*(float(x) for x in k), 1]
+    return list(kept.values())
+
+
+def _cell_and_poisson(atoms: Any, periodic: bool, opts: dict) -> tuple[Any, dict, dict]:
+    """Return (atoms placed in their cell, CELL section, POISSON section or {})."""
+    atoms = atoms.copy()
+    if periodic:
+        cell = atoms.cell[:]
+        section = {"A": list(cell[0]), "B": list(cell[1]), "C": list(cell[2]), "PERIODIC": "XYZ"}
+        return atoms, section, {}
+    solver = str(opts["poisson"]).upper()
+    if solver not in ("WAVELET", "MT"):
+        raise InputError(
+            f"unknown Poisson solver '{opts['poisson']}' for a cluster", "use wavelet or mt"
+        )
+    pos = atoms.positions
+    box = np.ptp(pos, axis=0) + 2 * float(opts["vacuum_A"])
+    atoms.set_cell(box)
+    atoms.positions = pos - pos.min(axis=0) - np.ptp(pos, axis=0) / 2 + box / 2
+    atoms.pbc = False
+    section = {"ABC": [float(x) for x in box], "PERIODIC": "NONE"}
+    return atoms, section, {"PERIODIC": "NONE", "PSOLVER": solver}
+
+
+def _scf(proto: dict, opts: dict, kgrid: list[int] | None) -> dict[str, Any]:
+    eps = opts["eps_scf"] or float(np.clip(10 * proto["scf_conv_eV"] / Hartree, 1e-8, 1e-5))
+    scf: dict[str, Any] = {"EPS_SCF": eps, "MAX_SCF": int(opts["max_scf"]), "SCF_GUESS": "ATOMIC"}
+    method = str(opts["scf"]).lower()
+    if method == "ot":
+        if kgrid is not None:
+            raise InputError(
+                "CP2K's OT solver cannot be used with k-points",
+                "use scf: diag, or kpoints: gamma with a supercell",
+            )
+        scf["OT"] = {"MINIMIZER": "DIIS", "PRECONDITIONER": "FULL_SINGLE_INVERSE"}
+        scf["OUTER_SCF"] = {"MAX_SCF": 10, "EPS_SCF": eps}
+        return scf
+    if method != "diag":
+        raise InputError(f"unknown SCF method '{opts['scf']}'", "use diag or ot")
+    temperature = max(float(proto.get("smearing_eV") or 0.0) / kB, 1.0)
+    scf["ADDED_MOS"] = int(opts["n_unoccupied"])
+    scf["DIAGONALIZATION"] = {"ALGORITHM": "STANDARD"}
+    scf["MIXING"] = {"METHOD": "BROYDEN_MIXING", "ALPHA": 0.2, "NBUFFER": 8}
+    scf["SMEAR"] = {"METHOD": "FERMI_DIRAC", "ELECTRONIC_TEMPERATURE": round(temperature, 3)}
+    return scf
+
+
+def _xc(proto: dict) -> dict[str, Any]:
+    xc = str(proto["xc"]).lower()
+    if xc not in XC:
+        raise InputError(f"exchange-correlation '{proto['xc']}' is not set up for CP2K", "use pbe")
+    section: dict[str, Any] = {"XC_FUNCTIONAL": XC[xc]}
+    disp = proto.get("dispersion")
+    if disp:
+        if str(disp).lower() not in D3:
+            raise InputError(f"unknown dispersion '{disp}' for CP2K", "use d3, d3bj or null")
+        section["VDW_POTENTIAL"] = {
+            "POTENTIAL_TYPE": "PAIR_POTENTIAL",
+            "PAIR_POTENTIAL": {
+                "TYPE": D3[str(disp).lower()],
+                "PARAMETER_FILE_NAME": "dftd3.dat",
+                "REFERENCE_FUNCTIONAL": "PBE" if xc != "pbesol" else "PBESOL",
+            },
+        }
+    return section
+
+
+def _prints(natoms: int, opts: dict, calc_type: str, gamma: bool) -> dict[str, Any]:
+    prints: dict[str, Any] = {
+        "MO": {"EIGENVALUES": True, "OCCUPATION_NUMBERS": True, "EACH": {"QS_SCF": 0}}
+    }
+    if calc_type == "static" and gamma and opts["projections"]:
+        prints["PDOS"] = {
+            "NLUMO": int(opts["n_unoccupied"]),
+            "COMPONENTS": False,
+            "LDOS": [{"LIST": i + 1} for i in range(natoms)],
+        }
+    return prints
+
+
+def _motion(proto: dict, opts: dict, natoms: int, defect: bool) -> dict[str, Any]:
+    fmax = opts["fmax"] or proto["fmax_defect" if defect else "fmax_bulk"]
+    return {
+        "GEO_OPT": {
+            "OPTIMIZER": opts["optimizer"] or ("LBFGS" if natoms > 300 else "BFGS"),
+            "MAX_ITER": int(proto["max_steps"]),
+            "MAX_FORCE": fmax / FORCE_AU,
+            "RMS_FORCE": 2 * fmax / 3 / FORCE_AU,
+            "MAX_DR": 1.0,  # force criteria only (as ASE's fmax)
+            "RMS_DR": 1.0,
+        },
+        "PRINT": {"RESTART OFF": {}, "RESTART_HISTORY OFF": {}},
+    }
+
+
+def cp2k_input_set(
+    atoms: Any,
+    calc_type: str,
+    protocol: str,
+    potentials: dict[str, Any],
+    *,
+    charge: float = 0.0,
+    multiplicity: int | None = None,
+    defect: bool = False,
+    overrides: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    """Build the CP2K parameters for ``atoms`` (see the module docstring for the steps).
+
+    Parameters
+    ----------
+    atoms
+        ASE Atoms; ``pbc`` all True is a periodic crystal, all False a cluster.
+    calc_type
+        ``static`` (energy, forces, MOs, projections) or ``relax`` (GEO_OPT).
+    protocol
+        Protocol name (``fast``, ``standard``, ``seed``).
+    potentials
+        element -> :class:`perovflow.engines.pseudos.Pseudo` (``name`` = GTH potential).
+    overrides
+        User settings; they win over the protocol and over automatic choices.
+
+    Returns
+    -------
+    params, placed_atoms, info
+        The CP2K input tree, the atoms as CP2K will see them (clusters centred in a box)
+        and a summary (k-point grid, basis names, periodicity, electrons).
+    """
+    proto_user, opts, raw = split_overrides(overrides)
+    proto = merge(get_protocol(protocol, "cp2k"), proto_user)
+    periodic = _periodicity(atoms)
+    placed, cell, poisson = _cell_and_poisson(atoms, periodic, opts)
+    kgrid = _kgrid(placed, periodic, proto, opts)
+    kinds, basis = {}, {}
+    for el in sorted(set(placed.get_chemical_symbols())):
+        pot = potentials[el]
+        basis[el] = basis_for(el, proto["basis"], pot.valence)
+        kinds[f"KIND {el}"] = {"BASIS_SET": basis[el], "POTENTIAL": pot.name}
+    nelect = sum(potentials[s].valence or 0 for s in placed.get_chemical_symbols()) - charge
+    mult = multiplicity or (2 if round(nelect) % 2 else 1)
+    dft: dict[str, Any] = {
+        "BASIS_SET_FILE_NAME": _data_path("basis_file"),
+        "POTENTIAL_FILE_NAME": _data_path("potential_file"),
+        "CHARGE": int(round(charge)),
+        "MULTIPLICITY": mult,
+        "UKS": mult > 1,
+        "MGRID": {"CUTOFF": proto["cutoff_eV"] / Rydberg, "REL_CUTOFF": proto["rel_cutoff_eV"] / Rydberg},
+        "QS": {"METHOD": "GPW", "EPS_DEFAULT": opts["eps_default"] or (1e-10 if protocol == "fast" else 1e-12)},
+        "SCF": _scf(proto, opts, kgrid),
+        "XC": _xc(proto),
+        "PRINT": _prints(len(placed), opts, calc_type, kgrid is None),
+    }  # fmt: skip
+    if poisson:
+        dft["POISSON"] = poisson
+    if kgrid is not None:
+        dft["KPOINTS"] = {"SCHEME": "GENERAL", "KPOINT": gamma_centred_kpoints(kgrid)}
+    glob: dict[str, Any] = {
+        "PROJECT": PROJECT,
+        "RUN_TYPE": "GEO_OPT" if calc_type == "relax" else "ENERGY_FORCE",
+        "PRINT_LEVEL": "MEDIUM",
+    }
+    if opts["walltime_s"]:
+        glob["WALLTIME"] = int(max(60, 0.95 * float(opts["walltime_s"]) - 60))
+    subsys = {
+        "CELL": cell,
+        "TOPOLOGY": {"COORD_FILE_NAME": COORD_FILE, "COORD_FILE_FORMAT": "XYZ", "CONN_FILE_FORMAT": "OFF"},
+        **kinds,
+    }  # fmt: skip
+    params: dict[str, Any] = {
+        "GLOBAL": glob,
+        "FORCE_EVAL": {"METHOD": "QUICKSTEP", "DFT": dft, "SUBSYS": subsys, "PRINT": {"FORCES ON": {}}},
+    }  # fmt: skip
+    if calc_type == "relax":
+        params["MOTION"] = _motion(proto, opts, len(placed), defect)
+    info = {
+        "periodic": periodic,
+        "kpoints": kgrid or [1, 1, 1],
+        "basis": basis,
+        "nelect": nelect,
+        "multiplicity": mult,
+        "protocol_values": proto,
+    }
+    return merge(params, raw), placed, info
+
+
+def _periodicity(atoms: Any) -> bool:
+    pbc = [bool(p) for p in atoms.pbc]
+    if all(pbc):
+        return True
+    if not any(pbc):
+        return False
+    raise InputError(
+        f"CP2K runs need fully periodic or fully isolated systems, got pbc={pbc}",
+        "use a periodic cell with vacuum for slabs, or a Molecule for clusters",
+    )
+
+
+def _kgrid(atoms: Any, periodic: bool, proto: dict, opts: dict) -> list[int] | None:
+    """k-point grid, or None for Γ-only (clusters, 1x1x1 grids, ``kpoints: gamma``)."""
+    choice = opts["kpoints"]
+    if not periodic or choice == "gamma":
+        return None
+    if choice == "auto":
+        grid = kpoint_grid(atoms.cell[:], float(proto["kspacing"]))
+    elif isinstance(choice, list | tuple) and len(choice) == 3:
+        grid = [int(n) for n in choice]
+    else:
+        raise InputError(
+            f"invalid kpoints setting {choice!r}", "use 'auto', 'gamma' or a list [n1, n2, n3]"
+        )
+    return None if grid == [1, 1, 1] else grid
+
+
+def _data_path(which: str) -> str:
+    from perovflow.settings import get_settings
+
+    cp2k = get_settings().cp2k
+    path = Path(getattr(cp2k, which)).expanduser()
+    return str(path if path.is_absolute() else Path(cp2k.data_dir).expanduser() / path)
+
+
+def render(params: dict[str, Any]) -> str:
+    """CP2K input text of a parameter tree (see the module docstring for conventions)."""
+    lines: list[str] = []
+    _render_section(params, 0, lines)
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "T" if value else "F"
+    if isinstance(value, float | np.floating):
+        return f"{float(value):.10g}"
+    if isinstance(value, list | tuple | np.ndarray):
+        return " ".join(_fmt(v) for v in value)
+    return str(value)
+
+
+def _render_section(tree: dict[str, Any], depth: int, lines: list[str]) -> None:
+    pad = "  " * depth
+    for key, value in tree.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            _render_block(key, value, depth, lines)
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for item in value:
+                _render_block(key, item, depth, lines)
+        elif isinstance(value, list) and value and all(isinstance(v, list) for v in value):
+            lines.extend(f"{pad}{key} {_fmt(v)}" for v in value)
+        else:
+            lines.append(f"{pad}{key} {_fmt(value)}".rstrip())
+
+
+def _render_block(key: str, body: dict[str, Any], depth: int, lines: list[str]) -> None:
+    pad = "  " * depth
+    lines.append(f"{pad}&{key}")
+    _render_section(body, depth + 1, lines)
+    lines.append(f"{pad}&END {key.split()[0]}")
+
+
+def coords_text(atoms: Any) -> str:
+    """XYZ text of the atoms in Å (the order CP2K's atom indices follow)."""
+    rows = [
+        f"{s:<3s} {x:18.10f} {y:18.10f} {z:18.10f}"
+        for s, (x, y, z) in zip(atoms.get_chemical_symbols(), atoms.positions, strict=True)
+    ]
+    return f"{len(atoms)}\nwritten by perovflow\n" + "\n".join(rows) + "\n"

@@ -1,0 +1,223 @@
+"""jobflow Makers for CP2K (atomate2 style): static (energy, forces, MOs, projections) and relax.
+
+``make(structure_or_molecule, prev_dir=None)`` runs ``cp2k.psmp -i cp2k.inp`` in the job's
+working directory and returns a :class:`~perovflow.engines.schemas.TaskDocument`. A pymatgen
+``Structure`` (or periodic ASE Atoms) is a crystal; a ``Molecule`` (or Atoms without pbc) is a
+cluster, solved without periodic images (wavelet Poisson solver, box with vacuum).
+
+Steps of ``make``: GTH potentials (shared with QE, :func:`perovflow.engines.pseudos.get_pseudos`)
+-> input set (protocol, automatic choices, user overrides) -> wavefunction guess from
+``prev_dir`` when it holds the same atoms -> run CP2K with custodian's handlers
+(:mod:`perovflow.engines.cp2k.handlers`) -> parse energy, forces, MOs, per-atom projections,
+final geometry -> task document. Makers never change themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobflow import Maker, job
+
+from perovflow.engines.cp2k.inputs import COORD_FILE, INPUT_FILE, OUTPUT_FILE, PROJECT
+from perovflow.engines.schemas import BIG_FIELDS, TaskDocument
+from perovflow.errors import InputError
+
+WFN = f"{PROJECT}-RESTART.wfn"
+PREV_WFN = "previous.wfn"
+TRAJ = f"{PROJECT}-pos-1.xyz"
+
+
+@dataclass
+class BaseCP2KMaker(Maker):
+    """Common fields of the CP2K makers.
+
+    Attributes
+    ----------
+    name
+        Job name.
+    protocol
+        Protocol name; None uses ``settings.protocol``.
+    input_set_overrides
+        Settings that win over the protocol and automatic choices: protocol keys
+        (``{"cutoff_eV": 4000}``), options of :data:`perovflow.engines.cp2k.inputs.OPTIONS`
+        (``{"kpoints": "gamma", "scf": "ot"}``) or raw CP2K sections
+        (``{"FORCE_EVAL": {"DFT": {"SCF": {"MAX_SCF": 200}}}}``; ``None`` removes a keyword).
+    charge
+        Total charge (e).
+    multiplicity
+        Spin multiplicity; None: 1 for an even electron count, else 2 (UKS).
+    defect
+        Use the protocol's defect force threshold in relaxations.
+    max_attempts
+        CP2K runs allowed, error recovery included.
+    walltime_s
+        Kill CP2K after this many seconds (CP2K is told to stop cleanly a little earlier).
+    labels
+        Study metadata copied to the task document.
+    """
+
+    name: str = "cp2k static"
+    protocol: str | None = None
+    input_set_overrides: dict[str, Any] = field(default_factory=dict)
+    charge: float = 0.0
+    multiplicity: int | None = None
+    defect: bool = False
+    max_attempts: int = 5
+    walltime_s: float | None = None
+    labels: dict[str, Any] = field(default_factory=dict)
+    calc_type = "static"
+
+    @job(data=BIG_FIELDS)
+    def make(self, structure: Any, prev_dir: str | None = None) -> TaskDocument:
+        """Run CP2K on ``structure`` (Structure, Molecule, ASE Atoms or their dicts)."""
+        return run_cp2k_task(self, structure, prev_dir, Path.cwd())
+
+
+@dataclass
+class CP2KStaticMaker(BaseCP2KMaker):
+    """Energy and forces, MO eigenvalues and occupations, per-atom MO projections (Γ only)."""
+
+    name: str = "cp2k static"
+    calc_type = "static"
+
+
+@dataclass
+class CP2KRelaxMaker(BaseCP2KMaker):
+    """Fixed-cell GEO_OPT (BFGS; LBFGS above 300 atoms) to the protocol's force threshold."""
+
+    name: str = "cp2k relax"
+    calc_type = "relax"
+
+
+def to_atoms(structure: Any) -> Any:
+    """ASE Atoms from a Structure, Molecule, Atoms or a pymatgen dict (Molecule: no pbc)."""
+    from ase import Atoms
+    from pymatgen.core import Molecule, Structure
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    if isinstance(structure, Atoms):
+        return structure.copy()
+    if isinstance(structure, dict):
+        cls = Molecule if structure.get("@class") == "Molecule" else Structure
+        structure = cls.from_dict(structure)
+    if isinstance(structure, Molecule):
+        atoms = AseAtomsAdaptor.get_atoms(structure)
+        atoms.pbc = False
+        return atoms
+    if isinstance(structure, Structure):
+        return AseAtomsAdaptor.get_atoms(structure)
+    raise InputError(
+        f"cannot use a {type(structure).__name__} as a structure",
+        "pass a pymatgen Structure or Molecule, or an ASE Atoms",
+    )
+
+
+def cp2k_command() -> tuple[list[str], dict[str, str]]:
+    """argv and environment from ``settings.cp2k.cmd`` and ``settings.parallel_for('cp2k')``."""
+    from perovflow.settings import get_settings
+
+    settings = get_settings()
+    par = settings.parallel_for("cp2k")
+    return [*par.command(settings.cp2k.cmd), "-i", INPUT_FILE], {
+        "OMP_NUM_THREADS": str(par.omp_threads)
+    }
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _previous_wfn(prev_dir: str | None, directory: Path, atoms: Any, mult: int) -> bool:
+    """Copy ``prev_dir``'s wavefunction when it belongs to the same atoms and spin state."""
+    if prev_dir is None:
+        return False
+    src = Path(prev_dir)
+    if not (src / WFN).is_file() or not (src / COORD_FILE).is_file():
+        return False
+    symbols = (src / COORD_FILE).read_text().split("\n", 2)[2].split()[::4]
+    prev_inp = (src / INPUT_FILE).read_text() if (src / INPUT_FILE).is_file() else ""
+    m = re.search(r"^\s*MULTIPLICITY\s+(\d+)", prev_inp, re.M)
+    if symbols != atoms.get_chemical_symbols() or (m and int(m.group(1)) != mult):
+        return False
+    shutil.copy2(src / WFN, directory / PREV_WFN)
+    return True
+
+
+def run_cp2k_task(
+    maker: BaseCP2KMaker, structure: Any, prev_dir: str | None, directory: Path
+) -> TaskDocument:
+    """Everything ``make`` does (see the module docstring for the steps)."""
+    from perovflow.engines.cp2k.handlers import default_handlers
+    from perovflow.engines.cp2k.inputs import cp2k_input_set
+    from perovflow.engines.protocols import merge
+    from perovflow.engines.pseudos import get_pseudos
+    from perovflow.engines.runner import run_with_recovery
+    from perovflow.settings import get_settings
+
+    protocol = maker.protocol or get_settings().protocol
+    atoms = to_atoms(structure)
+    potentials = get_pseudos(sorted(set(atoms.get_chemical_symbols())), "cp2k")
+    overrides = merge({"walltime_s": maker.walltime_s}, maker.input_set_overrides)
+    params, placed, info = cp2k_input_set(
+        atoms, maker.calc_type, protocol, potentials, charge=maker.charge,
+        multiplicity=maker.multiplicity, defect=maker.defect, overrides=overrides,
+    )  # fmt: skip
+    directory.mkdir(parents=True, exist_ok=True)
+    if _previous_wfn(prev_dir, directory, placed, info["multiplicity"]):
+        user_scf = overrides.get("FORCE_EVAL", {}).get("DFT", {}).get("SCF", {})
+        if "SCF_GUESS" not in {k.upper() for k in user_scf}:
+            params["FORCE_EVAL"]["DFT"]["WFN_RESTART_FILE_NAME"] = PREV_WFN
+            params["FORCE_EVAL"]["DFT"]["SCF"]["SCF_GUESS"] = "RESTART"
+    frames: list[dict[str, Any]] = []
+    execute = _executor(placed, directory, frames, maker.walltime_s)
+    outcome = run_with_recovery(
+        execute, params, default_handlers(), directory,
+        completed=lambda r: r.returncode == 0 and _ended(directory),
+        max_attempts=maker.max_attempts, label="CP2K",
+    )  # fmt: skip
+    from perovflow.engines.cp2k.document import build_task_document
+
+    return build_task_document(
+        maker, atoms, placed, outcome, directory, protocol, potentials, info, frames
+    )
+
+
+def _ended(directory: Path) -> bool:
+    from perovflow.engines.runner import output_tail
+
+    return "PROGRAM ENDED AT" in output_tail(directory / OUTPUT_FILE, 12)
+
+
+def _executor(placed: Any, directory: Path, frames: list, walltime_s: float | None):
+    """The ``execute(params, attempt)`` callback: write inputs, clean stale files, run CP2K."""
+    from perovflow.engines.cp2k.inputs import coords_text, render
+    from perovflow.engines.cp2k.parsers import read_trajectory
+    from perovflow.engines.runner import run_command
+
+    state = {"atoms": placed.copy()}
+
+    def execute(params: dict[str, Any], attempt: int) -> Any:
+        traj = directory / TRAJ
+        if traj.is_file():  # a relaxation restarts from its last complete frame
+            done = read_trajectory(traj)
+            frames.extend(done)
+            if done:
+                state["atoms"].positions = done[-1]["positions"]
+            traj.rename(directory / f"{PROJECT}-pos.attempt{attempt}.xyz")
+        for stale in directory.glob(f"{PROJECT}-*.pdos"):
+            stale.unlink()
+        _atomic_write(directory / COORD_FILE, coords_text(state["atoms"]))
+        _atomic_write(directory / INPUT_FILE, render(params))
+        argv, env = cp2k_command()
+        return run_command(
+            argv, directory, stdout=OUTPUT_FILE, stderr="cp2k.err", walltime_s=walltime_s, env=env
+        )
+
+    return execute

@@ -1,0 +1,253 @@
+"""Run pw.x through ASE's Espresso template/profile and parse what it printed.
+
+The input file is written by ASE's ``EspressoTemplate``; how the machine launches pw.x
+(binary, ``mpirun`` prefix/suffix, ``-nk`` pools) comes from :func:`get_settings` at run
+time through an ``EspressoProfile``, never from the job. The run itself goes through
+:func:`perovflow.engines.runner.run_with_recovery` (wall time, handlers, output tail).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from perovflow.engines.qe.handlers import PW_OUT, TIMEOUT_MARKER, default_handlers
+from perovflow.engines.runner import RecoveryOutcome, RunResult, run_command, run_with_recovery
+
+PW_IN = "espresso.pwi"
+
+
+def mpi_ranks(argv: list[str]) -> int:
+    """Number of MPI ranks in a launch prefix (``-np N``, ``-n N``, ``--ntasks=N``)."""
+    for i, tok in enumerate(argv):
+        if tok in ("-np", "-n", "--np", "-c") and i + 1 < len(argv) and argv[i + 1].isdigit():
+            return int(argv[i + 1])
+        m = re.fullmatch(r"--(?:ntasks|np)=(\d+)", tok)
+        if m:
+            return int(m.group(1))
+    return 1
+
+
+def choose_npool(nranks: int, nk_irreducible: int) -> int:
+    """Largest divisor of ``nranks`` not above the number of irreducible k-points."""
+    return max(d for d in range(1, nranks + 1) if nranks % d == 0 and d <= max(nk_irreducible, 1))
+
+
+def irreducible_kpoints(atoms: Any, kpts: Any) -> int:
+    """Number of irreducible k-points of a Monkhorst–Pack grid (spglib), 1 for Gamma."""
+    if kpts is None or (isinstance(kpts, str) and kpts == "gamma"):
+        return 1
+    if np.ndim(kpts) == 2:  # explicit list
+        return len(kpts)
+    import spglib
+
+    cell = (atoms.cell[:], atoms.get_scaled_positions(), atoms.numbers)
+    mapping, _ = spglib.get_ir_reciprocal_mesh(list(kpts), cell, is_shift=[0, 0, 0])
+    return len(np.unique(mapping))
+
+
+def pw_argv(atoms: Any, kpts: Any, binary: str | None = None) -> list[str]:
+    """The pw.x launch command from the settings; pools chosen when not given."""
+    from perovflow.settings import get_settings
+
+    settings = get_settings()
+    par = settings.parallel_for("qe")
+    argv = par.command(binary or settings.qe.pw_cmd)
+    if any(t in ("-nk", "-npool", "-npools", "-nkpools") for t in argv):
+        return argv
+    npool = settings.qe.npool or choose_npool(
+        mpi_ranks(shlex.split(par.mpi_prefix)), irreducible_kpoints(atoms, kpts)
+    )
+    return [*argv, "-nk", str(npool)] if npool > 1 else argv
+
+
+def _profile(argv: list[str], pseudo_dir: Path) -> Any:
+    from ase.calculators.espresso import EspressoProfile
+
+    return EspressoProfile(command=shlex.join(argv), pseudo_dir=str(pseudo_dir))
+
+
+def _atoms_for_attempt(atoms: Any, params: dict[str, Any], directory: Path) -> Any:
+    restart = params.get("_restart_structure")
+    if not restart:
+        return atoms.copy()
+    from ase import Atoms
+
+    data = json.loads((directory / restart).read_text())
+    return Atoms(data["symbols"], positions=data["positions"], cell=data["cell"], pbc=data["pbc"])
+
+
+def write_pw_input(atoms: Any, params: dict[str, Any], directory: Path, pseudo_dir: Path) -> Path:
+    """Write ``espresso.pwi`` with ASE's template (keys starting with '_' are perovflow's)."""
+    from ase.calculators.espresso import EspressoTemplate
+
+    template = EspressoTemplate()
+    clean = {k: v for k, v in params.items() if not k.startswith("_")}
+    profile = _profile(["pw.x"], pseudo_dir)
+    template.write_input(profile, directory, atoms, clean, properties=["energy", "forces"])
+    return directory / template.inputname
+
+
+def run_pw(
+    atoms: Any,
+    params: dict[str, Any],
+    directory: Path,
+    pseudo_dir: Path,
+    *,
+    max_attempts: int = 5,
+    walltime_s: float | None = None,
+    handlers: list | None = None,
+) -> RecoveryOutcome:
+    """Run pw.x in ``directory`` until it finishes cleanly or recovery gives up.
+
+    Raises
+    ------
+    EngineError
+        Crash, missing executable, or an error still present after ``max_attempts`` runs.
+    """
+    from perovflow.settings import get_settings
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    omp = str(get_settings().parallel_for("qe").omp_threads)
+
+    def execute(current: dict[str, Any], attempt: int) -> RunResult:
+        if attempt and (directory / PW_OUT).is_file():  # keep the failed run's output
+            shutil.copy2(directory / PW_OUT, directory / f"{PW_OUT}.attempt{attempt}")
+        geometry = _atoms_for_attempt(atoms, current, directory)
+        write_pw_input(geometry, current, directory, pseudo_dir)
+        argv = [*pw_argv(geometry, current.get("kpts")), "-in", PW_IN]
+        result = run_command(
+            argv, directory, PW_OUT, "espresso.err", walltime_s=walltime_s,
+            env={"OMP_NUM_THREADS": omp},
+        )  # fmt: skip
+        if result.timed_out:
+            (directory / TIMEOUT_MARKER).touch()
+        return result
+
+    def completed(result: RunResult) -> bool:
+        return result.returncode == 0 and "JOB DONE" in result.tail(40)
+
+    return run_with_recovery(
+        execute,
+        params,
+        default_handlers() if handlers is None else handlers,
+        directory,
+        completed,
+        max_attempts=max_attempts,
+        label="pw.x",
+    )
+
+
+@dataclass
+class PWResults:
+    """What one pw.x run printed, in eV / Å units."""
+
+    atoms: Any
+    energy_eV: float | None
+    forces: np.ndarray | None
+    stress_GPa: np.ndarray | None
+    eigenvalues: np.ndarray | None  # [spin][k][band]
+    kpoints: np.ndarray | None
+    kweights: np.ndarray | None
+    fermi_eV: float | None
+    nelect: float | None
+    version: str | None
+    scf_converged: bool
+    relax_converged: bool | None
+    trajectory: list[dict[str, Any]]
+
+
+def parse_pw_output(directory: Path, calculation: str = "scf") -> PWResults:
+    """Parse ``espresso.pwo`` with ASE's reader plus a few regular expressions."""
+    from ase.io import read
+
+    path = Path(directory) / PW_OUT
+    text = path.read_text(errors="replace")
+    images = read(path, format="espresso-out", index=":")
+    last = images[-1]
+    calc = last.calc
+    eig = _eigenvalues(calc)
+    m_ver = re.search(r"Program PWSCF v\.(\S+)", text)
+    m_nel = re.search(r"number of electrons\s*=\s*([-0-9.]+)", text)
+    relax_ok = None
+    if calculation in ("relax", "vc-relax"):
+        relax_ok = "End of BFGS Geometry Optimization" in text and "bfgs converged" in text
+    traj = [
+        {"positions": im.positions.tolist(), "energy_eV": _safe(im.get_potential_energy)}
+        for im in images
+    ]
+    stress = _safe(lambda: last.get_stress(voigt=False))
+    return PWResults(
+        atoms=last,
+        energy_eV=_safe(last.get_potential_energy),
+        forces=_safe(last.get_forces),
+        stress_GPa=None if stress is None else np.asarray(stress) / 1e9 * 1.602176634e-19 * 1e30,
+        eigenvalues=eig,
+        kpoints=None
+        if calc is None or calc.get_ibz_k_points() is None
+        else calc.get_ibz_k_points(),
+        kweights=_safe(lambda: np.array([k.weight for k in calc.kpts if k.s == 0])),
+        fermi_eV=_safe(calc.get_fermi_level) if calc is not None else None,
+        nelect=float(m_nel.group(1)) if m_nel else None,
+        version=m_ver.group(1) if m_ver else None,
+        scf_converged="convergence NOT achieved" not in text,
+        relax_converged=relax_ok,
+        trajectory=traj,
+    )
+
+
+def _safe(fn: Any) -> Any:
+    try:
+        return fn()
+    except Exception:
+        return None
+
+
+def _eigenvalues(calc: Any) -> np.ndarray | None:
+    if calc is None or not getattr(calc, "kpts", None):
+        return None
+    nspin = 1 + max(k.s for k in calc.kpts)
+    return np.array([[k.eps_n for k in calc.kpts if k.s == s] for s in range(nspin)])
+
+
+def band_edges(
+    eigenvalues: np.ndarray, nelect: float | None, fermi_eV: float | None
+) -> dict[str, Any]:
+    """VBM, CBM, gap and directness from eigenvalues [spin][k][band].
+
+    Occupied states are the lowest ``nelect/2`` bands (non-spin-polarized, integer filling)
+    or, with smearing / fractional filling, those below the Fermi level.
+    """
+    eig = np.asarray(eigenvalues, dtype=float)
+    nspin = eig.shape[0]
+    nocc = None if nelect is None else nelect / (2 if nspin == 1 else 1)
+    if nocc is not None and abs(nocc - round(nocc)) < 1e-6 and nspin == 1:
+        n = round(nocc)
+        if n >= eig.shape[2]:
+            return {"vbm_eV": float(eig[..., n - 1].max()), "cbm_eV": None, "band_gap_eV": None}
+        occ_mask = np.zeros_like(eig, dtype=bool)
+        occ_mask[..., :n] = True
+    elif fermi_eV is not None:
+        occ_mask = eig <= fermi_eV
+    else:
+        return {}
+    vbm = np.where(occ_mask, eig, -np.inf).max()
+    cbm = np.where(~occ_mask, eig, np.inf).min()
+    if not np.isfinite(vbm) or not np.isfinite(cbm):
+        return {}
+    k_v = np.argwhere(np.where(occ_mask, eig, -np.inf) == vbm)[0][1]
+    k_c = np.argwhere(np.where(~occ_mask, eig, np.inf) == cbm)[0][1]
+    gap = float(cbm - vbm)
+    return {
+        "vbm_eV": float(vbm),
+        "cbm_eV": float(cbm),
+        "band_gap_eV": gap if gap > 1e-3 else None,
+        "is_direct": bool(k_v == k_c) if gap > 1e-3 else None,
+    }

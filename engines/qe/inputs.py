@@ -1,0 +1,184 @@
+"""pw.x input sets: protocol presets, automatic choices, then the user's overrides on top.
+
+The parameter dict handed to ASE's Espresso template has this shape::
+
+    {"input_data": {"control": {...}, "system": {...}, "electrons": {...}, "ions": {...}},
+     "kpts": [n1, n2, n3] | None, "koffset": [0, 0, 0], "pseudopotentials": {El: file}}
+
+Order of precedence (lowest first): protocol (``get_protocol(name, "qe")``), automatic
+logic (k grid from the k spacing, number of bands, smearing for defects/odd electron counts,
+pools), user ``input_set_overrides``. User keys may be nested (``{"system": {"ecutwfc":
+30}}``), dotted (``"system.ecutwfc"``) or bare (``"ecutwfc"``: the namelist is looked up in
+ASE's table of pw.x keywords); ``kpts``, ``koffset`` and ``kspacing`` are top-level keys.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from perovflow.engines.protocols import get_protocol, kpoint_grid, merge
+
+from perovflow.errors import InputError
+
+RY_EV = 13.605693122994
+BOHR_A = 0.529177210903
+FORCE_RY_BOHR_PER_EV_A = BOHR_A / RY_EV  # 1 eV/Å in Ry/bohr
+TOP_LEVEL = ("kpts", "koffset", "kspacing")
+CALCULATION = {"static": "scf", "relax": "relax", "bands": "bands", "dos": "nscf"}
+
+
+def nest_overrides(overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """Turn user overrides (nested, dotted or bare pw.x keys) into the nested layout."""
+    from ase.io.espresso_namelist.keys import ALL_KEYS
+    from ase.io.espresso_namelist.namelist import Namelist
+
+    out: dict[str, Any] = {}
+    for key, value in (overrides or {}).items():
+        low = key.lower()
+        if low in ALL_KEYS["pw"] and isinstance(value, dict):
+            out = merge(out, {"input_data": {low: value}})
+        elif low in TOP_LEVEL or low in ("input_data", "pseudopotentials"):
+            out = merge(out, {low: value})
+        elif "." in low:
+            section, name = low.split(".", 1)
+            if section not in ALL_KEYS["pw"]:
+                raise InputError(
+                    f"unknown pw.x namelist '{section}' in '{key}'",
+                    f"use one of {', '.join(ALL_KEYS['pw'])} (e.g. system.ecutwfc=30)",
+                )
+            out = merge(out, {"input_data": {section: {name: value}}})
+        else:
+            section = Namelist.search_key(low, ALL_KEYS["pw"])
+            if section is None:
+                raise InputError(
+                    f"unknown pw.x keyword '{key}'",
+                    "check the spelling against the pw.x input documentation "
+                    "(or give it as namelist.keyword)",
+                )
+            out = merge(out, {"input_data": {section: {low: value}}})
+    return out
+
+
+def count_electrons(symbols: list[str], valences: dict[str, float], charge: float) -> float:
+    """Valence electrons of the cell minus the charge."""
+    try:
+        return sum(valences[s] for s in symbols) - charge
+    except KeyError as exc:
+        raise InputError(f"no valence known for element {exc.args[0]}", "check pseudos") from None
+
+
+def upf_valence(path: str) -> float:
+    """Read ``z_valence`` from a UPF file (v1 or v2)."""
+    with open(path, errors="replace") as fh:
+        head = fh.read(20000)
+    m = re.search(r'z_valence\s*=\s*"\s*([-+0-9.EeDd]+)', head) or re.search(
+        r"([-+0-9.EeDd]+)\s+Z valence", head
+    )
+    if not m:
+        raise InputError(f"cannot read the valence from {path}", "use a standard UPF file")
+    return float(m.group(1).replace("D", "E").replace("d", "e"))
+
+
+def qe_input_set(
+    atoms: Any,
+    calc_type: str,
+    protocol: str,
+    pseudos: dict[str, Any],
+    *,
+    charge: float = 0.0,
+    defect: bool = False,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build the pw.x parameters for ``atoms`` (an ASE Atoms).
+
+    Parameters
+    ----------
+    atoms
+        The structure (ASE Atoms, periodic).
+    calc_type
+        ``static``, ``relax``, ``bands`` or ``dos``.
+    protocol
+        Protocol name (``fast``, ``standard``, ``seed``).
+    pseudos
+        ``{element: Pseudo}`` from :func:`perovflow.engines.pseudos.get_pseudos`.
+    charge
+        Total charge (e), written as ``tot_charge``.
+    defect
+        Defect cell: smearing and the defect force threshold.
+    overrides
+        User settings; they win over everything else.
+    """
+    proto = get_protocol(protocol, "qe")
+    user = nest_overrides(overrides)
+    valences = {
+        el: (p.valence if p.valence is not None else upf_valence(str(p.path)))
+        for el, p in pseudos.items()
+    }
+    nelect = count_electrons(atoms.get_chemical_symbols(), valences, charge)
+    input_data = _namelists(proto, calc_type, charge, defect, nelect)
+    params: dict[str, Any] = {
+        "input_data": input_data,
+        "pseudopotentials": {el: p.name for el, p in pseudos.items()},
+        "koffset": [0, 0, 0],
+    }
+    kspacing = user.get("kspacing", proto["kspacing"] * (0.5 if calc_type == "dos" else 1.0))
+    params["kpts"] = kpoint_grid(atoms.cell[:], kspacing, tuple(atoms.pbc))
+    params = merge(params, {k: v for k, v in user.items() if k != "kspacing"})
+    params["_nelect"] = nelect
+    return params
+
+
+def _namelists(
+    proto: dict[str, Any], calc_type: str, charge: float, defect: bool, nelect: float
+) -> dict[str, Any]:
+    """Protocol values and automatic choices, as pw.x namelists."""
+    if calc_type not in CALCULATION:
+        raise InputError(f"unknown QE calculation '{calc_type}'", f"use one of {list(CALCULATION)}")
+    fmax = proto["fmax_defect"] if defect else proto["fmax_bulk"]
+    control = {
+        "calculation": CALCULATION[calc_type],
+        "prefix": "pwscf",
+        "outdir": "./",
+        "tprnfor": True,
+        "tstress": True,
+        "disk_io": "low",
+        "forc_conv_thr": fmax * FORCE_RY_BOHR_PER_EV_A,
+        "etot_conv_thr": 1e-5,
+        "nstep": proto["max_steps"],
+    }
+    odd = abs(nelect - 2 * round(nelect / 2)) > 1e-6
+    system: dict[str, Any] = {
+        "ecutwfc": proto["ecutwfc_eV"] / RY_EV,
+        "ecutrho": proto["ecutrho_eV"] / RY_EV,
+        "tot_charge": float(charge),
+        "nbnd": math.ceil(nelect / 2 * 1.2) + 4,
+    }
+    if defect or odd:
+        system.update(
+            occupations="smearing", smearing="gaussian", degauss=proto["smearing_eV"] / RY_EV
+        )
+    else:
+        system["occupations"] = "fixed"
+    if proto.get("dispersion") == "d3":
+        system["vdw_corr"] = "dft-d3"
+    elif proto.get("dispersion"):
+        raise InputError(
+            f"dispersion '{proto['dispersion']}' is not supported for QE",
+            "use d3 or null in the protocol",
+        )
+    electrons = {
+        "conv_thr": proto["scf_conv_eV"] / RY_EV,
+        "mixing_beta": 0.4,
+        "electron_maxstep": 100,
+    }
+    if calc_type in ("bands", "dos"):
+        electrons["diago_full_acc"] = True
+        control["verbosity"] = "high"
+        control.pop("tstress")
+        control.pop("tprnfor")
+    out = {"control": control, "system": system, "electrons": electrons}
+    if calc_type == "relax":
+        out["ions"] = {"ion_dynamics": "bfgs"}
+    return out

@@ -1,0 +1,208 @@
+"""jobflow Makers for Quantum ESPRESSO (atomate2 style): static, relax, bands, DOS.
+
+Each maker is a dataclass of a few fields; ``make(structure, prev_dir=None)`` runs pw.x in
+the job's working directory (jobflow's ``run_locally(create_folders=True)`` gives each job
+its own folder) and returns a :class:`~perovflow.engines.schemas.TaskDocument`. Big arrays
+go to the JobStore's ``data`` store (``@job(data=BIG_FIELDS)``). Makers never change
+themselves: parameters are built fresh on every call.
+
+Steps of ``make``: pick pseudopotentials -> build the input set (protocol, automatic
+choices, user overrides) -> (bands/DOS) link the charge density of ``prev_dir`` -> run pw.x
+with error recovery -> (DOS) run projwfc.x -> parse -> task document.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobflow import Maker, job
+from perovflow.engines.schemas import BIG_FIELDS, TaskDocument
+
+from perovflow.errors import InputError
+
+SAVE_FILES = ("charge-density.dat", "data-file-schema.xml")
+
+
+@dataclass
+class BaseQEMaker(Maker):
+    """Common fields of the QE makers.
+
+    Attributes
+    ----------
+    name
+        Job name.
+    protocol
+        Protocol name; None uses ``settings.protocol``.
+    input_set_overrides
+        pw.x settings that win over the protocol and over automatic choices
+        (``{"system": {"ecutwfc": 30}}``, ``{"ecutwfc": 30}``, ``{"kpts": [2, 2, 2]}``).
+    charge
+        Total charge of the cell (e).
+    defect
+        Defect cell: smearing and the defect force threshold.
+    max_attempts
+        pw.x runs allowed, error recovery included.
+    walltime_s
+        Kill pw.x after this many seconds (the walltime handler then restarts it).
+    labels
+        Study metadata copied to the task document.
+    """
+
+    name: str = "qe static"
+    protocol: str | None = None
+    input_set_overrides: dict[str, Any] = field(default_factory=dict)
+    charge: float = 0.0
+    defect: bool = False
+    max_attempts: int = 5
+    walltime_s: float | None = None
+    labels: dict[str, Any] = field(default_factory=dict)
+    calc_type = "static"
+
+    @job(data=BIG_FIELDS)
+    def make(self, structure: Any, prev_dir: str | None = None) -> TaskDocument:
+        """Run the calculation on ``structure`` (pymatgen Structure or ASE Atoms)."""
+        return run_qe_task(self, structure, prev_dir, Path.cwd())
+
+
+@dataclass
+class QEStaticMaker(BaseQEMaker):
+    """Self-consistent field (scf) single point."""
+
+    name: str = "qe static"
+    calc_type = "static"
+
+
+@dataclass
+class QERelaxMaker(BaseQEMaker):
+    """Fixed-cell relaxation with pw.x's BFGS (force threshold fmax_bulk / fmax_defect)."""
+
+    name: str = "qe relax"
+    calc_type = "relax"
+
+
+@dataclass
+class QEBandsMaker(BaseQEMaker):
+    """Non-self-consistent bands along the Setyawan–Curtarolo path (needs the scf ``prev_dir``).
+
+    ``line_density`` is the number of k-points per Å⁻¹ along the path.
+    """
+
+    name: str = "qe bands"
+    line_density: float = 20.0
+    calc_type = "bands"
+
+
+@dataclass
+class QEDosMaker(BaseQEMaker):
+    """Uniform nscf (half the protocol k spacing) plus projwfc.x (needs the scf ``prev_dir``).
+
+    ``delta_e_eV`` is projwfc's energy step.
+    """
+
+    name: str = "qe dos"
+    delta_e_eV: float = 0.02
+    calc_type = "dos"
+
+
+def to_atoms(structure: Any) -> Any:
+    """ASE Atoms from a pymatgen Structure, an ASE Atoms, or a structure dict."""
+    from ase import Atoms
+    from pymatgen.core import Structure
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    if isinstance(structure, Atoms):
+        return structure.copy()
+    if isinstance(structure, dict):
+        structure = Structure.from_dict(structure)
+    if isinstance(structure, Structure):
+        return AseAtomsAdaptor.get_atoms(structure)
+    raise InputError(
+        f"cannot use a {type(structure).__name__} as a structure",
+        "pass a pymatgen Structure or an ASE Atoms",
+    )
+
+
+def link_charge_density(
+    prev_dir: str | Path | None, directory: Path, prefix: str = "pwscf"
+) -> None:
+    """Copy only the charge density and the data file of a previous scf into ``directory``."""
+    if prev_dir is None:
+        raise InputError(
+            "a bands/DOS calculation needs the directory of a finished scf",
+            "pass prev_dir (the scf job's dir_name output)",
+        )
+    src = Path(prev_dir) / f"{prefix}.save"
+    missing = [f for f in SAVE_FILES if not (src / f).is_file()]
+    if missing:
+        raise InputError(
+            f"{src} lacks {', '.join(missing)}",
+            "run a QE static (scf) calculation first and pass its directory",
+        )
+    dst = directory / f"{prefix}.save"
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in SAVE_FILES:
+        shutil.copy2(src / name, dst / name)
+
+
+def run_qe_task(
+    maker: BaseQEMaker, structure: Any, prev_dir: str | None, directory: Path
+) -> TaskDocument:
+    """Everything ``make`` does (see the module docstring for the steps)."""
+    from perovflow.engines.pseudos import get_pseudos, pseudo_dir_for
+    from perovflow.engines.qe.calc import run_pw
+    from perovflow.engines.qe.inputs import qe_input_set
+
+    from perovflow.settings import get_settings
+
+    protocol = maker.protocol or get_settings().protocol
+    atoms = to_atoms(structure)
+    pseudos = get_pseudos(sorted(set(atoms.get_chemical_symbols())), "qe")
+    params = qe_input_set(
+        atoms, maker.calc_type, protocol, pseudos, charge=maker.charge,
+        defect=maker.defect, overrides=maker.input_set_overrides,
+    )  # fmt: skip
+    labels = {}
+    if maker.calc_type in ("bands", "dos"):
+        link_charge_density(prev_dir, directory, params["input_data"]["control"]["prefix"])
+    if maker.calc_type == "bands" and "kpts" not in (maker.input_set_overrides or {}):
+        params["kpts"], labels = band_path(atoms, maker.line_density)
+    outcome = run_pw(
+        atoms, params, directory, pseudo_dir_for(pseudos),
+        max_attempts=maker.max_attempts, walltime_s=maker.walltime_s,
+    )  # fmt: skip
+    extra: dict[str, Any] = {}
+    if maker.calc_type == "dos":
+        from perovflow.engines.qe.dos import run_projwfc
+
+        extra = run_projwfc(directory, outcome.params, maker.delta_e_eV)
+    from perovflow.engines.qe.document import build_task_document
+
+    return build_task_document(
+        maker, atoms, outcome, directory, protocol, pseudos, prev_dir, labels, extra
+    )
+
+
+def band_path(atoms: Any, line_density: float) -> tuple[Any, dict[int, str]]:
+    """k-points (fractional, weight 1) along pymatgen's HighSymmKpath and their labels.
+
+    The path is built for the standard primitive cell and converted through Cartesian
+    coordinates into this cell's reciprocal basis (labels stay exact for the same
+    orientation; for supercells the path is folded).
+    """
+    import numpy as np
+    from pymatgen.io.ase import AseAtomsAdaptor
+    from pymatgen.symmetry.bandstructure import HighSymmKpath
+
+    structure = AseAtomsAdaptor.get_structure(atoms)
+    kpath = HighSymmKpath(structure, path_type="setyawan_curtarolo")
+    cart, names = kpath.get_kpoints(line_density=line_density, coords_are_cartesian=True)
+    recip = structure.lattice.reciprocal_lattice
+    frac = np.array([recip.get_fractional_coords(k) for k in cart])
+    keep = [0] + [i for i in range(1, len(frac)) if not np.allclose(frac[i], frac[i - 1])]
+    frac = frac[keep]
+    names = [names[i] for i in keep]
+    kpts = np.hstack([frac, np.ones((len(frac), 1))])
+    return kpts, {i: n for i, n in enumerate(names) if n}

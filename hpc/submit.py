@@ -1,0 +1,210 @@
+"""Submit a study (jobflow Flow) to the LaunchPad, once.
+
+``load_flow(path) -> jobflow.Flow``: a study YAML (via ``perovflow.workflows.studies.build_flow``)
+or a Flow JSON file (``Flow.as_dict()``).
+``submit_flow(flow, launchpad=None, settings=None, study=None) -> SubmitReport``: converts the
+flow with ``jobflow.managers.fireworks.flow_to_workflow``, tags every firework spec with
+``_perovflow`` = {hash, uuid, code, study} and its SLURM resources (``_queueadapter``, see
+:mod:`perovflow.hpc.queue`), and inserts it in one bulk write.
+
+A calculation is identified by a content hash of its function (maker settings included),
+its inputs (structure, parameters) and, recursively, the hashes of the jobs it reads from;
+an engine's ``metadata["calc_hash"]`` joins it when present. Submitting the same study twice
+adds nothing; a study that shares some calculations with an earlier one adds only the new
+ones, reading the earlier results (its new roots become children of those fireworks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from perovflow.errors import InputError
+
+if TYPE_CHECKING:
+    from fireworks import LaunchPad
+    from jobflow import Flow, Job
+
+    from perovflow.settings import Settings
+
+#: Firework states whose calculations count as present (DEFUSED ones may be submitted again).
+PRESENT_STATES = ["WAITING", "READY", "RESERVED", "RUNNING", "COMPLETED", "FIZZLED", "PAUSED"]
+
+
+@dataclass
+class SubmitReport:
+    """What ``submit_flow`` did."""
+
+    study: str
+    added: int = 0
+    present: int = 0
+    fw_ids: list[int] = field(default_factory=list)
+    linked_to: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON output."""
+        return dict(self.__dict__)
+
+
+def load_flow(path: str | Path) -> Flow:
+    """Read a study YAML or a Flow JSON file.
+
+    Raises
+    ------
+    InputError
+        If the file is missing, unreadable or holds no Flow.
+    """
+    from jobflow import Flow, Job
+    from monty.json import MontyDecoder
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no such study or flow file: {path}", "give a study YAML or a flow JSON")
+    if path.suffix.lower() in {".yaml", ".yml"}:
+        from perovflow.workflows.studies import build_flow
+
+        return build_flow(path)
+    try:
+        obj = MontyDecoder().process_decoded(json.loads(path.read_text()))
+    except (ValueError, TypeError, KeyError, ImportError) as exc:
+        raise InputError(
+            f"cannot read flow JSON {path}: {type(exc).__name__}: {str(exc)[:120]}",
+            "write it with json.dump(flow.as_dict(), fh) using monty's MontyEncoder",
+        ) from None
+    if isinstance(obj, Job):
+        obj = Flow([obj], name=obj.name)
+    if not isinstance(obj, Flow):
+        raise InputError(f"{path} holds no jobflow Flow", "write flow.as_dict() to the file")
+    return obj
+
+
+def job_code(job: Job) -> str:
+    """Which resource class a job needs: qe, cp2k, mlip or analysis."""
+    code = job.metadata.get("code") if isinstance(job.metadata, dict) else None
+    if code in {"qe", "cp2k", "mlip"}:
+        return code
+    owner = getattr(job.function, "__self__", None)
+    module = type(owner).__module__ if owner is not None else job.function.__module__
+    for name in ("qe", "cp2k", "mlip"):
+        if f"engines.{name}" in (module or ""):
+            return name
+    return "analysis"
+
+
+def _replace_refs(obj: Any, hashes: dict[str, str]) -> Any:
+    if isinstance(obj, dict):
+        if obj.get("@class") == "OutputReference":
+            return {"ref": hashes.get(obj["uuid"], obj["uuid"]), "at": obj.get("attributes")}
+        return {k: _replace_refs(v, hashes) for k, v in obj.items() if k != "@version"}
+    if isinstance(obj, list):
+        return [_replace_refs(v, hashes) for v in obj]
+    return obj
+
+
+def job_hashes(flow: Flow) -> dict[str, str]:
+    """Content hash of every job of ``flow`` (uuid -> sha1), parents before children."""
+    from monty.json import jsanitize
+
+    hashes: dict[str, str] = {}
+    for job, _parents in flow.iterflow():
+        payload = jsanitize(
+            {"f": job.function, "a": job.function_args, "k": job.function_kwargs},
+            strict=True,
+            allow_bson=False,
+            enum_values=True,
+        )
+        meta = job.metadata if isinstance(job.metadata, dict) else {}
+        blob = json.dumps(
+            {"n": job.name, "p": _replace_refs(payload, hashes), "c": meta.get("calc_hash")},
+            sort_keys=True,
+            default=str,
+        )
+        hashes[job.uuid] = hashlib.sha1(blob.encode()).hexdigest()
+    return hashes
+
+
+def _present(lp: LaunchPad, hashes: list[str]) -> dict[str, dict]:
+    found: dict[str, dict] = {}
+    for doc in lp.fireworks.find(
+        {"spec._perovflow.hash": {"$in": hashes}, "state": {"$in": PRESENT_STATES}},
+        {"fw_id": 1, "spec._perovflow": 1, "state": 1},
+    ):
+        found.setdefault(doc["spec"]["_perovflow"]["hash"], doc)
+    return found
+
+
+def _relink(job: Job, uuid_map: dict[str, str]) -> None:
+    """Point references to already-present jobs at those jobs' uuids."""
+    from jobflow import OutputReference
+
+    def walk(obj: Any) -> Any:
+        if isinstance(obj, OutputReference) and obj.uuid in uuid_map:
+            return OutputReference(uuid_map[obj.uuid], obj.attributes, obj.output_schema)
+        if isinstance(obj, dict):
+            return {k: walk(v) for k, v in obj.items()}
+        if isinstance(obj, list | tuple):
+            return type(obj)(walk(v) for v in obj)
+        return obj
+
+    job.function_args = walk(job.function_args)
+    job.function_kwargs = walk(job.function_kwargs)
+
+
+def submit_flow(
+    flow: Flow,
+    launchpad: LaunchPad | None = None,
+    settings: Settings | None = None,
+    study: str | None = None,
+) -> SubmitReport:
+    """Add the calculations of ``flow`` that are not yet on the LaunchPad (see module doc)."""
+    from jobflow import Flow
+    from jobflow.managers.fireworks import flow_to_workflow
+    from perovflow.hpc.launchpad import get_launchpad
+    from perovflow.hpc.queue import load_queue_config, queue_spec
+
+    from perovflow.settings import get_settings
+
+    settings = settings or get_settings()
+    lp = launchpad or get_launchpad(settings)
+    study = study or flow.name or "study"
+    config = load_queue_config(settings)
+    hashes = job_hashes(flow)
+    present = _present(lp, list(hashes.values()))
+    report = SubmitReport(study=study, present=sum(h in present for h in hashes.values()))
+    jobs = [job for job, _ in flow.iterflow() if hashes[job.uuid] not in present]
+    if not jobs:
+        return report
+    if report.present:  # partial overlap: new jobs read the results of the present ones
+        old = {u: present[h] for u, h in hashes.items() if h in present}
+        uuid_map = {u: doc["spec"]["_perovflow"]["uuid"] for u, doc in old.items()}
+        linked = {old[r.uuid]["fw_id"] for j in jobs for r in j.input_references if r.uuid in old}
+        for job in jobs:
+            _relink(job, uuid_map)
+        wf = flow_to_workflow(Flow(jobs, name=study), allow_external_references=True)
+    else:
+        linked = set()
+        wf = flow_to_workflow(flow, name=study)
+    wf.metadata = {**(wf.metadata or {}), "study": study}
+    for fw in wf.fws:
+        job = fw.tasks[0]["job"]
+        code = job_code(job)
+        fw.spec["_perovflow"] = {
+            "hash": hashes[job.uuid],
+            "uuid": job.uuid,
+            "code": code,
+            "study": study,
+        }
+        fw.spec["_queueadapter"] = queue_spec(config, code)
+    if linked:
+        before = set(lp.get_fw_ids({"spec._perovflow.study": study}))
+        lp.append_wf(wf, sorted(linked), pull_spec_mods=False)
+        report.linked_to = sorted(linked)
+        report.fw_ids = sorted(set(lp.get_fw_ids({"spec._perovflow.study": study})) - before)
+    else:
+        lp.bulk_add_wfs([wf])  # one insert_many; fw ids are reassigned in place
+        report.fw_ids = sorted(fw.fw_id for fw in wf.fws)
+    report.added = len(wf.fws)
+    return report

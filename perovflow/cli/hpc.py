@@ -1,0 +1,176 @@
+"""CLI: ``perovflow submit | launch | status | query | rerun | cancel | ingest`` (FireWorks + SLURM)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from perovflow.cli._common import JsonOpt, emit, table, to_json
+from perovflow.errors import InputError
+
+StudyOpt = Annotated[str | None, typer.Option("--study", help="Only this study (name).")]
+
+
+def submit(
+    source: Annotated[Path, typer.Argument(help="Study YAML or flow JSON (Flow.as_dict()).")],
+    study: Annotated[
+        str | None, typer.Option("--study", help="Study name (default: flow name).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a study to the LaunchPad; calculations already present are not added again."""
+    from perovflow.hpc.submit import load_flow, submit_flow
+
+    report = submit_flow(load_flow(source), study=study).as_dict()
+    emit(report, as_json, lambda r: (
+        f"study {r['study']}: {r['added']} fireworks added, {r['present']} already present"
+        + (f" (linked to fw {r['linked_to']})" if r["linked_to"] else "")
+    ))  # fmt: skip
+
+
+def launch(
+    max_jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--max-jobs", help="Max jobs queued at once (default: queue.yaml njobs_queue)."
+        ),
+    ] = None,
+    nlaunches: Annotated[
+        int, typer.Option("--nlaunches", help="Submit at most N jobs (0: all that are ready).")
+    ] = 0,
+    sleep: Annotated[
+        float, typer.Option("--sleep", help="Seconds between rounds while waiting for queue space.")
+    ] = 30.0,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Stop after this many seconds.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Submit READY fireworks to SLURM (one sbatch job each, resources per code)."""
+    from perovflow.hpc.queue import launch as do_launch
+
+    n = do_launch(max_jobs=max_jobs, nlaunches=nlaunches, sleep_s=sleep, timeout_s=timeout)
+    emit({"submitted": n}, as_json, lambda r: f"submitted {r['submitted']} SLURM job(s)")
+
+
+def status(study: StudyOpt = None, as_json: JsonOpt = False) -> None:
+    """Firework counts by state; with --study, its jobs, SLURM ids and walltimes."""
+    from perovflow.hpc.query import status as do_status
+
+    data = do_status(study=study)
+
+    def human(d: dict[str, Any]) -> str:
+        text = "  ".join(f"{k}={v}" for k, v in d["counts"].items()) + f"  total={d['total']}"
+        if d.get("jobs"):
+            cols = ["fw_id", "name", "code", "state", "slurm_id", "walltime_s"]
+            text += "\n" + table(d["jobs"], cols)
+        return text
+
+    emit(data, as_json, human)
+
+
+def query(
+    formula: Annotated[
+        str | None, typer.Option("--formula", help="Reduced formula, e.g. CsPbBr3.")
+    ] = None,
+    study: StudyOpt = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", help="key=value on labels (repeatable).")
+    ] = None,
+    charge: Annotated[float | None, typer.Option("--charge", help="Cell charge.")] = None,
+    code: Annotated[str | None, typer.Option("--code", help="qe, cp2k or mlip.")] = None,
+    protocol: Annotated[str | None, typer.Option("--protocol", help="Protocol name.")] = None,
+    where: Annotated[
+        list[str] | None, typer.Option("--where", help="e.g. 'band_gap_eV>2' (repeatable, ANDed).")
+    ] = None,
+    fields: Annotated[
+        str | None, typer.Option("--fields", help="Comma-separated properties to show.")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
+    limit: Annotated[int, typer.Option("--limit", help="At most N rows (0: all).")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Query task documents and derived results in the results store."""
+    from perovflow.hpc.query import query as do_query
+
+    if fmt not in {"table", "json", "csv"}:
+        raise InputError(f"unknown --format '{fmt}'", "use table, json or csv")
+    cols = [f.strip() for f in fields.split(",") if f.strip()] if fields else None
+    rows = do_query(
+        fields=cols, limit=limit, formula=formula, study=study, labels=label, charge=charge,
+        code=code, protocol=protocol, where=where,
+    )  # fmt: skip
+    if as_json or fmt == "json":
+        typer.echo(to_json(rows))
+    elif fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else (cols or []))
+        writer.writeheader()
+        writer.writerows(rows)
+        typer.echo(buf.getvalue().rstrip("\n"))
+    else:
+        typer.echo(table(rows))
+
+
+def rerun(
+    failed: Annotated[bool, typer.Option("--failed", help="Rerun FIZZLED fireworks.")] = False,
+    lost: Annotated[
+        bool, typer.Option("--lost", help="Rerun fireworks whose SLURM job is gone.")
+    ] = False,
+    study: StudyOpt = None,
+    error_matches: Annotated[
+        str | None,
+        typer.Option("--error-matches", help="Only failures whose error text matches this regex."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rerun failed or lost fireworks (restarting from the previous folder when possible)."""
+    from perovflow.hpc.rerun import rerun_failed, rerun_lost
+
+    if not (failed or lost):
+        raise InputError("nothing to rerun", "give --failed and/or --lost")
+    done = []
+    if lost:
+        done += rerun_lost(study=study)
+    if failed:
+        done += rerun_failed(study=study, error_matches=error_matches)
+    emit(
+        done,
+        as_json,
+        lambda d: table(d, ["fw_id", "action", "reason", "prev_dir"]) if d else "nothing to rerun",
+    )
+
+
+def cancel(
+    study: StudyOpt = None,
+    fw_id: Annotated[int | None, typer.Option("--fw-id", help="One firework id.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Defuse fireworks and scancel their queued/running SLURM jobs."""
+    from perovflow.hpc.rerun import cancel as do_cancel
+
+    done = do_cancel(study=study, fw_id=fw_id)
+    emit(done, as_json, lambda d: table(d) if d else "nothing to cancel")
+
+
+def ingest(
+    path: Annotated[
+        Path, typer.Argument(help="Job/launch folder (searched recursively) or spool file.")
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Store outputs spooled by jobs whose results store was unreachable."""
+    from perovflow.hpc.rerun import ingest as do_ingest
+
+    done = do_ingest(path)
+    emit(done, as_json, lambda d: table(d) if d else "nothing to ingest")
+
+
+def register(app: typer.Typer) -> None:
+    """Register the HPC commands on ``app``."""
+    for func in (submit, launch, status, query, rerun, cancel, ingest):
+        app.command(func.__name__)(func)

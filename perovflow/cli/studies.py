@@ -1,0 +1,58 @@
+"""CLI: ``perovflow plan``, ``perovflow run`` (study files) and ``perovflow demo`` (the main job)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from perovflow.cli._common import JsonOpt, emit
+
+StudyArg = Annotated[Path, typer.Argument(help="Study file (studies/*.yaml).")]
+
+
+def register(app: typer.Typer) -> None:
+    """Register ``plan``, ``run`` and ``demo`` on ``app``."""
+
+    @app.command("plan")
+    def plan_cmd(study: StudyArg, as_json: JsonOpt = False) -> None:
+        """Print the job graph and the calculations a study will run (nothing runs)."""
+        from perovflow.workflows.planning import format_plan
+        from perovflow.workflows.studies import plan
+
+        emit(plan(study), as_json, format_plan)
+
+    @app.command("run")
+    def run_cmd(
+        study: StudyArg,
+        workdir: Annotated[
+            Path | None, typer.Option("--workdir", "-w", help="Where calculations run (default: scratch_dir/<study>).")
+        ] = None,
+        fresh: Annotated[bool, typer.Option("--fresh", help="Rerun finished jobs too (no resume).")] = False,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Run a study locally; a rerun continues from what is already in the store."""
+        from perovflow.settings import get_settings
+        from perovflow.workflows.runner import run_flow
+        from perovflow.workflows.studies import build_flow, load_study
+
+        spec = load_study(study)
+        flow = build_flow(spec)
+        root = workdir or get_settings().resolved(get_settings().scratch_dir) / spec.name
+        info = run_flow(flow, root_dir=root, study=spec.name, resume=not fresh)
+        out = {k: v for k, v in info.items() if k != "responses"}
+        out["workdir"] = str(root)
+        emit(out, as_json)
+        if info["failed"]:
+            raise typer.Exit(1)
+
+    @app.command("demo")
+    def demo_cmd(
+        out_dir: Annotated[Path, typer.Option("--output", "-o", help="Report folder.")] = Path("perovflow-demo"),
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Cs4PbBr6 with a Br vacancy: ML pre-relax, QE scf, bands, PDOS, IPR, report (fast protocol)."""
+        from perovflow.workflows.demo import run_demo
+
+        emit(run_demo(out_dir), as_json)

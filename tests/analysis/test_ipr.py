@@ -1,0 +1,76 @@
+"""IPR: the card's formula on hand-computed examples, chunking, bounds, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from perovflow.analysis.ipr import analyze_ipr, ipr_values, top_atoms
+from perovflow.analysis.projections import StateProjections
+from perovflow.errors import InputError
+
+
+def two_atom() -> StateProjections:
+    # state 0: all weight on atom 0; state 1: evenly shared; state 2: 0.75/0.25
+    w = np.array([[1.0, 0.0], [0.5, 0.5], [0.75, 0.25]])
+    return StateProjections(
+        energies=np.array([-1.0, 0.0, 2.0]),
+        weights=w,
+        species=["Pb", "Br"],
+        occupations=np.array([1.0, 1.0, 0.0]),
+    )
+
+
+def test_two_atom_hand_computed():
+    values = ipr_values(two_atom().weights)
+    # sum w^4 / (sum w^2)^2 by hand:
+    # (1)/(1)^2 = 1 ; (2*0.0625)/(0.5)^2 = 0.5 ; (0.31640625+0.00390625)/(0.625)^2 = 0.82
+    assert values == pytest.approx([1.0, 0.5, 0.82])
+
+
+def test_bounds_one_over_n_and_one():
+    n = 40
+    w = np.vstack([np.full(n, 1.0 / n), np.eye(n)[3]])
+    values = ipr_values(w)
+    assert values[0] == pytest.approx(1.0 / n)
+    assert values[1] == pytest.approx(1.0)
+
+
+def test_scale_invariant_and_float32_chunked_equal():
+    rng = np.random.default_rng(1)
+    w = rng.random((257, 33))
+    ref = ipr_values(w)
+    assert ipr_values(3.7 * w) == pytest.approx(ref)
+    small_chunks = ipr_values(w.astype(np.float32), chunk_elements=100)
+    assert small_chunks == pytest.approx(ref, rel=1e-5)
+    naive = [np.sum(r**4) / np.sum(r**2) ** 2 for r in w]
+    assert ref == pytest.approx(naive)
+
+
+def test_top_atoms_and_fractions():
+    idx, frac = top_atoms(np.array([[0.1, 0.6, 0.3], [0.2, 0.2, 0.6]]), n=2)
+    assert idx.tolist() == [[1, 2], [2, 0]] or idx.tolist() == [[1, 2], [2, 1]]
+    assert frac[0].tolist() == pytest.approx([0.6, 0.3])
+
+
+def test_analyze_flags_and_edges():
+    res = analyze_ipr(two_atom(), threshold=0.6)
+    assert res.localized.tolist() == [True, False, True]
+    assert res.vbm_eV == 0.0 and res.cbm_eV == 2.0
+    state = res.states[2]
+    assert state["top_atoms"][0] == {"index": 0, "element": "Pb", "fraction": 0.75}
+    assert state["e_minus_vbm_eV"] == pytest.approx(2.0)
+    assert res.states[0]["shares"] == {"Pb": 1.0, "Br": 0.0}
+    assert res.edges_delocalized == {"vbm_eV": 0.0, "cbm_eV": None}
+
+
+def test_empty_window_and_bad_threshold_are_one_line_errors():
+    with pytest.raises(InputError, match="no state in the energy window"):
+        analyze_ipr(two_atom(), energy_window=(10.0, 20.0))
+    with pytest.raises(InputError, match="outside"):
+        analyze_ipr(two_atom(), threshold=0.0)
+
+
+def test_unknown_grouping_is_an_error():
+    with pytest.raises(InputError, match="unknown atom grouping"):
+        analyze_ipr(two_atom(), groups="planets")

@@ -1,0 +1,116 @@
+"""QE input sets, precedence of user settings, launch command and maker registry (no pw.x)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from ase import Atoms
+from perovflow.engines.pseudos import Pseudo
+from perovflow.engines.qe.calc import band_edges, choose_npool, mpi_ranks, pw_argv
+from perovflow.engines.qe.inputs import RY_EV, nest_overrides, qe_input_set
+from perovflow.engines.registry import get_maker
+
+from perovflow.errors import InputError
+
+
+def cspbbr3(a: float = 5.87) -> Atoms:
+    return Atoms(
+        "CsPbBr3",
+        scaled_positions=[[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+        cell=[a, a, a],
+        pbc=True,
+    )
+
+
+PSEUDOS = {
+    el: Pseudo(el, f"{el}.upf", f"/x/{el}.upf", "0" * 32, "gth-pbe", q)  # type: ignore[arg-type]
+    for el, q in (("Cs", 9), ("Pb", 4), ("Br", 7), ("Na", 9))
+}
+
+
+def test_protocol_values_are_converted_to_pw_units():
+    p = qe_input_set(cspbbr3(), "static", "standard", PSEUDOS)
+    system = p["input_data"]["system"]
+    assert system["ecutwfc"] == pytest.approx(544.0 / RY_EV)  # 40 Ry
+    assert system["vdw_corr"] == "dft-d3"  # standard protocol: PBE-D3
+    assert system["occupations"] == "fixed"  # 9 + 4 + 21 = 34 electrons, closed shell
+    assert p["_nelect"] == 34
+    assert system["nbnd"] > 17  # empty bands so that a gap can be measured
+    # 2π/5.87 Å = 1.07 Å⁻¹ over 0.25 Å⁻¹ spacing -> 5 points per direction
+    assert p["kpts"] == [5, 5, 5]
+    assert p["input_data"]["control"]["calculation"] == "scf"
+
+
+def test_defect_odd_electrons_and_charge_switch_on_smearing():
+    atoms = cspbbr3()
+    del atoms[4]  # Br vacancy: 27 electrons
+    p = qe_input_set(atoms, "relax", "fast", PSEUDOS, defect=True)
+    assert p["input_data"]["system"]["occupations"] == "smearing"
+    assert p["input_data"]["ions"]["ion_dynamics"] == "bfgs"
+    charged = qe_input_set(atoms, "static", "fast", PSEUDOS, charge=1.0)
+    assert charged["_nelect"] == 26 and charged["input_data"]["system"]["tot_charge"] == 1.0
+    assert charged["input_data"]["system"]["occupations"] == "fixed"  # even again
+
+
+def test_user_overrides_win_over_protocol_and_automatic_logic():
+    atoms = cspbbr3()
+    del atoms[4]
+    user = {
+        "system.ecutwfc": 22,  # protocol value
+        "occupations": "fixed",  # automatic smearing for a defect
+        "nbnd": 40,  # automatic band count
+        "kpts": [1, 1, 1],  # automatic grid from kspacing
+        "electrons": {"mixing_beta": 0.1},
+        "system.tot_charge": 1.0,
+    }
+    before = copy.deepcopy(user)
+    p = qe_input_set(atoms, "static", "standard", PSEUDOS, defect=True, overrides=user)
+    system = p["input_data"]["system"]
+    assert (system["ecutwfc"], system["occupations"], system["nbnd"]) == (22, "fixed", 40)
+    assert p["kpts"] == [1, 1, 1] and p["input_data"]["electrons"]["mixing_beta"] == 0.1
+    assert user == before  # overrides are not modified
+    assert qe_input_set(atoms, "static", "fast", PSEUDOS, overrides={"kspacing": 2.0})["kpts"] == [
+        1,
+        1,
+        1,
+    ]
+
+
+def test_unknown_keys_are_one_line_errors():
+    with pytest.raises(InputError, match=r"unknown pw\.x keyword 'ecutwfcc'"):
+        nest_overrides({"ecutwfcc": 20})
+    with pytest.raises(InputError, match="namelist 'sytem'"):
+        nest_overrides({"sytem.ecutwfc": 20})
+
+
+def test_launch_command_comes_from_settings_and_pools_follow_kpoints(monkeypatch):
+    atoms = cspbbr3()
+    assert pw_argv(atoms, [2, 2, 2]) == ["pw.x"]
+    monkeypatch.setenv("PEROVFLOW_QE__PARALLEL", '{"mpi_prefix": "mpirun -np 2"}')
+    assert pw_argv(atoms, [2, 2, 2]) == ["mpirun", "-np", "2", "pw.x", "-nk", "2"]
+    assert pw_argv(atoms, None) == ["mpirun", "-np", "2", "pw.x"]  # one k-point: no pools
+    monkeypatch.setenv("PEROVFLOW_QE__NPOOL", "1")
+    assert pw_argv(atoms, [2, 2, 2]) == ["mpirun", "-np", "2", "pw.x"]  # the setting wins
+    assert mpi_ranks(["srun", "--ntasks=8"]) == 8
+    assert choose_npool(8, 3) == 2 and choose_npool(6, 10) == 6
+
+
+def test_band_edges_find_direct_gap():
+    eig = [[[0.0, 1.0, 3.0], [0.5, 1.5, 2.5]]]  # [spin][k][band], 2 occupied bands (4 e-)
+    edges = band_edges(eig, 4, None)
+    assert edges["vbm_eV"] == 1.5 and edges["cbm_eV"] == 2.5 and edges["is_direct"]
+    assert band_edges(eig, 4.0, 2.0)["band_gap_eV"] == pytest.approx(1.0)
+
+
+def test_registry_errors_and_maker_fields():
+    maker = get_maker("qe", "scf", protocol="fast", charge=None, input_set_overrides={})
+    assert type(maker).__name__ == "QEStaticMaker" and maker.protocol == "fast"
+    with pytest.raises(InputError) as err:
+        get_maker("cp2k", "bands")
+    assert "cannot run 'bands'" in err.value.problem
+    with pytest.raises(InputError, match="unknown code"):
+        get_maker("vasp", "scf")
+    relax = get_maker("qe", "relax", defect=True)
+    assert relax.defect and relax.input_set_overrides == {}
+    assert get_maker("qe", "relax").input_set_overrides is not relax.input_set_overrides

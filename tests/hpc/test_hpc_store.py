@@ -1,0 +1,101 @@
+"""The results store: embedded multi-process safety, MongoDB errors, data store."""
+
+from __future__ import annotations
+
+import multiprocessing
+import socket
+from pathlib import Path
+
+import pytest
+from hpc_workers import run_worker, tiny_task
+from perovflow.hpc.embedded import SyncedClient
+from perovflow.hpc.store import get_job_store, redact
+
+from perovflow.errors import StoreError
+
+
+def test_four_workers_record_every_job_exactly_once() -> None:
+    """4 processes x 10 jobs at once: 40 task documents, 40 blobs, counter at 40."""
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=run_worker, args=(w, 10)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    store = get_job_store()
+    store.connect()
+    docs = list(store.query({}, properties=["uuid", "output.labels.n"]))
+    ns = sorted(d["output"]["labels"]["n"] for d in docs)
+    assert ns == sorted(w * 1000 + i for w in range(4) for i in range(10))
+    assert len({d["uuid"] for d in docs}) == 40
+    assert store.additional_stores["data"].count() == 40
+    counter = store.docs_store._collection.database["counters"].find_one({"_id": "c"})
+    assert counter["n"] == 40
+    one = store.query_one({"output.labels.n": 3003}, load=True)
+    assert one["output"]["eigenvalues"][0][:3] == [0.0, 1.0, 2.0]
+
+
+def _bump(folder: str, n: int) -> None:
+    coll = SyncedClient(folder)["db"]["c"]
+    for _ in range(n):
+        coll.find_one_and_update({"_id": "x"}, {"$inc": {"n": 1}}, upsert=True)
+
+
+def test_read_modify_write_is_atomic_across_processes(tmp_path: Path) -> None:
+    """find_one_and_update from 4 processes never loses an increment."""
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_bump, args=(str(tmp_path), 50)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert SyncedClient(tmp_path)["db"]["c"].find_one({"_id": "x"})["n"] == 200
+
+
+def test_second_process_sees_updates_deletes_and_indexes(tmp_path: Path) -> None:
+    a, b = SyncedClient(tmp_path)["db"]["c"], SyncedClient(tmp_path)["db"]["c"]
+    a.insert_many([{"_id": i, "formula": "CsPbBr3" if i % 2 else "PbBr2"} for i in range(6)])
+    a.create_index("formula")
+    assert b.count_documents({"formula": "CsPbBr3"}) == 3
+    b.update_many({"formula": "PbBr2"}, {"$set": {"formula": "Cs4PbBr6"}})
+    b.delete_one({"_id": 5})
+    assert sorted(a.distinct("formula")) == ["Cs4PbBr6", "CsPbBr3"]
+    assert a.count_documents({}) == 5
+    assert "formula_1" in b.index_information()
+
+
+def test_unusable_embedded_folder_is_one_line_store_error(tmp_path: Path, monkeypatch) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("PEROVFLOW_PROJECT_DIR", str(blocker))
+    with pytest.raises(StoreError) as err:
+        get_job_store()
+    assert "fix:" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_dead_mongodb_is_store_error_without_password(monkeypatch) -> None:
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr("perovflow.hpc.store.SERVER_TIMEOUT_MS", 300)
+    monkeypatch.setenv("PEROVFLOW_STORE__URI", f"mongodb://alice:s3cret@127.0.0.1:{port}/x")
+    with pytest.raises(StoreError) as err:
+        get_job_store()
+    assert "s3cret" not in str(err.value) and "***" in str(err.value)
+
+
+def test_redact_hides_passwords_only() -> None:
+    assert redact("mongodb+srv://u:p@h/db") == "mongodb+srv://u:***@h/db"
+    assert redact("mongodb://h:27017/db") == "mongodb://h:27017/db"
+
+
+def test_job_outputs_roundtrip_through_data_store() -> None:
+    from jobflow import run_locally
+
+    store = get_job_store()
+    job = tiny_task(7, study="rt")
+    run_locally(job, store=store, log=False, ensure_success=True)
+    doc = store.query_one({"uuid": job.uuid})
+    assert "blob_uuid" in doc["output"]["eigenvalues"]  # not inline: moved to the data store
+    assert store.get_output(job.uuid, load=True)["eigenvalues"][0][199] == 199.0

@@ -1,0 +1,117 @@
+"""The main job (``perovflow demo``): a Br vacancy in Cs4PbBr6, end to end at the fast protocol.
+
+Steps: Cs4PbBr6 rhombohedral primitive cell (22 atoms, prototype) -> remove the one
+symmetry-distinct Br (21 atoms) -> ML pre-relax (packaged CHGNet) -> QE scf -> QE bands
+along the high-symmetry path and QE nscf + projwfc (PDOS) on the scf density -> IPR of
+every state -> report (gap, band-structure, PDOS and IPR PNGs; task documents in the
+embedded store). Reruns reuse finished jobs (resume).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jobflow import Flow, job
+
+from perovflow.workflows.common import engine_maker, remove_site_job, run_maker
+
+#: fast-protocol settings that keep the demo within minutes on 2 cores (user-visible)
+DEMO_SETTINGS: dict[str, dict[str, Any]] = {
+    "static": {"kpts": [1, 1, 1]},
+    "bands": {"nbnd": 100},
+    "dos": {"kpts": [1, 1, 1]},
+}
+
+
+def demo_flow(out_dir: str | Path, protocol: str = "fast", line_density: float = 4.0) -> Flow:
+    """The demo flow (see the module docstring for the steps)."""
+    from perovflow.structures.defects import enumerate_vacancies
+    from perovflow.structures.prototypes import build_prototype
+
+    host = build_prototype("Cs4PbBr6", cell="primitive")
+    site = enumerate_vacancies(host, "Br")[0]
+    labels = {"study": "demo", "defect": site.label, "charge": 0}
+    cut = remove_site_job(host, site.index)
+    cut.name = f"{site.label} build"
+    pre = run_maker(engine_maker("mlip", "relax", protocol), cut.output, f"{site.label} ml-prerelax", labels)
+    scf = run_maker(
+        engine_maker("qe", "scf", protocol, DEMO_SETTINGS["static"], defect=True),
+        pre.output.structure, f"{site.label} qe scf", labels,
+    )  # fmt: skip
+    bands = run_maker(
+        engine_maker("qe", "bands", protocol, DEMO_SETTINGS["bands"], defect=True, line_density=line_density),
+        scf.output.structure, f"{site.label} qe bands", labels, prev_dir=scf.output.dir_name,
+    )  # fmt: skip
+    dos = run_maker(
+        engine_maker("qe", "dos", protocol, DEMO_SETTINGS["dos"], defect=True),
+        scf.output.structure, f"{site.label} qe pdos", labels, prev_dir=scf.output.dir_name,
+    )  # fmt: skip
+    report = demo_report(scf.output, bands.output, dos.output, str(Path(out_dir).resolve()), site.label)
+    report.name = "demo report"
+    return Flow([cut, pre, scf, bands, dos, report], output=report.output, name="demo")
+
+
+def _plain(doc: Any) -> dict[str, Any]:
+    return doc.model_dump() if hasattr(doc, "model_dump") else dict(doc)
+
+
+@job
+def demo_report(scf: Any, bands: Any, dos: Any, out_dir: str, label: str) -> dict[str, Any]:
+    """Gap, band structure, PDOS and IPR with their plots, written as a report in ``out_dir``."""
+    from perovflow.analysis.bands import analyze_bands, plot_bands
+    from perovflow.analysis.ipr import analyze_ipr, plot_ipr
+    from perovflow.analysis.pdos import compute_pdos, plot_pdos
+    from perovflow.analysis.projections import StateProjections
+    from perovflow.analysis.report import section, write_report
+
+    scf, bands, dos = _plain(scf), _plain(bands), _plain(dos)
+    figs = Path(out_dir) / "plots"
+    figs.mkdir(parents=True, exist_ok=True)
+    proj = StateProjections.from_dict(dos["projections"])
+    ipr = analyze_ipr(proj)
+    pdos = compute_pdos(proj, by="element")
+    band_source = bands.get("bandstructure") or bands["dir_name"]
+    band_res = analyze_bands(band_source)
+    plots = {
+        "bands": plot_bands(band_source, figs / "bands.png"),
+        "pdos": plot_pdos(pdos, figs / "pdos.png"),
+        "ipr": plot_ipr(ipr, figs / "ipr.png"),
+    }
+    from perovflow.workflows.vacancy import _gap_states
+
+    gap_states = _gap_states(ipr.summary())
+    summary = {
+        "defect": label,
+        "scf_gap_eV": scf["electronic"].get("band_gap_eV"),
+        "bands_gap_eV": band_res.band_gap_eV,
+        "ipr_gap_eV": ipr.summary()["gap_eV"],
+        "localized_gap_states": len(gap_states),
+        "max_gap_state_ipr": max((g["ipr"] for g in gap_states), default=None),
+    }
+    sections = [
+        section(summary, f"{label} in Cs4PbBr6: summary", provenance={"dir_name": scf["dir_name"]}),
+        section(band_res, "Band structure", [plots["bands"]], {"dir_name": bands["dir_name"]}),
+        section(pdos, "Projected DOS", [plots["pdos"]], {"dir_name": dos["dir_name"]}),
+        section(ipr, "Inverse participation ratio", [plots["ipr"]], {"dir_name": dos["dir_name"]}),
+    ]
+    files = write_report(sections, out_dir, title=f"perovflow demo: {label} in Cs4PbBr6")
+    return {**summary, "gap_states": gap_states, "files": {k: str(v) for k, v in files.items()},
+            "plots": {k: str(v) for k, v in plots.items()}}  # fmt: skip
+
+
+def run_demo(out_dir: str | Path = "perovflow-demo", protocol: str = "fast") -> dict[str, Any]:
+    """Run (or resume) the demo and return its report summary."""
+    from perovflow.hpc.store import get_job_store
+    from perovflow.workflows.runner import run_flow
+
+    out = Path(out_dir).resolve()
+    store = get_job_store()
+    flow = demo_flow(out, protocol)
+    info = run_flow(flow, store=store, root_dir=out / "calcs", study="demo")
+    if info["failed"]:
+        from perovflow.errors import EngineError
+
+        raise EngineError(f"demo jobs failed: {', '.join(info['failed'])}", f"see the job folders in {out / 'calcs'}")
+    result = store.get_output(flow.output.uuid, load=True)
+    return {**{k: v for k, v in result.items() if k != "gap_states"}, "jobs": info["jobs"], "reused": info["reused"]}

@@ -1,0 +1,448 @@
+"""Nudged elastic band with any ASE calculator, counting every expensive force call.
+
+Two procedures share one NEB engine (``ase.mep.NEB``, improved tangent, FIRE):
+
+* :func:`plain_neb` - the seed papers' way: linear interpolation, climbing image from the
+  first step, every step evaluated with the expensive calculator.
+* :func:`accelerated_neb` - IDPP interpolation, the whole band converged with a cheap
+  calculator (an ML potential; climbing image switched on late), then refined with the
+  expensive calculator through a *surrogate*: the expensive forces are evaluated only at the
+  current images, the band is optimised on ``cheap + (expensive - cheap at the image)``
+  (a force-shift correction, exact at the evaluated points) inside a trust radius, and the
+  loop stops when the *expensive* NEB forces are below ``fmax``. The convergence test is
+  the same as the plain procedure's, so both stop at the same criterion.
+
+Endpoints can be relaxed the same two ways (:func:`relax_atoms`, :func:`surrogate_relax`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.singlepoint import SinglePointCalculator
+
+CalcFactory = Callable[[int], Calculator]
+EV_TO_KCAL_MOL = 23.060548
+log = logging.getLogger("perovflow.neb")
+
+
+@dataclass
+class CallCounter:
+    """How many times a calculator was asked for energy and forces, and how long it took."""
+
+    calls: int = 0
+    seconds: float = 0.0
+
+
+class CountingCalculator(Calculator):
+    """Wrap ``inner`` (any ASE calculator); every new geometry is one counted force call."""
+
+    implemented_properties = ("energy", "free_energy", "forces")
+
+    def __init__(self, inner: Calculator, counter: CallCounter) -> None:
+        super().__init__()
+        self.inner = inner
+        self.counter = counter
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        """Run the inner calculator once for energy and forces."""
+        super().calculate(atoms, properties, system_changes)
+        start = time.perf_counter()
+        work = self.atoms.copy()
+        energy = float(self.inner.get_potential_energy(work))
+        forces = np.array(self.inner.get_forces(work))
+        self.counter.calls += 1
+        self.counter.seconds += time.perf_counter() - start
+        self.results = {"energy": energy, "free_energy": energy, "forces": forces}
+
+
+class ShiftedCalculator(Calculator):
+    """Cheap calculator plus a linear correction that is exact at ``ref`` positions.
+
+    ``E(x) = E_cheap(x) + dE - dF . (x - ref)`` so that ``F(x) = F_cheap(x) + dF``; at
+    ``x = ref`` energy and forces equal the expensive ones used to build it.
+    """
+
+    implemented_properties = ("energy", "free_energy", "forces")
+
+    def __init__(self, cheap: Calculator, ref: Atoms, energy: float, forces: np.ndarray) -> None:
+        super().__init__()
+        self.cheap = cheap
+        self.ref = ref.get_positions()
+        probe = ref.copy()
+        e_cheap = float(cheap.get_potential_energy(probe))
+        self.dE = energy - e_cheap
+        self.dF = np.asarray(forces) - np.array(cheap.get_forces(probe))
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        """Cheap energy and forces plus the correction."""
+        super().calculate(atoms, properties, system_changes)
+        work = self.atoms.copy()
+        shift = self.atoms.get_positions() - self.ref
+        energy = (
+            float(self.cheap.get_potential_energy(work)) + self.dE - float(np.sum(self.dF * shift))
+        )
+        forces = np.array(self.cheap.get_forces(work)) + self.dF
+        self.results = {"energy": energy, "free_energy": energy, "forces": forces}
+
+
+@dataclass
+class NEBResult:
+    """Converged band: energies along the path, barriers and the cost of getting there."""
+
+    energies: list[float]
+    images: list[Atoms]
+    converged: bool
+    expensive_calls: int = 0
+    expensive_seconds: float = 0.0
+    cheap_calls: int = 0
+    endpoint_calls: int = 0
+    steps: int = 0
+    wall_s: float = 0.0
+    procedure: str = ""
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def forward_barrier_eV(self) -> float:
+        """Highest image energy minus the initial energy (eV)."""
+        return float(max(self.energies) - self.energies[0])
+
+    @property
+    def reverse_barrier_eV(self) -> float:
+        """Highest image energy minus the final energy (eV)."""
+        return float(max(self.energies) - self.energies[-1])
+
+    @property
+    def ts_index(self) -> int:
+        """Index of the highest image."""
+        return int(np.argmax(self.energies))
+
+    def reaction_coordinate(self) -> list[float]:
+        """Cumulative distance (Å) of the images along the band."""
+        dist = [0.0]
+        for a, b in zip(self.images[:-1], self.images[1:], strict=True):
+            dist.append(dist[-1] + float(np.linalg.norm(b.get_positions() - a.get_positions())))
+        return dist
+
+    def summary(self) -> dict[str, Any]:
+        """Small JSON-able summary (no structures)."""
+        return {
+            "procedure": self.procedure,
+            "barrier_eV": round(self.forward_barrier_eV, 5),
+            "barrier_kcal_mol": round(self.forward_barrier_eV * EV_TO_KCAL_MOL, 3),
+            "reverse_barrier_eV": round(self.reverse_barrier_eV, 5),
+            "reaction_energy_eV": round(self.energies[-1] - self.energies[0], 5),
+            "ts_index": self.ts_index,
+            "energies_eV": [round(e - self.energies[0], 5) for e in self.energies],
+            "reaction_coordinate_A": [round(x, 4) for x in self.reaction_coordinate()],
+            "converged": self.converged,
+            "expensive_calls": self.expensive_calls,
+            "endpoint_calls": self.endpoint_calls,
+            "cheap_calls": self.cheap_calls,
+            "steps": self.steps,
+            "wall_s": round(self.wall_s, 2),
+        }
+
+
+def max_force(forces: np.ndarray) -> float:
+    """Largest per-atom force norm in an (n, 3) or (m, n, 3) array (eV/Å)."""
+    return float(np.max(np.linalg.norm(np.asarray(forces).reshape(-1, 3), axis=1)))
+
+
+def freeze(atoms: Atoms, energy: float, forces: np.ndarray) -> Atoms:
+    """Copy of ``atoms`` carrying fixed energy and forces (endpoints of a band)."""
+    out = atoms.copy()
+    out.calc = SinglePointCalculator(out, energy=energy, forces=np.asarray(forces))
+    return out
+
+
+def relax_atoms(
+    atoms: Atoms, calc: Calculator, fmax: float, steps: int, counter: CallCounter | None = None
+) -> tuple[Atoms, float, np.ndarray, bool]:
+    """Relax positions (fixed cell) with BFGS; return (atoms, energy, forces, converged)."""
+    from ase.optimize import BFGS
+
+    counter = counter if counter is not None else CallCounter()
+    work = atoms.copy()
+    work.calc = CountingCalculator(calc, counter)
+    converged = bool(BFGS(work, logfile=None).run(fmax=fmax, steps=steps))
+    return freeze(work, work.get_potential_energy(), work.get_forces()), *_ef(work), converged
+
+
+def _ef(atoms: Atoms) -> tuple[float, np.ndarray]:
+    return float(atoms.get_potential_energy()), np.array(atoms.get_forces())
+
+
+def surrogate_relax(
+    atoms: Atoms,
+    expensive: Calculator,
+    cheap: Calculator,
+    fmax: float,
+    steps: int = 30,
+    trust: float = 0.2,
+    counter: CallCounter | None = None,
+) -> tuple[Atoms, float, np.ndarray, bool]:
+    """Relax with few expensive calls: cheap pre-relax, then shifted-cheap relaxations.
+
+    Each outer step costs one expensive call; it stops when the expensive forces are below
+    ``fmax`` (the same criterion as :func:`relax_atoms`).
+    """
+    from ase.optimize import BFGS
+
+    counter = counter if counter is not None else CallCounter()
+    current, *_ = relax_atoms(atoms, cheap, fmax / 2, 300)
+    best = np.inf
+    for _ in range(steps):
+        probe = current.copy()
+        probe.calc = CountingCalculator(expensive, counter)
+        energy, forces = _ef(probe)
+        if max_force(forces) < fmax:
+            return freeze(probe, energy, forces), energy, forces, True
+        trust = trust * 0.5 if max_force(forces) > best else min(trust * 1.5, 0.3)
+        best = min(best, max_force(forces))
+        work = probe.copy()
+        work.calc = ShiftedCalculator(cheap, probe, energy, forces)
+        BFGS(work, logfile=None, maxstep=trust).run(fmax=fmax / 3, steps=100)
+        current = _clip(probe, work.get_positions(), trust)
+    return freeze(probe, energy, forces), energy, forces, False
+
+
+def _clip(ref: Atoms, new_positions: np.ndarray, trust: float) -> Atoms:
+    """``ref`` moved toward ``new_positions`` by at most ``trust`` Å on any atom."""
+    step = new_positions - ref.get_positions()
+    largest = max_force(step)
+    if largest > trust:
+        step *= trust / largest
+    out = ref.copy()
+    out.set_positions(ref.get_positions() + step)
+    return out
+
+
+def interpolate_band(
+    initial: Atoms, final: Atoms, nimages: int, method: str = "idpp"
+) -> list[Atoms]:
+    """``nimages`` intermediate images between the endpoints (endpoints included in the list).
+
+    Uses the structures layer (pymatgen's IDPPSolver) when present, ASE's otherwise.
+    """
+    try:
+        from perovflow.structures.paths import interpolate
+    except ImportError:
+        interpolate = None
+    if interpolate is not None:
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        a2s = AseAtomsAdaptor
+        band = interpolate(a2s.get_structure(initial), a2s.get_structure(final), nimages, method)
+        band = [a2s.get_atoms(s) if not isinstance(s, Atoms) else s for s in band]
+        if len(band) == nimages + 2:
+            return [initial, *[b.copy() for b in band[1:-1]], final]
+    from ase.mep import NEB
+
+    band = [initial.copy()] + [initial.copy() for _ in range(nimages)] + [final.copy()]
+    NEB(band).interpolate(method="idpp" if method == "idpp" else "linear", mic=True)
+    return [initial, *band[1:-1], final]
+
+
+def _attach(band: list[Atoms], calcs: list[Calculator]) -> None:
+    for image, calc in zip(band[1:-1], calcs, strict=True):
+        image.calc = calc
+
+
+def optimize_band(
+    band: list[Atoms],
+    fmax: float,
+    steps: int,
+    climb: bool = True,
+    late_climb_fmax: float | None = None,
+    shared: bool = False,
+) -> tuple[bool, int]:
+    """FIRE on the band (calculators already attached); returns (converged, steps taken).
+
+    With ``late_climb_fmax`` the band is first converged to that force without climbing.
+    """
+    from ase.mep import NEB
+    from ase.optimize import FIRE
+
+    taken = 0
+    if climb and late_climb_fmax:
+        neb = NEB(band, climb=False, method="improvedtangent", allow_shared_calculator=shared)
+        opt = FIRE(neb, logfile=None)
+        opt.run(fmax=late_climb_fmax, steps=steps)
+        taken = opt.nsteps
+    neb = NEB(band, climb=climb, method="improvedtangent", allow_shared_calculator=shared)
+    opt = FIRE(neb, logfile=None)
+    converged = bool(opt.run(fmax=fmax, steps=max(steps - taken, 1)))
+    return converged, taken + opt.nsteps
+
+
+def _endpoints(
+    initial: Atoms,
+    final: Atoms,
+    expensive: CalcFactory,
+    fmax: float,
+    steps: int,
+    counter: CallCounter,
+    relax: bool,
+    cheap: Calculator | None = None,
+) -> tuple[Atoms, Atoms]:
+    """Endpoints frozen with expensive energies: relaxed (directly or via the surrogate)."""
+    out = []
+    for atoms, index in ((initial, 0), (final, -1)):
+        if relax and cheap is not None:
+            out.append(surrogate_relax(atoms, expensive(index), cheap, fmax, counter=counter)[0])
+        elif relax:
+            out.append(relax_atoms(atoms, expensive(index), fmax, steps, counter)[0])
+        else:
+            probe = atoms.copy()
+            probe.calc = CountingCalculator(expensive(index), counter)
+            out.append(freeze(probe, *_ef(probe)))
+    return out[0], out[1]
+
+
+def band_energies(band: list[Atoms]) -> list[float]:
+    """Potential energies of all images (calculators attached)."""
+    return [float(image.get_potential_energy()) for image in band]
+
+
+def plain_neb(
+    initial: Atoms,
+    final: Atoms,
+    expensive: CalcFactory,
+    nimages: int = 9,
+    fmax: float = 0.05,
+    steps: int = 500,
+    interpolation: str = "linear",
+    relax_endpoints: bool = True,
+) -> NEBResult:
+    """The seed's procedure: linear band, CI-NEB from scratch with the expensive calculator.
+
+    Steps: relax both endpoints (BFGS, expensive) -> interpolate -> CI-NEB (FIRE, climbing
+    image from the first step) until every image force is below ``fmax``.
+    """
+    start, ends, counter = time.perf_counter(), CallCounter(), CallCounter()
+    initial, final = _endpoints(initial, final, expensive, fmax, steps, ends, relax_endpoints)
+    band = interpolate_band(initial, final, nimages, interpolation)
+    _attach(band, [CountingCalculator(expensive(i + 1), counter) for i in range(nimages)])
+    log.info("endpoints done (%d expensive calls); plain CI-NEB starts", ends.calls)
+    converged, taken = optimize_band(band, fmax, steps, climb=True)
+    log.info("plain CI-NEB: converged=%s in %d steps", converged, taken)
+    energies = band_energies(band)
+    return NEBResult(
+        energies=energies,
+        images=[freeze(b, e, b.get_forces()) for b, e in zip(band, energies, strict=True)],
+        converged=converged,
+        expensive_calls=counter.calls + ends.calls,
+        expensive_seconds=counter.seconds + ends.seconds,
+        endpoint_calls=ends.calls,
+        steps=taken,
+        wall_s=time.perf_counter() - start,
+        procedure="plain",
+    )
+
+
+def _evaluate_band(band: list[Atoms], calcs: list[Calculator]) -> tuple[float, list[tuple]]:
+    """Expensive NEB forces (climbing image on) at the current images: (max force, E/F)."""
+    from ase.mep import NEB
+
+    _attach(band, calcs)
+    neb = NEB(band, climb=True, method="improvedtangent")
+    residual = max_force(neb.get_forces())
+    return residual, [_ef(image) for image in band[1:-1]]
+
+
+def _refine(
+    band: list[Atoms],
+    expensive: list[Calculator],
+    cheap: Calculator,
+    fmax: float,
+    outer_steps: int,
+    trust: float,
+) -> tuple[bool, int, list[dict[str, float]]]:
+    """Surrogate loop: expensive forces at the images, band relaxed on cheap + shift, repeat."""
+    history: list[dict[str, float]] = []
+    best = np.inf
+    for outer in range(outer_steps):
+        residual, ef = _evaluate_band(band, expensive)
+        history.append({"outer": outer, "max_force": residual, "trust": trust})
+        log.info("surrogate step %d: expensive NEB max force %.4f eV/Å", outer, residual)
+        if residual < fmax:
+            return True, outer, history
+        trust = trust * 0.5 if residual > best else min(trust * 1.5, 0.3)
+        best = min(best, residual)
+        refs = [image.copy() for image in band[1:-1]]
+        surrogate = [band[0], *[r.copy() for r in refs], band[-1]]
+        _attach(
+            surrogate,
+            [ShiftedCalculator(cheap, r, e, f) for r, (e, f) in zip(refs, ef, strict=True)],
+        )
+        optimize_band(surrogate, fmax / 3, 300, climb=True)
+        for i, ref in enumerate(refs, start=1):
+            band[i].set_positions(_clip(ref, surrogate[i].get_positions(), trust).get_positions())
+    residual, _ = _evaluate_band(band, expensive)
+    history.append({"outer": outer_steps, "max_force": residual, "trust": trust})
+    return residual < fmax, outer_steps, history
+
+
+def accelerated_neb(
+    initial: Atoms,
+    final: Atoms,
+    expensive: CalcFactory,
+    cheap: Calculator,
+    nimages: int = 9,
+    fmax: float = 0.05,
+    outer_steps: int = 40,
+    interpolation: str = "idpp",
+    relax_endpoints: bool = True,
+    trust: float = 0.15,
+    cheap_steps: int = 2000,
+) -> NEBResult:
+    """NEB with few expensive force calls (same convergence test as :func:`plain_neb`).
+
+    Steps: relax both endpoints (cheap pre-relax, then surrogate relax with the expensive
+    calculator) -> IDPP band -> NEB converged with the cheap calculator (climbing image
+    switched on late) -> surrogate refinement with the expensive calculator until every
+    expensive NEB image force is below ``fmax``.
+    """
+    start, ends, counter, cheap_count = (
+        time.perf_counter(),
+        CallCounter(),
+        CallCounter(),
+        CallCounter(),
+    )
+    cheap = CountingCalculator(cheap, cheap_count)
+    initial, final = _endpoints(initial, final, expensive, fmax, 300, ends, relax_endpoints, cheap)
+    band = interpolate_band(initial, final, nimages, interpolation)
+    pre = [initial.copy(), *band[1:-1], final.copy()]
+    for atoms in pre:
+        atoms.calc = cheap
+    pre[0] = freeze(pre[0], *_ef(pre[0]))
+    pre[-1] = freeze(pre[-1], *_ef(pre[-1]))
+    late = max(0.3, fmax * 4)
+    log.info("endpoints done (%d expensive calls); cheap NEB starts", ends.calls)
+    ok, taken = optimize_band(pre, fmax / 2, cheap_steps, climb=True, late_climb_fmax=late, shared=True)
+    log.info("cheap NEB: converged=%s in %d steps (%d cheap calls)", ok, taken, cheap_count.calls)
+    band = [initial, *pre[1:-1], final]
+    calcs = [CountingCalculator(expensive(i + 1), counter) for i in range(nimages)]
+    converged, outer, history = _refine(band, calcs, cheap, fmax, outer_steps, trust)
+    energies = band_energies(band)
+    return NEBResult(
+        energies=energies,
+        images=[freeze(b, e, b.get_forces()) for b, e in zip(band, energies, strict=True)],
+        converged=converged,
+        expensive_calls=counter.calls + ends.calls,
+        expensive_seconds=counter.seconds + ends.seconds,
+        cheap_calls=cheap_count.calls,
+        endpoint_calls=ends.calls,
+        steps=outer,
+        wall_s=time.perf_counter() - start,
+        procedure="accelerated",
+        history=history,
+    )

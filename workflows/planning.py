@@ -1,0 +1,91 @@
+"""``plan``: what a study will run, before anything runs.
+
+Reads the flow built by :func:`perovflow.workflows.studies.build_flow`: every job with its
+parents, the expensive calculations by code and kind (jobs tagged by
+:func:`perovflow.workflows.common.tag`), and what symmetry reduction saved (the flow's
+``metadata["symmetry"]``: distinct items, the items they stand for, calculations per item).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from perovflow.workflows.common import CALC
+
+
+def job_graph(flow: Any) -> list[dict[str, Any]]:
+    """One row per job, in execution order: name, parents (names), calculation."""
+    rows, names = [], {}
+    for job_, parents in flow.iterflow():
+        names[job_.uuid] = job_.name
+        rows.append({
+            "name": job_.name,
+            "parents": [names.get(p, p) for p in parents],
+            "calc": (job_.metadata or {}).get(CALC),
+        })  # fmt: skip
+    return rows
+
+
+def count_calcs(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """code -> kind -> number of jobs (NEB counted as runs; images listed separately)."""
+    counts: dict[str, Counter] = {}
+    for row in rows:
+        calc = row["calc"]
+        if calc:
+            counts.setdefault(calc.get("code", "?"), Counter())[calc.get("kind", "?")] += 1
+    return {code: dict(sorted(c.items())) for code, c in sorted(counts.items())}
+
+
+def describe(study: Any, flow: Any) -> dict[str, Any]:
+    """The plan of ``study``: graph, counts, DFT totals and symmetry savings."""
+    rows = job_graph(flow)
+    counts = count_calcs(rows)
+    dft = {code: sum(kinds.values()) for code, kinds in counts.items() if code in ("qe", "cp2k")}
+    neb_images = sum(
+        (r["calc"] or {}).get("images", 0) for r in rows if (r["calc"] or {}).get("kind") == "neb"
+    )
+    sym = dict((flow.metadata or {}).get("symmetry") or {})
+    if sym:
+        per = sym.get("calcs_per_item", 0)
+        sym["calcs_without_symmetry"] = sym.get("items_total", 0) * per
+        sym["calcs_with_symmetry"] = sym.get("items_distinct", 0) * per
+        sym["calcs_saved"] = sym["calcs_without_symmetry"] - sym["calcs_with_symmetry"]
+    return {
+        "study": study.name,
+        "kind": study.study,
+        "protocol": study.protocol,
+        "code": study.code,
+        "jobs": len(rows),
+        "calculations": counts,
+        "dft_calculations": sum(dft.values()),
+        "neb_images": neb_images,
+        "symmetry": sym,
+        "graph": rows,
+    }
+
+
+def format_plan(data: dict[str, Any]) -> str:
+    """Human-readable plan: graph lines then the counts."""
+    lines = [
+        f"study {data['study']} ({data['kind']}, {data['code']}, protocol {data['protocol']}): {data['jobs']} jobs"
+    ]
+    for row in data["graph"]:
+        calc = row["calc"]
+        what = f"  [{calc.get('code')} {calc.get('kind')}]" if calc else ""
+        after = f"  <- {', '.join(row['parents'])}" if row["parents"] else ""
+        lines.append(f"  {row['name']}{what}{after}")
+    lines.append("calculations: " + "; ".join(
+        f"{code}: " + ", ".join(f"{n} {k}" for k, n in kinds.items()) for code, kinds in data["calculations"].items()
+    ))  # fmt: skip
+    lines.append(
+        f"DFT calculations: {data['dft_calculations']} (NEB images per band summed: {data['neb_images']})"
+    )
+    sym = data["symmetry"]
+    if sym:
+        lines.append(
+            f"symmetry: {sym['items_distinct']} distinct {sym['unit']} stand for {sym['items_total']}; "
+            f"{sym['calcs_with_symmetry']} calculations instead of {sym['calcs_without_symmetry']} "
+            f"(saved {sym['calcs_saved']})"
+        )
+    return "\n".join(lines)

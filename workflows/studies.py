@@ -1,0 +1,242 @@
+"""Study files (YAML) -> validated :class:`Study` -> jobflow ``Flow``, and the ``plan``.
+
+A study file names one study kind (``vacancy``, ``migration``, ``heterostructure``,
+``composition``, ``rp_fault``), the structure, the protocol and code, and the section of
+its kind. Unknown keys are errors (``extra="forbid"``), reported on one line. The engine
+makers are built here from the registry with the user's ``settings`` on top (user wins).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from perovflow.errors import InputError
+
+KINDS = ("vacancy", "migration", "heterostructure", "composition", "rp_fault")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Substitution(_Model):
+    """Replace ``count`` atoms of ``old`` by ``new`` (a symmetry-distinct arrangement)."""
+
+    old: str = Field(alias="from", description="Element replaced.")
+    new: str = Field(alias="to", description="Element put in.")
+    count: int = Field(1, ge=1, description="How many atoms.")
+
+
+class StructureSpec(_Model):
+    """Where the structure comes from (prototype name or file) and how it is modified."""
+
+    prototype: str | None = Field(None, description="Prototype name (perovflow structures list).")
+    file: str | None = Field(None, description="Structure file (CIF, POSCAR, extxyz...).")
+    cell: Literal["conventional", "primitive"] = Field("conventional", description="Cell choice.")
+    supercell: str | None = Field(None, description="Supercell applied before substitutions.")
+    substitute: list[Substitution] = Field(default_factory=list, description="Substitutions.")
+
+
+class NEBSpec(_Model):
+    """NEB settings; None means the protocol's ``neb`` block."""
+
+    nimages: int | None = Field(None, ge=1, description="Intermediate images.")
+    fmax: float | None = Field(None, gt=0, description="Force threshold (eV/Å).")
+    interpolation: Literal["idpp", "linear"] = Field("idpp", description="Initial band.")
+    method: Literal["accelerated", "plain"] = Field("accelerated", description="Procedure.")
+    code: Literal["qe", "cp2k", "mlip"] | None = Field(
+        None, description="Expensive code (default: study code)."
+    )
+    cheap_model: Literal["chgnet", "sevenn"] | None = Field(
+        None, description="ML pre-convergence model."
+    )
+    charge: float = Field(0.0, description="Cell charge during the NEB (e).")
+
+
+class VacancySpec(_Model):
+    """Vacancy study section."""
+
+    elements: list[str] = Field(description="Elements to remove.")
+    supercell: str | None = Field(None, description="Defect supercell of the bulk cell.")
+    charge_states: dict[str, list[int]] = Field(
+        default_factory=dict, description="Element -> charges."
+    )
+    competing_phases: list[str] = Field(
+        default_factory=list, description="Prototype names (CsBr, PbBr2...)."
+    )
+    ipr_threshold: float = Field(
+        0.03, gt=0, le=1, description="IPR above which a state is localized."
+    )
+
+
+class MigrationSpec(_Model):
+    """Migration study section."""
+
+    vacancy_element: str = Field(description="Element whose site is vacant.")
+    species: list[str] | None = Field(
+        None, description="Elements allowed to hop (default: the vacancy's)."
+    )
+    supercell: str | None = Field(None, description="Supercell of the bulk cell.")
+    hops: Literal["all", "seed"] | list[str] = Field(
+        "all", description="all, the 4 seed paths, or labels."
+    )
+    relax_bulk: bool = Field(True, description="Relax the bulk cell first.")
+    neb: NEBSpec = Field(default_factory=NEBSpec, description="NEB settings.")
+
+
+class HeterostructureSpec(_Model):
+    """Heterostructure study section."""
+
+    builder: Literal["file", "interface", "nanocrystal", "half_sphere"] = Field(
+        description="How to build it."
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments of the builder."
+    )
+    ipr_threshold: float = Field(0.03, gt=0, le=1, description="IPR threshold.")
+
+
+class CompositionSpec(_Model):
+    """Composition study section: mixed halides X(3-z)Y(z)."""
+
+    host: str = Field(description="Halide replaced (I).")
+    guest: str = Field(description="Halide put in (Br).")
+    z: list[float] = Field(description="Guest per formula unit, e.g. [0, 0.5, 1, 3].")
+
+
+class RPFaultSpec(_Model):
+    """RP-fault study section."""
+
+    options: dict[str, Any] = Field(default_factory=dict, description="rp_fault() arguments.")
+    halide: str | None = Field(None, description="Vacancy element (default: heaviest halide).")
+    neb: NEBSpec | None = Field(
+        default_factory=NEBSpec, description="NEB across vs along (None: skip)."
+    )
+    md_temperature_K: float = Field(500.0, gt=0, description="ML MD temperature.")
+    md_steps: int = Field(2000, ge=0, description="ML MD steps (0: skip).")
+    md_timestep_fs: float = Field(2.0, gt=0, description="MD time step.")
+
+
+class Study(_Model):
+    """One study file."""
+
+    study: Literal["vacancy", "migration", "heterostructure", "composition", "rp_fault"]
+    name: str = Field(description="Study name (labels every task document).")
+    description: str = Field("", description="Free text.")
+    protocol: Literal["fast", "standard", "seed"] = Field("fast", description="Protocol.")
+    code: Literal["qe", "cp2k", "mlip"] = Field("qe", description="Code of the DFT steps.")
+    prerelax: Literal["mlip"] | None = Field("mlip", description="ML pre-relaxation (null: none).")
+    structure: StructureSpec = Field(default_factory=StructureSpec, description="Structure.")
+    settings: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per-step user settings: relax/static/bands/dos -> overrides.",
+    )
+    vacancy: VacancySpec | None = None
+    migration: MigrationSpec | None = None
+    heterostructure: HeterostructureSpec | None = None
+    composition: CompositionSpec | None = None
+    rp_fault: RPFaultSpec | None = None
+
+    def section(self) -> Any:
+        """The section of this study's kind (an error if it is missing)."""
+        value = getattr(self, self.study)
+        if value is None:
+            raise InputError(
+                f"study '{self.name}' has no '{self.study}:' section", f"add a {self.study}: block"
+            )
+        return value
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a study file; every problem is one :class:`InputError` line."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(
+            f"study file {path} does not exist", "give the path of a studies/*.yaml file"
+        )
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(
+            f"{path} is not valid YAML: {str(exc).splitlines()[0]}", "fix the YAML syntax"
+        ) from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path} holds no mapping", "start the file with 'study: <kind>'")
+    try:
+        study = Study.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err.get("loc", ())) or "file"
+        raise InputError(
+            f"{path.name}: '{where}': {err.get('msg', 'invalid')}",
+            "see studies/*.yaml for valid keys",
+        ) from None
+    study.section()
+    return study
+
+
+def makers(study: Study) -> dict[str, Any]:
+    """Engine makers of the study: relax/static/dos/bands with the user's settings on top."""
+    from perovflow.workflows.common import engine_maker
+
+    def get(kind: str, code: str | None = None) -> Any:
+        code = code or study.code
+        try:
+            return engine_maker(code, kind, study.protocol, study.settings.get(kind))
+        except InputError:
+            if code == study.code and kind in ("dos", "bands"):
+                return None  # the code has no such step (e.g. an ML potential)
+            raise
+
+    out = {"relax": get("relax"), "static": None if study.code == "mlip" else get("static")}
+    out["dos"] = None if study.code == "mlip" else get("dos")
+    out["bands"] = None if study.code == "mlip" else get("bands")
+    out["prerelax"] = engine_maker("mlip", "relax", study.protocol, study.settings.get("prerelax")) if (
+        study.prerelax and study.code != "mlip") else None  # fmt: skip
+    return out
+
+
+def structure_of(study: Study) -> Any:
+    """The input structure: prototype or file, supercell, substitutions."""
+    spec = study.structure
+    if spec.prototype and spec.file:
+        raise InputError("structure has both prototype and file", "keep one of them")
+    if not (spec.prototype or spec.file):
+        return None
+    from perovflow.structures.io import load_structure
+
+    source = spec.file if spec.file else spec.prototype
+    structure = load_structure(source, cell=spec.cell)
+    if spec.supercell:
+        from perovflow.structures.supercells import make_supercell
+
+        structure = make_supercell(structure, spec.supercell)
+    for sub in spec.substitute:
+        from perovflow.structures.variants import substitute
+
+        structure = substitute(structure, sub.old, sub.new, sub.count).structure
+    return structure
+
+
+def build_flow(path_or_study: str | Path | Study) -> Any:
+    """jobflow ``Flow`` of a study file (or :class:`Study`)."""
+    import importlib
+
+    study = path_or_study if isinstance(path_or_study, Study) else load_study(path_or_study)
+    module = importlib.import_module(f"perovflow.workflows.{study.study}")
+    flow = module.flow_from_study(study, makers(study), structure_of(study))
+    flow.name = study.name
+    return flow
+
+
+def plan(study: Study | str | Path) -> dict[str, Any]:
+    """Job graph, DFT calculations by kind, and what symmetry reduction saved (nothing runs)."""
+    from perovflow.workflows.planning import describe
+
+    study = study if isinstance(study, Study) else load_study(study)
+    return describe(study, build_flow(study))

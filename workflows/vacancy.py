@@ -1,0 +1,295 @@
+"""VacancyStudy: symmetry-distinct vacancies in all their charge states, with IPR and levels.
+
+Seeds: V_Br in Cs4PbBr6 (is there a localized mid-gap level?), V_Cl/V_Na/V_Ag in
+Cs2Na(1-x)Ag(x)BiCl6.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobflow import Flow, Maker, job
+from perovflow.workflows.common import (
+    as_structure,
+    make_supercell_job,
+    relax_chain,
+    remove_site_job,
+    run_maker,
+)
+
+
+def electronic_chain(
+    structure: Any, static_maker: Any, dos_maker: Any, name: str, labels: dict, **fields: Any
+) -> tuple[list, Any, Any]:
+    """static (scf) then, if given, the projected DOS run on its density.
+
+    Returns (jobs, static job or None, job whose output carries the projections or None).
+    """
+    if static_maker is None:
+        return [], None, None
+    static = run_maker(static_maker, structure, f"{name} static", labels, **fields)
+    if dos_maker is None:
+        return [static], static, static
+    dos = run_maker(
+        dos_maker, static.output.structure, f"{name} pdos", labels,
+        prev_dir=static.output.dir_name, **fields,
+    )  # fmt: skip
+    return [static, dos], static, dos
+
+
+@dataclass
+class VacancyFlowMaker(Maker):
+    """Vacancy study (code-agnostic: QE, CP2K and the ML potential plug in the same way).
+
+    Steps: (1) relax the bulk cell (optional ML pre-relax, then ``relax_maker``);
+    (2) build the supercell of the relaxed bulk; (3) bulk supercell static + PDOS (reference
+    energy, band edges, bulk IPR); (4) enumerate the symmetry-distinct vacancy sites of each
+    element (spglib) with their charge states; (5) for every site and charge: remove the
+    atom, relax (pre-relax + ``relax_maker``), static + PDOS; (6) relax + static of every
+    competing phase; (7) report: IPR of the states of each vacancy cell against the bulk
+    edges, Kohn–Sham levels, formation energies and transition levels.
+
+    Attributes
+    ----------
+    relax_maker, static_maker, dos_maker, prerelax_maker
+        Engine makers (any code); None skips that step.
+    supercell
+        Supercell of the bulk cell for the defects (``"2x1x1"``); None: the cell itself.
+    elements
+        Elements to remove.
+    charge_states
+        Element -> charges; missing elements use the structures layer's suggestion.
+    competing_phases
+        ``{formula: structure}`` of phases/elements for the chemical-potential limits.
+    """
+
+    name: str = "vacancy study"
+    relax_maker: Any = None
+    static_maker: Any = None
+    dos_maker: Any = None
+    prerelax_maker: Any = None
+    supercell: str | None = None
+    elements: list[str] = field(default_factory=list)
+    charge_states: dict[str, list[int]] = field(default_factory=dict)
+    competing_phases: dict[str, Any] = field(default_factory=dict)
+    ipr_threshold: float = 0.03
+
+    def sites(self, structure: Any) -> list[dict[str, Any]]:
+        """The symmetry-distinct vacancies of the supercell, one dict per site and charge."""
+        from perovflow.structures.defects import enumerate_vacancies
+        from perovflow.structures.supercells import make_supercell
+
+        cell = as_structure(structure)
+        cell = make_supercell(cell, self.supercell) if self.supercell else cell
+        out = []
+        for element in self.elements:
+            for site in enumerate_vacancies(cell, element):
+                for q in self.charge_states.get(element, site.charge_states):
+                    out.append(
+                        {"label": site.label, "index": site.index, "charge": int(q),
+                         "multiplicity": site.multiplicity, "element": element,
+                         "n_equivalent_total": sum(1 for s in cell if s.specie.symbol == element)}
+                    )  # fmt: skip
+        return out
+
+    def make(self, structure: Any) -> Flow:
+        """Build the flow for ``structure`` (the bulk unit cell)."""
+        labels = {"study": self.name}
+        jobs, bulk = relax_chain(structure, self.relax_maker, self.prerelax_maker, "bulk", labels)
+        sc = make_supercell_job(bulk, self.supercell)
+        sc.name = "bulk supercell"
+        jobs.append(sc)
+        el_jobs, bulk_static, bulk_dos = electronic_chain(
+            sc.output, self.static_maker, self.dos_maker, "bulk supercell", labels
+        )
+        jobs += el_jobs
+        defects = []
+        for site in self.sites(structure):
+            tag = f"{site['label']} q={site['charge']:+d}"
+            lab = {**labels, "defect": site["label"], "charge": site["charge"]}
+            cut = remove_site_job(sc.output, site["index"])
+            cut.name = f"{tag} build"
+            fields = {"charge": site["charge"], "defect": True}
+            chain, relaxed = relax_chain(cut.output, _d(self.relax_maker, **fields),
+                                         _d(self.prerelax_maker), tag, lab)  # fmt: skip
+            el, static, dos = electronic_chain(
+                relaxed, self.static_maker, self.dos_maker, tag, lab, **fields
+            )
+            jobs += [cut, *chain, *el]
+            defects.append(
+                {
+                    **site,
+                    "static": _out(static),
+                    "dos": _out(dos),
+                    "relax": _out(chain[-1] if chain else None),
+                }
+            )
+        phases = {}
+        for formula, phase in self.competing_phases.items():
+            chain, relaxed = relax_chain(
+                phase, self.relax_maker, self.prerelax_maker, formula, labels
+            )
+            el, static, _ = electronic_chain(relaxed, self.static_maker, None, formula, labels)
+            jobs += [*chain, *el]
+            phases[formula] = _out(static or (chain[-1] if chain else None))
+        report = vacancy_report(
+            _out(bulk_static), _out(bulk_dos), defects, phases, self.ipr_threshold
+        )
+        report.name = "vacancy report"
+        jobs.append(report)
+        return Flow(jobs, output=report.output, name=self.name)
+
+
+def _d(maker: Any, **fields: Any) -> Any:
+    from perovflow.workflows.common import with_fields
+
+    return None if maker is None else with_fields(maker, **fields)
+
+
+def _out(job_: Any) -> Any:
+    return None if job_ is None else job_.output
+
+
+def _doc(obj: Any) -> dict[str, Any] | None:
+    if obj is None:
+        return None
+    return obj.model_dump() if hasattr(obj, "model_dump") else dict(obj)
+
+
+def _gap_states(defect: dict | None) -> list[dict[str, Any]]:
+    """Localized states between the defect cell's delocalized band edges (defect levels)."""
+    if not defect:
+        return []
+    edges = defect.get("edges_delocalized") or {}
+    vbm, cbm = edges.get("vbm_eV"), edges.get("cbm_eV")
+    if vbm is None or cbm is None:
+        return []
+    return [
+        {"energy_above_vbm_eV": round(st["energy_eV"] - vbm, 4), "ipr": round(st["ipr"], 4),
+         "occupation": st.get("occupation"), "top_atoms": st.get("top_atoms", [])[:2]}
+        for st in defect.get("localized_states", [])
+        if vbm + 0.02 < st["energy_eV"] < cbm - 0.02
+    ]  # fmt: skip
+
+
+def edge_ipr(summary: dict | None, states: list[dict] | None = None) -> float | None:
+    """Largest IPR among the band-edge states (within 0.1 eV of VBM or CBM)."""
+    if not summary or summary.get("vbm_eV") is None:
+        return None
+    vbm, cbm = summary["vbm_eV"], summary.get("cbm_eV") or summary["vbm_eV"]
+    near = [
+        s["ipr"]
+        for s in states or []
+        if min(abs(s["energy_eV"] - vbm), abs(s["energy_eV"] - cbm)) < 0.1
+    ]
+    return max(near) if near else None
+
+
+def _ipr(doc: dict | None, threshold: float) -> tuple[dict | None, list[dict] | None]:
+    if not doc or not doc.get("projections"):
+        return None, None
+    from perovflow.analysis.ipr import analyze_ipr
+    from perovflow.analysis.projections import StateProjections
+
+    result = analyze_ipr(StateProjections.from_dict(doc["projections"]), threshold=threshold)
+    return result.summary(), result.states
+
+
+def _formation(bulk: dict | None, rows: list[dict], phases: dict, edges: dict) -> dict[str, Any]:
+    """Formation energies and transition levels per vacancy (analysis.formation)."""
+    if not phases or bulk is None or edges.get("vbm_eV") is None:
+        return {"skipped": "needs competing phases and bulk band edges"}
+    from perovflow.analysis.formation import CellCalc, formation_energies
+
+    out: dict[str, Any] = {}
+    energies = {f: (d or {}).get("energy_eV") for f, d in phases.items()}
+    per_fu = {}
+    for formula, doc in phases.items():
+        from pymatgen.core import Composition
+
+        comp = Composition(doc["formula"]) if doc and doc.get("formula") else Composition(formula)
+        n_fu = doc["natoms"] / comp.num_atoms if doc else 1
+        per_fu[comp.reduced_formula] = energies[formula] / n_fu if energies[formula] else None
+    bulk_calc = CellCalc(bulk["structure"], bulk["energy_eV"], 0, label="bulk")
+    for label in sorted({r["label"] for r in rows}):
+        cells = [CellCalc(r["doc"]["structure"], r["doc"]["energy_eV"], r["charge"], label=label)
+                 for r in rows if r["label"] == label and r.get("doc")]  # fmt: skip
+        try:
+            res = formation_energies(bulk_calc, cells, {k: v for k, v in per_fu.items() if v},
+                                     edges["vbm_eV"], edges["cbm_eV"] - edges["vbm_eV"], correction=None)  # fmt: skip
+            out[label] = res.summary()
+        except Exception as exc:  # report, do not lose the rest of the study
+            out[label] = {"skipped": str(exc).splitlines()[0]}
+    return out
+
+
+@job
+def vacancy_report(
+    bulk_static: Any, bulk_dos: Any, defects: list[dict], phases: dict, threshold: float = 0.03
+) -> dict[str, Any]:
+    """Per vacancy and charge: energy, localized gap states, IPR vs the bulk edges; levels."""
+    bulk = _doc(bulk_static)
+    bulk_ipr, bulk_states = _ipr(_doc(bulk_dos), threshold)
+    edges = {"vbm_eV": (bulk_ipr or {}).get("vbm_eV"), "cbm_eV": (bulk_ipr or {}).get("cbm_eV")}
+    if edges["vbm_eV"] is None and bulk:
+        elec = bulk.get("electronic") or {}
+        edges = {"vbm_eV": elec.get("vbm_eV"), "cbm_eV": elec.get("cbm_eV")}
+    rows = []
+    for d in defects:
+        doc = _doc(d.get("static")) or _doc(d.get("relax"))
+        summary, _ = _ipr(_doc(d.get("dos")), threshold)
+        gap = _gap_states(summary)
+        rows.append({
+            "label": d["label"], "charge": d["charge"], "multiplicity": d["multiplicity"],
+            "energy_eV": doc.get("energy_eV") if doc else None,
+            "gap_states": gap, "midgap_level": bool(gap),
+            "max_gap_state_ipr": max((g["ipr"] for g in gap), default=None),
+            "doc": {"structure": doc["structure"], "energy_eV": doc["energy_eV"]} if doc else None,
+        })  # fmt: skip
+    return {
+        "bulk": {**edges, "gap_eV": None if None in edges.values() else edges["cbm_eV"] - edges["vbm_eV"],
+                 "edge_ipr": edge_ipr(bulk_ipr, bulk_states)},
+        "vacancies": [{k: v for k, v in r.items() if k != "doc"} for r in rows],
+        "formation": _formation(bulk, rows, {f: _doc(p) for f, p in phases.items()}, edges),
+    }  # fmt: skip
+
+
+def _phase_structure(name: str) -> Any:
+    from perovflow.structures.io import load_structure
+
+    return load_structure(name, cell="primitive")
+
+
+def flow_from_study(study: Any, makers: dict[str, Any], structure: Any) -> Flow:
+    """Vacancy flow of a study file (see :class:`VacancyFlowMaker` for the steps)."""
+    spec = study.section()
+    maker = VacancyFlowMaker(
+        name=study.name,
+        relax_maker=makers["relax"],
+        static_maker=makers["static"],
+        dos_maker=makers["dos"],
+        prerelax_maker=makers["prerelax"],
+        supercell=spec.supercell,
+        elements=list(spec.elements),
+        charge_states=dict(spec.charge_states),
+        competing_phases={p: _phase_structure(p) for p in spec.competing_phases},
+        ipr_threshold=spec.ipr_threshold,
+    )
+    flow = maker.make(structure)
+    sites = maker.sites(structure)
+    per = sum(m is not None for m in (makers["relax"], makers["static"], makers["dos"]))
+    flow.metadata = {**(flow.metadata or {}), "symmetry": {
+        "unit": "vacancy sites x charges", "items_distinct": len(sites),
+        "items_total": _all_sites(sites), "calcs_per_item": per}}  # fmt: skip
+    return flow
+
+
+def _all_sites(sites: list[dict[str, Any]]) -> int:
+    """Vacancy calculations without symmetry: every atom of the element, every charge."""
+    charges: dict[str, set[int]] = {}
+    counts: dict[str, int] = {}
+    for s in sites:
+        charges.setdefault(s["element"], set()).add(s["charge"])
+        counts[s["element"]] = s["n_equivalent_total"]
+    return sum(counts[el] * len(q) for el, q in charges.items())
