@@ -13,7 +13,8 @@ Two routes:
 
 Classification (:func:`classify`): type I (one domain's gap inside the other's), type II
 (staggered), quasi-type II when one offset is below ``tolerance`` (default 0.1 eV, about
-4 kT at room temperature) so that one carrier is shared by both domains.
+4 kT at room temperature) so that one carrier is shared by both domains, and ``aligned``
+when both offsets are below it.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def classify(
     dc = cbm_a - cbm_b
     if abs(dv) < tolerance or abs(dc) < tolerance:
         if abs(dv) < tolerance and abs(dc) < tolerance:
-            return "type I", dv, dc  # both edges shared: no confinement either way
+            return "aligned", dv, dc  # both edges shared: no offset either way
         return "quasi-type II", dv, dc
     if np.sign(dv) != np.sign(dc):
         return "type I", dv, dc  # one gap nested in the other

@@ -158,6 +158,18 @@ def _label_kpoints(structure: Any, frac: np.ndarray) -> dict[str, np.ndarray]:
     return labels
 
 
+def _find_bands_output(folder: Path) -> Path | None:
+    """The pw.x output of a bands run in ``folder`` (else any pw.x output)."""
+    from perovflow.engines.qe.projwfc import find_pw_output, read_text
+
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.name.endswith((".out", ".out.gz", ".log")):
+            text = read_text(p)
+            if "Program PWSCF" in text[:4000] and "End of band structure calculation" in text:
+                return p
+    return find_pw_output(folder)
+
+
 def load_bandstructure(source: Any, structure: Any = None, nelec: float | None = None):
     """A pymatgen BandStructureSymmLine from an object, a dict or a pw.x output/folder."""
     from pymatgen.electronic_structure.bandstructure import BandStructureSymmLine
@@ -174,9 +186,7 @@ def load_bandstructure(source: Any, structure: Any = None, nelec: float | None =
             ) from exc
     path = Path(source)
     if path.is_dir():
-        from perovflow.engines.qe.projwfc import find_pw_output
-
-        found = find_pw_output(path)
+        found = _find_bands_output(path)
         if found is None:
             raise InputError(f"no pw.x output in {path}", "give the bands run's folder or file")
         path = found

@@ -175,7 +175,12 @@ def _folder_sections(folder: Path, figdir: Path) -> list[dict[str, Any]]:
     from perovflow.analysis.bands import analyze_bands, plot_bands
     from perovflow.analysis.neb import analyze_neb, plot_neb
     from perovflow.analysis.report import section
-    from perovflow.engines.qe.projwfc import find_projwfc_output, find_pw_output, parse_projwfc
+    from perovflow.engines.qe.projwfc import (
+        find_projwfc_output,
+        find_pw_output,
+        parse_projwfc,
+        read_text,
+    )
 
     out: list[dict[str, Any]] = []
     for calc in [folder, *sorted(p for p in folder.iterdir() if p.is_dir())]:
@@ -184,7 +189,7 @@ def _folder_sections(folder: Path, figdir: Path) -> list[dict[str, Any]]:
         if find_projwfc_output(calc):
             out += _projection_sections(parse_projwfc(calc), name, prov, figdir)
         pw = find_pw_output(calc)
-        if pw is not None and "End of band structure calculation" in pw.read_text(errors="replace"):
+        if pw is not None and "End of band structure calculation" in read_text(pw):
             res = analyze_bands(pw)
             png = plot_bands(pw, figdir / f"{name}_bands.png")
             out.append(section(res, f"{name}: band structure", [png], prov, kind="bands"))

@@ -67,10 +67,15 @@ def _restart_from(lp: Any, fw_id: int, launch: dict | None, reason: str) -> dict
     if prev_dir and "job" in task:
         job = MontyDecoder().process_decoded(task["job"])
         try:
-            accepts = "prev_dir" in inspect.signature(job.function).parameters
+            names = list(inspect.signature(job.function).parameters)
         except (TypeError, ValueError):
-            accepts = False
-        if accepts:
+            names = []
+        kwargs = task["job"]["function_kwargs"]
+        positional = (
+            names.index("prev_dir") < len(job.function_args) if "prev_dir" in names else True
+        )
+        # never replace a prev_dir the study set (e.g. the scf folder of a bands job)
+        if "prev_dir" in names and kwargs.get("prev_dir") is None and not positional:
             task["job"]["function_kwargs"]["prev_dir"] = prev_dir
             used_prev = True
     record = {

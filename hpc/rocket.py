@@ -51,9 +51,11 @@ def spool(docs: Any, key: Any, save: Any) -> Path:
 
     path = Path.cwd() / SPOOL_NAME
     entries = json.loads(path.read_text()) if path.is_file() else []
-    entries.append(
-        {"docs": jsanitize(docs, strict=False, enum_values=True), "key": key, "save": save}
-    )
+    try:  # JobStoreDocument (pydantic) and MSONable outputs need the strict mode
+        plain = jsanitize(docs, strict=True, enum_values=True)
+    except (AttributeError, TypeError):
+        plain = jsanitize(docs, strict=False, enum_values=True)
+    entries.append({"docs": plain, "key": key, "save": save})
     return write_private(path, json.dumps(entries))
 
 

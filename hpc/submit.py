@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from unittest import mock
 
 from perovflow.errors import InputError
 
@@ -183,6 +184,7 @@ def submit_flow(
         linked = {old[r.uuid]["fw_id"] for j in jobs for r in j.input_references if r.uuid in old}
         for job in jobs:
             _relink(job, uuid_map)
+            job.hosts = []  # detach from the original flow
         wf = flow_to_workflow(Flow(jobs, name=study), allow_external_references=True)
     else:
         linked = set()
@@ -204,7 +206,10 @@ def submit_flow(
         report.linked_to = sorted(linked)
         report.fw_ids = sorted(set(lp.get_fw_ids({"spec._perovflow.study": study})) - before)
     else:
-        lp.bulk_add_wfs([wf])  # one insert_many; fw ids are reassigned in place
+        import fireworks.core.launchpad as fw_lp
+
+        with mock.patch.object(fw_lp, "tqdm", lambda it, **kw: it):  # no progress bar
+            lp.bulk_add_wfs([wf])  # one insert_many; fw ids are reassigned in place
         report.fw_ids = sorted(fw.fw_id for fw in wf.fws)
     report.added = len(wf.fws)
     return report

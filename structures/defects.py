@@ -55,7 +55,7 @@ class DefectSite:
         Wyckoff label of the site in the host's space group (e.g. ``"24e"``).
     environment
         Readable local environment, e.g. ``"Cl bonded to Bi, Na"`` or
-        ``"Na bonded to 6 Cl; next to Ag"``.
+        ``"Na bonded to 6 Cl; next to Ag"`` (counts shown when above one).
     neighbours
         First-shell element counts.
     label
@@ -154,7 +154,8 @@ def _describe(structure, index, shells, cns) -> tuple[str, str, Counter]:
     """Environment text, the like-site tag (e.g. 'next-to-Ag') and the like shell."""
     me = structure[index].specie.symbol
     first = shells[index]
-    bonded = ", ".join(sorted(first, key=lambda el: (-first[el], el)))
+    order = sorted(first, key=lambda el: (-first[el], el))
+    bonded = ", ".join(f"{first[el]} {el}" if first[el] > 1 else el for el in order)
     text = f"{me} bonded to {bonded}" if bonded else f"{me} (isolated)"
     like, sublattice = _like_shell(structure, index, cns)
     tags = []
@@ -177,15 +178,25 @@ def _distinct_sites(structure: Structure, element: str):
 
 
 def _label_sites(sites: list[DefectSite], prefix: str, tags: list[str]) -> None:
-    """Give every site a unique label: prefix[distinguishing first shell|like-site tag]."""
-    common = set.intersection(*(set(s.neighbours) for s in sites)) if sites else set()
-    labels = []
-    for site, tag in zip(sites, tags, strict=True):
-        parts = [",".join(sorted(set(site.neighbours) - common))] if len(sites) > 1 else []
-        parts = [p for p in (*parts, tag if len(sites) > 1 else "") if p]
-        labels.append(prefix + (f"[{'|'.join(parts)}]" if parts else ""))
-    counts = Counter(labels)
-    seen: Counter = Counter()
+    """Unique labels: prefix[distinguishing first shell|like-site tag|Wyckoff][#n].
+
+    The Wyckoff letter is added only where the chemistry alone does not tell sites apart,
+    and a running number only where even that is not enough.
+    """
+    if len(sites) == 1:
+        sites[0].label = prefix
+        return
+    common = set.intersection(*(set(s.neighbours) for s in sites))
+    parts = [
+        [p for p in (",".join(sorted(set(s.neighbours) - common)), tag) if p]
+        for s, tag in zip(sites, tags, strict=True)
+    ]
+    first = Counter("|".join(p) for p in parts)
+    for p, site in zip(parts, sites, strict=True):
+        if not p or first["|".join(p)] > 1:
+            p.append(site.wyckoff)
+    labels = [f"{prefix}[{'|'.join(p)}]" for p in parts]
+    counts, seen = Counter(labels), Counter()
     for site, label in zip(sites, labels, strict=True):
         seen[label] += 1
         site.label = label if counts[label] == 1 else f"{label}#{seen[label]}"
@@ -286,7 +297,7 @@ def validate_charge(structure: Structure, site: DefectSite | int, q: int) -> int
     if int(q) != q or abs(q) > MAX_ABS_CHARGE or q not in allowed:
         raise InputError(
             f"charge {q:+g} is not plausible for {site.label or site.element}",
-            f"use one of {', '.join(f'{c:+d}' for c in allowed)}",
+            f"use one of {', '.join(f'{c:+d}' if c else '0' for c in allowed)}",
         )
     return int(q)
 

@@ -232,6 +232,21 @@ def _face_frame(face: str) -> np.ndarray:
     return rot
 
 
+def _no_clash(
+    cube: Molecule, local: np.ndarray, species: list[str], coords: np.ndarray
+) -> list[int]:
+    """Indices of the new atoms farther than 0.7 x covalent sum from every cube atom."""
+    from ase.data import atomic_numbers, covalent_radii
+
+    r_cube = np.array([covalent_radii[s.specie.Z] for s in cube])
+    keep = []
+    for i, (el, x) in enumerate(zip(species, coords, strict=True)):
+        d = np.linalg.norm(local - x, axis=1)
+        if not np.any(d < OVERLAP_FACTOR * (r_cube + covalent_radii[atomic_numbers[el]])):
+            keep.append(i)
+    return keep
+
+
 def place_half_sphere(
     cube: Molecule | int | None = None,
     half_sphere_species: str = "Pb4S3Br2",
@@ -247,14 +262,23 @@ def place_half_sphere(
     than 0.7 x their covalent-radius sum are removed, then outermost half-sphere ions until it
     is neutral again.
 
+    Parameters
+    ----------
+    cube
+        A :func:`csbr_cube` molecule, or its Pb per edge (``None``: 5, seed 002's cube).
+    half_sphere_species, radius
+        Bulk prototype and radius (Å) of the half-sphere (seed 002: Pb4S3Br2, 21 Å).
+    face
+        Cube face: ``+x``, ``-x``, ``+y``, ``-y``, ``+z`` or ``-z``.
+    gap
+        Flat face to outermost CsBr layer (Å).
+
     Returns
     -------
     Molecule
         Cube sites first, then half-sphere sites; ``domain`` site property per atom.
     """
-    from ase.data import covalent_radii
     from pymatgen.core import Molecule
-    from pymatgen.core.periodic_table import Element
 
     if cube is None or isinstance(cube, int):
         cube = csbr_cube(edge_cells=cube or 5)
@@ -271,13 +295,7 @@ def place_half_sphere(
     )
     coords = dome.cart_coords + shift
     species = [s.specie.symbol for s in dome]
-    r_cube = np.array([covalent_radii[s.specie.Z] for s in cube])
-    clash = []
-    for i, (el, x) in enumerate(zip(species, coords, strict=True)):
-        d = np.linalg.norm(local - x, axis=1)
-        if np.any(d < OVERLAP_FACTOR * (r_cube + covalent_radii[Element(el).Z])):
-            clash.append(i)
-    keep = [i for i in range(len(species)) if i not in set(clash)]
+    keep = _no_clash(cube, local, species, coords)
     species, coords = [species[i] for i in keep], coords[keep]
     charges = _bulk_charges(half_sphere_species)
     drop = set(_neutralise(species, np.linalg.norm(coords - shift, axis=1), charges))

@@ -54,6 +54,9 @@ class PrototypeInfo:
         One-line description of the phase.
     provenance
         ``reference``, ``lattice+relaxed`` or ``constructed`` (see prototypes.yaml).
+    checked
+        True when the numbers were copied from a structure file of ``source``; False when
+        they are literature values entered without the file (verify before publishing).
     """
 
     name: str
@@ -63,6 +66,7 @@ class PrototypeInfo:
     source: str
     description: str
     provenance: str
+    checked: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as a JSON-ready dict."""
@@ -100,6 +104,7 @@ def list_prototypes() -> list[PrototypeInfo]:
             source=e["source"],
             description=e["description"],
             provenance=e.get("provenance", "reference"),
+            checked=bool(e.get("checked", False)),
         )
         for name, e in _table().items()
     ]

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobflow import Flow, Maker, job
-
 from perovflow.workflows.common import relax_chain, run_maker
 from perovflow.workflows.vacancy import _doc, _out
 
@@ -20,7 +19,9 @@ def series(structure: Any, host: str, guest: str, z_values: list[float]) -> list
 
     per_fu = sum(1 for s in structure if s.specie.symbol == host)
     n_fu = max(1, round(per_fu / 3))
-    return [(z, mix_halides(structure, host, guest, z / 3 if n_fu else 0.0).structure) for z in z_values]
+    return [
+        (z, mix_halides(structure, host, guest, z / 3 if n_fu else 0.0).structure) for z in z_values
+    ]
 
 
 @dataclass
@@ -51,14 +52,24 @@ class CompositionFlowMaker(Maker):
             labels = {"study": self.name, "z": z}
             chain, relaxed = relax_chain(cell, self.relax_maker, self.prerelax_maker, tag, labels)
             jobs += chain
-            point = {"z": z, "formula": cell.composition.reduced_formula, "relax": _out(chain[-1]) if chain else None}
+            point = {
+                "z": z,
+                "formula": cell.composition.reduced_formula,
+                "relax": _out(chain[-1]) if chain else None,
+            }
             if self.static_maker is not None:
                 scf = run_maker(self.static_maker, relaxed, f"{tag} scf", labels)
                 jobs.append(scf)
                 point["scf"] = scf.output
                 for kind, maker in (("bands", self.bands_maker), ("dos", self.dos_maker)):
                     if maker is not None:
-                        step = run_maker(maker, scf.output.structure, f"{tag} {kind}", labels, prev_dir=scf.output.dir_name)
+                        step = run_maker(
+                            maker,
+                            scf.output.structure,
+                            f"{tag} {kind}",
+                            labels,
+                            prev_dir=scf.output.dir_name,
+                        )
                         jobs.append(step)
                         point[kind] = step.output
             points.append(point)
@@ -81,7 +92,9 @@ def composition_table(points: list[dict[str, Any]]) -> dict[str, Any]:
                 from perovflow.analysis.bands import analyze_bands
 
                 res = analyze_bands(bands.get("bandstructure") or bands["dir_name"])
-                row.update(gap_eV=res.band_gap_eV, direct=res.is_direct, direct_gap_eV=res.direct_gap_eV)
+                row.update(
+                    gap_eV=res.band_gap_eV, direct=res.is_direct, direct_gap_eV=res.direct_gap_eV
+                )
             except Exception as exc:  # keep the table, say why a row lacks the path gap
                 row["bands_error"] = str(exc).splitlines()[0]
         if dos and dos.get("projections"):

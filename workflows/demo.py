@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from jobflow import Flow, job
-
 from perovflow.workflows.common import engine_maker, remove_site_job, run_maker
 
 #: fast-protocol settings that keep the demo within minutes on 2 cores (user-visible)
@@ -34,7 +33,9 @@ def demo_flow(out_dir: str | Path, protocol: str = "fast", line_density: float =
     labels = {"study": "demo", "defect": site.label, "charge": 0}
     cut = remove_site_job(host, site.index)
     cut.name = f"{site.label} build"
-    pre = run_maker(engine_maker("mlip", "relax", protocol), cut.output, f"{site.label} ml-prerelax", labels)
+    pre = run_maker(
+        engine_maker("mlip", "relax", protocol), cut.output, f"{site.label} ml-prerelax", labels
+    )
     scf = run_maker(
         engine_maker("qe", "scf", protocol, DEMO_SETTINGS["static"], defect=True),
         pre.output.structure, f"{site.label} qe scf", labels,
@@ -47,7 +48,9 @@ def demo_flow(out_dir: str | Path, protocol: str = "fast", line_density: float =
         engine_maker("qe", "dos", protocol, DEMO_SETTINGS["dos"], defect=True),
         scf.output.structure, f"{site.label} qe pdos", labels, prev_dir=scf.output.dir_name,
     )  # fmt: skip
-    report = demo_report(scf.output, bands.output, dos.output, str(Path(out_dir).resolve()), site.label)
+    report = demo_report(
+        scf.output, bands.output, dos.output, str(Path(out_dir).resolve()), site.label
+    )
     report.name = "demo report"
     return Flow([cut, pre, scf, bands, dos, report], output=report.output, name="demo")
 
@@ -112,6 +115,13 @@ def run_demo(out_dir: str | Path = "perovflow-demo", protocol: str = "fast") -> 
     if info["failed"]:
         from perovflow.errors import EngineError
 
-        raise EngineError(f"demo jobs failed: {', '.join(info['failed'])}", f"see the job folders in {out / 'calcs'}")
+        raise EngineError(
+            f"demo jobs failed: {', '.join(info['failed'])}",
+            f"see the job folders in {out / 'calcs'}",
+        )
     result = store.get_output(flow.output.uuid, load=True)
-    return {**{k: v for k, v in result.items() if k != "gap_states"}, "jobs": info["jobs"], "reused": info["reused"]}
+    return {
+        **{k: v for k, v in result.items() if k != "gap_states"},
+        "jobs": info["jobs"],
+        "reused": info["reused"],
+    }

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobflow import Flow, Maker, job
-
 from perovflow.workflows.common import relax_chain
 from perovflow.workflows.vacancy import _doc, _out, electronic_chain
 
@@ -54,8 +53,12 @@ class HeterostructureFlowMaker(Maker):
         """Build the flow for ``structure`` (Structure or Molecule with ``domain`` labels)."""
         groups = domain_groups(structure)
         labels = {"study": self.name}
-        jobs, relaxed = relax_chain(structure, self.relax_maker, self.prerelax_maker, "heterostructure", labels)
-        el, static, dos = electronic_chain(relaxed, self.static_maker, self.dos_maker, "heterostructure", labels)
+        jobs, relaxed = relax_chain(
+            structure, self.relax_maker, self.prerelax_maker, "heterostructure", labels
+        )
+        el, static, dos = electronic_chain(
+            relaxed, self.static_maker, self.dos_maker, "heterostructure", labels
+        )
         report = heterostructure_report(_out(dos or static), groups, self.ipr_threshold, self.pair)
         report.name = "alignment report"
         return Flow([*jobs, *el, report], output=report.output, name=self.name)
@@ -74,14 +77,20 @@ def heterostructure_report(
     if not data.get("projections"):
         from perovflow.errors import InputError
 
-        raise InputError("the electronic step produced no projections", "use a code with PDOS (qe, cp2k)")
+        raise InputError(
+            "the electronic step produced no projections", "use a code with PDOS (qe, cp2k)"
+        )
     proj = StateProjections.from_dict(data["projections"])
     alignment = align_domains(proj, groups, pair=tuple(pair) if pair else None).summary()
     ipr = analyze_ipr(proj, threshold=threshold, groups=groups).summary()
     edges = ipr.get("edges_delocalized") or {}
     vbm, cbm = edges.get("vbm_eV"), edges.get("cbm_eV")
     traps = [
-        {"energy_eV": s["energy_eV"], "ipr": s["ipr"], "domain": max(s["shares"], key=s["shares"].get)}
+        {
+            "energy_eV": s["energy_eV"],
+            "ipr": s["ipr"],
+            "domain": max(s["shares"], key=s["shares"].get),
+        }
         for s in ipr.get("localized_states", [])
         if vbm is not None and cbm is not None and vbm < s["energy_eV"] < cbm
     ]
@@ -117,7 +126,9 @@ def build_heterostructure(builder: str, options: dict[str, Any]) -> Any:
         from perovflow.structures.nanocrystals import place_half_sphere
 
         return place_half_sphere(**opts)
-    raise InputError(f"unknown builder '{builder}'", "use file, interface, nanocrystal or half_sphere")
+    raise InputError(
+        f"unknown builder '{builder}'", "use file, interface, nanocrystal or half_sphere"
+    )
 
 
 def flow_from_study(study: Any, makers: dict[str, Any], structure: Any) -> Flow:

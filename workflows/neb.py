@@ -427,7 +427,9 @@ def accelerated_neb(
     pre[-1] = freeze(pre[-1], *_ef(pre[-1]))
     late = max(0.3, fmax * 4)
     log.info("endpoints done (%d expensive calls); cheap NEB starts", ends.calls)
-    ok, taken = optimize_band(pre, fmax / 2, cheap_steps, climb=True, late_climb_fmax=late, shared=True)
+    ok, taken = optimize_band(
+        pre, fmax / 2, cheap_steps, climb=True, late_climb_fmax=late, shared=True
+    )
     log.info("cheap NEB: converged=%s in %d steps (%d cheap calls)", ok, taken, cheap_count.calls)
     band = [initial, *pre[1:-1], final]
     calcs = [CountingCalculator(expensive(i + 1), counter) for i in range(nimages)]

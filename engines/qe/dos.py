@@ -29,6 +29,7 @@ def write_projwfc_input(directory: Path, params: dict[str, Any], delta_e_eV: flo
         f"  prefix = '{control.get('prefix', 'pwscf')}'\n"
         f"  outdir = '{control.get('outdir', './')}'\n"
         f"  filpdos = '{control.get('prefix', 'pwscf')}'\n"
+        f"  filproj = '{control.get('prefix', 'pwscf')}'\n"
         f"  DeltaE = {delta_e_eV}\n"
         f"  degauss = {degauss}\n"
         "/\n"

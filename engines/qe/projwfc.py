@@ -31,7 +31,8 @@ from perovflow.errors import InputError
 _STATE_RE = re.compile(r"state #\s*(\d+): atom\s+(\d+) \(([^)]*)\)\s*, wfc\s*(\d+) \(l=\s*(\d)")
 _K_RE = re.compile(r"^ k =\s*(.*)$", re.M)
 _E_RE = re.compile(r"==== e\(\s*(\d+)\) =\s*(\S+) eV ====")
-_TOKEN_RE = re.compile(r"(==== e\()|(\d+\.\d+)\*\[#\s*(\d+)\]")
+_VAL_RE = re.compile(r"(\d+\.\d+)\*\[#")
+_IDX_RE = re.compile(r"\*\[#\s*(\d+)\]")
 _NUM_RE = re.compile(r"-?\d+\.\d*(?:[Ee][-+]?\d+)?")
 _ELEMENT_RE = re.compile(r"[A-Z][a-z]?")
 _NO_WFC = "Cannot project on zero atomic wavefunctions"
@@ -133,28 +134,32 @@ def _problem_sizes(text: str) -> dict[str, int]:
 def _states_and_components(
     text: str, nwfc: int, source: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Energies of all states and the (state, wfc, weight) triplets printed after them."""
+    """Energies of all states and the (state, wfc, weight) triplets printed after them.
+
+    One regex pass over the whole text for the components; the state of each component
+    comes from counting components per ``==== e(`` block.
+    """
     start = text.find("==== e(")
     body = text[start:] if start >= 0 else ""
-    energies_raw = _E_RE.findall(body)
     try:
-        energies = np.array([float(e) for _, e in energies_raw])
+        energies = np.array([float(e) for _, e in _E_RE.findall(body)])
     except ValueError as exc:
         raise InputError(
             f"{source} has an unreadable band energy ({exc})", "rerun projwfc.x"
         ) from exc
-    tokens = _TOKEN_RE.findall(body)
-    is_marker = np.fromiter((t[0] != "" for t in tokens), dtype=bool, count=len(tokens))
-    state_of = np.cumsum(is_marker) - 1
-    comp = ~is_marker
-    values = np.array([t[1] for t in tokens if t[0] == ""], dtype=np.float64)
-    wfc = np.array([t[2] for t in tokens if t[0] == ""], dtype=np.int64) - 1
+    blocks = body.split("==== e(")[1:]
+    counts = np.fromiter((b.count("*[#") for b in blocks), dtype=np.int64, count=len(blocks))
+    values = np.array(_VAL_RE.findall(body), dtype=np.float64)
+    wfc = np.array(_IDX_RE.findall(body), dtype=np.int64) - 1
+    if len(values) != counts.sum() or len(wfc) != len(values):
+        raise InputError(f"{source} has unreadable projection components", "rerun projwfc.x")
+    state = np.repeat(np.arange(len(blocks)), counts)
     if wfc.size and (wfc.max() >= nwfc or wfc.min() < 0):
         raise InputError(
             f"{source} refers to atomic state #{wfc.max() + 1} but lists only {nwfc}",
             "the output is corrupt; rerun projwfc.x",
         )
-    return energies, state_of[comp], wfc, values
+    return energies, state, wfc, values
 
 
 def _kpoints(text: str) -> np.ndarray:
@@ -321,7 +326,8 @@ def parse_projwfc(
         )
     natoms = len(labels)
     nstates = len(energies)
-    species = [element_of(lab) for lab in labels]
+    elements = {lab: element_of(lab) for lab in set(labels)}
+    species = [elements[lab] for lab in labels]
     keep_l = orbitals if orbitals is not None else nstates * natoms * 4 <= ORBITAL_SPLIT_LIMIT
     full = _full_precision(folder, filproj, len(wfc_atom), nstates, dtype)
     if full is not None:
@@ -407,17 +413,21 @@ def _sum_sparse(
     keep_l: bool,
     dtype,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Accumulate the printed (state, atom, l, weight) components with bincount."""
-    flat = np.bincount(state * natoms + atom, weights=vals, minlength=nstates * natoms)
-    weights = flat.astype(dtype, copy=False).reshape(nstates, natoms)
+    """Accumulate the printed (state, atom, l, weight) components into dense arrays."""
+    weights = _accumulate(state * natoms + atom, vals, nstates * natoms, dtype)
     orb = None
     if keep_l:
-        lval = np.minimum(lval, 3)
-        flat = np.bincount(
-            (state * natoms + atom) * 4 + lval, weights=vals, minlength=nstates * natoms * 4
-        )
-        orb = flat.astype(dtype, copy=False).reshape(nstates, natoms, 4)
-    return weights, orb
+        keys = (state * natoms + atom) * 4 + np.minimum(lval, 3)
+        orb = _accumulate(keys, vals, nstates * natoms * 4, dtype).reshape(nstates, natoms, 4)
+    return weights.reshape(nstates, natoms), orb
+
+
+def _accumulate(keys: np.ndarray, vals: np.ndarray, size: int, dtype) -> np.ndarray:
+    """Dense array of ``size`` with ``vals`` summed at ``keys`` (only the used keys sorted)."""
+    out = np.zeros(size, dtype=dtype)
+    used, inverse = np.unique(keys, return_inverse=True)
+    out[used] = np.bincount(inverse, weights=vals, minlength=used.size)
+    return out
 
 
 def _spins_and_weights(pw: dict, nk: int, nbnd: int) -> tuple[np.ndarray, np.ndarray]:

@@ -41,6 +41,9 @@ SubstituteOpt = Annotated[
         "arrangement PICK (default 0, the most frequent).",
     ),
 ]
+MaxAtomsOpt = Annotated[
+    int, typer.Option("--max-atoms", help="Largest supercell --min-length may build.")
+]
 OutOpt = Annotated[Path | None, typer.Option("-o", "--output", help="Write CIF/extxyz/POSCAR.")]
 
 
@@ -102,11 +105,12 @@ def structure_from_options(
     supercell: str | None = None,
     min_length: float | None = None,
     substitute: str | None = None,
+    max_atoms: int = 2000,
 ) -> tuple[Any, dict[str, Any]]:
     """Build the structure the shared CLI options describe.
 
     Order: load (prototype or file, ``cell``), then repeat (``supercell`` or
-    ``min_length``), then substitute. Returns ``(structure, info)`` where ``info`` is
+    ``min_length``, at most ``max_atoms`` atoms), then substitute. Returns ``(structure, info)`` where ``info`` is
     :func:`describe` plus ``source``, ``supercell``, and for substitutions
     ``n_distinct``, ``multiplicities`` and ``substitution``.
     """
@@ -122,7 +126,7 @@ def structure_from_options(
         extra["supercell"] = parse_matrix(supercell).tolist()
         structure = make_supercell(structure, supercell)
     elif min_length is not None:
-        result = min_length_supercell(structure, min_length)
+        result = min_length_supercell(structure, min_length, max_atoms=max_atoms)
         structure, extra["supercell"] = result.structure, result.matrix
     if substitute:
         old, new, count, pick = parse_substitution(substitute)
@@ -183,11 +187,14 @@ def register(app: typer.Typer) -> None:
         supercell: SupercellOpt = None,
         min_length: MinLengthOpt = None,
         substitute: SubstituteOpt = None,
+        max_atoms: MaxAtomsOpt = 2000,
         output: OutOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Build a prototype or read a file, optionally repeat and substitute, and write it."""
-        structure, info = structure_from_options(name, cell, supercell, min_length, substitute)
+        structure, info = structure_from_options(
+            name, cell, supercell, min_length, substitute, max_atoms
+        )
         _write(structure, output, info)
         emit(info, as_json, _human_info)
 
@@ -200,10 +207,13 @@ def register(app: typer.Typer) -> None:
         supercell: SupercellOpt = None,
         min_length: MinLengthOpt = None,
         substitute: SubstituteOpt = None,
+        max_atoms: MaxAtomsOpt = 2000,
         as_json: JsonOpt = False,
     ) -> None:
         """List symmetry-distinct defect sites with multiplicity, Wyckoff, environment, charges."""
-        structure, info = structure_from_options(name, cell, supercell, min_length, substitute)
+        structure, info = structure_from_options(
+            name, cell, supercell, min_length, substitute, max_atoms
+        )
         sites = [
             {"site": n} | s.to_dict() for n, s in enumerate(_sites(structure, vacancy, replace))
         ]
@@ -224,12 +234,15 @@ def register(app: typer.Typer) -> None:
         supercell: SupercellOpt = None,
         min_length: MinLengthOpt = None,
         substitute: SubstituteOpt = None,
+        max_atoms: MaxAtomsOpt = 2000,
         as_json: JsonOpt = False,
     ) -> None:
         """Build one defect supercell (vacancy or substitution) and write it."""
         from perovflow.structures.defects import build_defect
 
-        structure, host = structure_from_options(name, cell, supercell, min_length, substitute)
+        structure, host = structure_from_options(
+            name, cell, supercell, min_length, substitute, max_atoms
+        )
         sites = _sites(structure, vacancy, replace)
         if not 0 <= site < len(sites):
             raise InputError(f"--site {site} does not exist ({len(sites)} distinct sites)",

@@ -27,9 +27,14 @@ def register(app: typer.Typer) -> None:
     def run_cmd(
         study: StudyArg,
         workdir: Annotated[
-            Path | None, typer.Option("--workdir", "-w", help="Where calculations run (default: scratch_dir/<study>).")
+            Path | None,
+            typer.Option(
+                "--workdir", "-w", help="Where calculations run (default: scratch_dir/<study>)."
+            ),
         ] = None,
-        fresh: Annotated[bool, typer.Option("--fresh", help="Rerun finished jobs too (no resume).")] = False,
+        fresh: Annotated[
+            bool, typer.Option("--fresh", help="Rerun finished jobs too (no resume).")
+        ] = False,
         as_json: JsonOpt = False,
     ) -> None:
         """Run a study locally; a rerun continues from what is already in the store."""
@@ -49,7 +54,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("demo")
     def demo_cmd(
-        out_dir: Annotated[Path, typer.Option("--output", "-o", help="Report folder.")] = Path("perovflow-demo"),
+        out_dir: Annotated[Path, typer.Option("--output", "-o", help="Report folder.")] = Path(
+            "perovflow-demo"
+        ),
         as_json: JsonOpt = False,
     ) -> None:
         """Cs4PbBr6 with a Br vacancy: ML pre-relax, QE scf, bands, PDOS, IPR, report (fast protocol)."""

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import gzip
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from perovflow.analysis.bands import analyze_bands, plot_bands
 from perovflow.analysis.groups import shell_groups
 from perovflow.analysis.ipr import analyze_ipr
 from perovflow.analysis.pdos import compute_pdos
 from perovflow.engines.qe.projwfc import parse_projwfc
+from perovflow.engines.qe.projwfc import read_text as read_gz
 
 
 def _edges(result) -> list[dict]:
@@ -83,7 +82,7 @@ def test_cspbbr3_bands_direct_gap_at_r(qe_data: Path, tmp_path: Path):
     res = analyze_bands(qe_data / "cspbbr3_bands")
     assert res.is_direct and res.vbm_kpoint["label"] == "R" and res.cbm_kpoint["label"] == "R"
     # the scf run (4x4x4 grid contains R) printed its own HOMO/LUMO
-    scf = gzip.open(qe_data / "cspbbr3_scf" / "pw.out.gz", "rt").read()
+    scf = read_gz(qe_data / "cspbbr3_scf" / "pw.out.gz")
     homo, lumo = map(float, re.findall(r"lowest unoccupied level \(ev\):\s*(\S+)\s+(\S+)", scf)[0])
     assert res.band_gap_eV == pytest.approx(lumo - homo, abs=0.01)
     holes = [m for m in res.effective_masses if m["carrier"] == "hole"]

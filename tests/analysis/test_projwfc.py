@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from perovflow.engines.qe.projwfc import parse_projwfc, read_filproj
+from perovflow.engines.qe.projwfc import read_text as read_gz
+
 from perovflow.errors import InputError
 
 
@@ -58,34 +58,37 @@ def _write(path: Path, text: str) -> Path:
 
 
 def test_truncated_output_is_an_error(tmp_path: Path, qe_data: Path):
-    text = gzip.open(qe_data / "cs4pbbr6" / "projwfc.out.gz", "rt").read()
+    text = read_gz(qe_data / "cs4pbbr6" / "projwfc.out.gz")
     bad = _write(tmp_path / "projwfc.out", text[: len(text) // 2])
     with pytest.raises(InputError, match="truncated"):
         parse_projwfc(bad)
 
 
 def test_run_without_atomic_wavefunctions_is_an_error(tmp_path: Path, qe_data: Path):
-    text = gzip.open(qe_data / "cs4pbbr6" / "projwfc.out.gz", "rt").read()
+    text = read_gz(qe_data / "cs4pbbr6" / "projwfc.out.gz")
     head = text[: text.index("Atomic states used")]
-    msg = head + "\n     Error in routine do_projwfc (1):\n     Cannot project on zero atomic wavefunctions!\n"
+    msg = (
+        head
+        + "\n     Error in routine do_projwfc (1):\n     Cannot project on zero atomic wavefunctions!\n"
+    )
     with pytest.raises(InputError, match="no atomic projections") as err:
         parse_projwfc(_write(tmp_path / "projwfc.out", msg))
     assert "PSWFC" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_not_a_projwfc_output_and_corrupt_gzip(tmp_path: Path, qe_data: Path):
-    with pytest.raises(InputError, match="not a projwfc.x output"):
+    with pytest.raises(InputError, match=r"not a projwfc.x output"):
         parse_projwfc(qe_data / "cspbbr3_bands" / "pw.out.gz")
     bad = tmp_path / "projwfc.out.gz"
     bad.write_bytes(b"\x1f\x8b\x08garbage")
     with pytest.raises(InputError, match="cannot read"):
         parse_projwfc(bad)
-    with pytest.raises(InputError, match="no projwfc.x output"):
+    with pytest.raises(InputError, match=r"no projwfc.x output"):
         parse_projwfc(tmp_path)  # a folder whose only file is unreadable
 
 
 def test_corrupt_component_index(tmp_path: Path, qe_data: Path):
-    text = gzip.open(qe_data / "cs4pbbr6" / "projwfc.out.gz", "rt").read()
+    text = read_gz(qe_data / "cs4pbbr6" / "projwfc.out.gz")
     bad = text.replace("*[#   1]", "*[#9999]", 1)
     with pytest.raises(InputError, match="corrupt"):
         parse_projwfc(_write(tmp_path / "projwfc.out", bad))

@@ -85,9 +85,7 @@ def test_scf_bands_dos_chain(tmp_path):
     assert bands.electronic.band_gap_eV == pytest.approx(gap, abs=0.05)
 
     dos = run(
-        QEDosMaker(
-            protocol="fast", input_set_overrides={k: v for k, v in TINY.items() if k != "kpts"}
-        ),
+        QEDosMaker(protocol="fast", input_set_overrides=NO_K | {"kspacing": 1.0}),
         cspbbr3(),
         tmp_path,
         "dos",
@@ -97,6 +95,11 @@ def test_scf_bands_dos_chain(tmp_path):
     assert "pwscf.pdos_tot" in files and "projwfc.out" in files
     assert any(f.startswith("pwscf.pdos_atm#2(Pb)") for f in files)
     assert len(dos.dos["energies_eV"]) == len(dos.dos["total"]) > 10
+    # CsPbBr3 band edges (independent fact): VBM mostly Br 4p, CBM mostly Pb 6p
+    proj = dos.projections
+    w, e = np.array(proj["weights"]), np.array(proj["energies"])
+    vbm, cbm = np.argmin(abs(e - scf.electronic.vbm_eV)), np.argmin(abs(e - scf.electronic.cbm_eV))
+    assert w[vbm, 2:].sum() > 0.5 * w[vbm].sum() and np.argmax(w[cbm]) == 1
 
 
 def test_relax_moves_off_centre_pb_back_and_lowers_forces(tmp_path):

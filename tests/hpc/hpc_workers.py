@@ -37,3 +37,57 @@ def run_worker(worker: int, njobs: int) -> None:
 
 if __name__ == "__main__":
     run_worker(int(sys.argv[1]), int(sys.argv[2]))
+
+
+@job
+def checkpoint_task(total_steps: int, study: str = "demo", prev_dir: str | None = None) -> dict:
+    """A restartable stand-in for a relaxation: one step per 0.5 s, progress kept on disk.
+
+    Started with ``prev_dir`` it resumes from the progress saved there (the last geometry).
+    """
+    import time
+    from pathlib import Path
+
+    start = 0
+    if prev_dir and (Path(prev_dir) / "progress.txt").is_file():
+        start = int((Path(prev_dir) / "progress.txt").read_text())
+    for step in range(start, total_steps):
+        Path("progress.txt").write_text(str(step))
+        time.sleep(0.5)
+    Path("progress.txt").write_text(str(total_steps))
+    return {"formula": "CsPbBr3", "code": "qe", "labels": {"study": study, "resumed_at": start}}
+
+
+@job
+def crash_task(study: str = "demo", prev_dir: str | None = None) -> dict:
+    """Runs a child process (the stand-in for pw.x); if it dies from a signal, fails.
+
+    Started with ``prev_dir`` (a rerun) the child runs briefly and the job completes.
+    """
+    import subprocess
+    from pathlib import Path
+
+    from perovflow.errors import EngineError
+
+    seconds = "0.2" if prev_dir else "120"
+    child = subprocess.Popen(["sleep", seconds])
+    Path("child.pid").write_text(str(child.pid))
+    if child.wait() != 0:
+        raise EngineError(f"calculator killed by signal {-child.returncode}", "rerun it")
+    return {
+        "formula": "Cs4PbBr6",
+        "code": "qe",
+        "labels": {"study": study, "rerun": bool(prev_dir)},
+    }
+
+
+@job
+def corrupt_output_task(study: str = "demo") -> dict:
+    """Writes a truncated pw.x output and parses it with the real QE parser."""
+    from pathlib import Path
+
+    from perovflow.engines.qe.calc import parse_pw_output
+
+    Path("espresso.pwo").write_bytes(b"Program PWSCF v.6.7\n garbage \x00\x01 truncated")
+    parse_pw_output(Path.cwd())
+    return {"formula": "never", "labels": {"study": study}}

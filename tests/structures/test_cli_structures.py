@@ -54,7 +54,12 @@ def test_defects_list_and_build(cli, tmp_path):
 
 
 def test_help_for_every_command(cli):
-    for args in (["structures", "list"], ["structures", "build"], ["defects", "list"], ["defects", "build"]):
+    for args in (
+        ["structures", "list"],
+        ["structures", "build"],
+        ["defects", "list"],
+        ["defects", "build"],
+    ):
         code, out, _ = cli(*args, "--help")
         assert code == 0 and "--json" in out
 

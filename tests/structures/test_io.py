@@ -5,9 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ase.io import read as ase_read
-from pymatgen.core import Lattice, Structure
-
-from perovflow.errors import InputError
 from perovflow.structures.io import (
     check_structure,
     from_atoms,
@@ -16,6 +13,9 @@ from perovflow.structures.io import (
     write_structure,
 )
 from perovflow.structures.prototypes import build_prototype, prototype_names
+from pymatgen.core import Lattice, Structure
+
+from perovflow.errors import InputError
 
 
 def _same_lattice(a, b):
@@ -30,7 +30,9 @@ def test_round_trip_with_ase_and_pymatgen(tmp_path, name, filename):
     structure = build_prototype(name)
     path = write_structure(structure, tmp_path / filename)
     # pymatgen reads CIF/POSCAR natively; extxyz only exists in ASE (pymatgen's XYZ has no cell)
-    via_pymatgen = Structure.from_file(path) if filename != "s.extxyz" else from_atoms(ase_read(path))
+    via_pymatgen = (
+        Structure.from_file(path) if filename != "s.extxyz" else from_atoms(ase_read(path))
+    )
     via_ase = from_atoms(ase_read(path))
     via_loader = load_structure(path)
     for other in (via_pymatgen, via_ase, via_loader):
@@ -67,7 +69,9 @@ def test_missing_file_and_unknown_name():
 
 
 def test_overlapping_atoms_named():
-    s = Structure(Lattice.cubic(6.0), ["Cs", "Pb", "Br"], [[0, 0, 0], [0.5, 0.5, 0.5], [0.52, 0.5, 0.5]])
+    s = Structure(
+        Lattice.cubic(6.0), ["Cs", "Pb", "Br"], [[0, 0, 0], [0.5, 0.5, 0.5], [0.52, 0.5, 0.5]]
+    )
     with pytest.raises(InputError) as err:
         check_structure(s)
     msg = err.value.problem

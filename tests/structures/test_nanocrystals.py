@@ -85,3 +85,10 @@ def test_bad_cube_requests(kwargs, words):
 def test_bad_face_is_refused(cube):
     with pytest.raises(InputError, match="unknown cube face"):
         nc.place_half_sphere(cube, radius=8.0, face="+w")
+
+
+def test_half_sphere_builds_its_own_cube():
+    het = nc.place_half_sphere(3, radius=6.0)  # a 3-Pb-edge cube, as a study file would ask
+    domains = het.site_properties["domain"]
+    assert domains.count("CsPbBr3") == 27 + 54 + 108  # Pb27 Cs54 Br108
+    assert _charge(het) == 0

@@ -6,8 +6,6 @@ import itertools
 
 import numpy as np
 import pytest
-
-from perovflow.errors import InputError
 from perovflow.structures.prototypes import build_prototype
 from perovflow.structures.supercells import (
     image_distance,
@@ -16,9 +14,13 @@ from perovflow.structures.supercells import (
     parse_matrix,
 )
 
+from perovflow.errors import InputError
+
 
 def _brute_force_image_distance(lattice_matrix, n=4):
-    vecs = [np.dot(c, lattice_matrix) for c in itertools.product(range(-n, n + 1), repeat=3) if any(c)]
+    vecs = [
+        np.dot(c, lattice_matrix) for c in itertools.product(range(-n, n + 1), repeat=3) if any(c)
+    ]
     return min(np.linalg.norm(v) for v in vecs)
 
 
@@ -51,7 +53,11 @@ def test_image_distance_matches_brute_force(name):
 
 @pytest.mark.parametrize(
     ("name", "cell", "length"),
-    [("CsPbBr3-cubic", "primitive", 12.0), ("Cs4PbBr6", "primitive", 15.0), ("Cs2NaBiCl6", "primitive", 15.0)],
+    [
+        ("CsPbBr3-cubic", "primitive", 12.0),
+        ("Cs4PbBr6", "primitive", 15.0),
+        ("Cs2NaBiCl6", "primitive", 15.0),
+    ],
 )
 def test_min_length_supercell(name, cell, length):
     s = build_prototype(name, cell=cell)

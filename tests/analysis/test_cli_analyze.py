@@ -1,0 +1,89 @@
+"""The ``perovflow analyze`` and ``report`` commands on stored real outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from perovflow.engines.qe.projwfc import read_text as read_gz
+
+
+def test_ipr_json_lists_every_state(cli, qe_data: Path, tmp_path: Path):
+    code, out, err = cli(
+        "analyze", "ipr", qe_data / "cs4pbbr6_vbr", "--json", "--plot", tmp_path / "ipr.png"
+    )
+    assert code == 0, err
+    data = json.loads(out)
+    assert len(data["states"]) == 90  # nbnd of the run, Gamma only
+    keys = {"energy_eV", "ipr", "localized", "top_atoms"}
+    assert all(keys <= set(s) for s in data["states"])
+    assert (tmp_path / "ipr.png").stat().st_size > 5000
+
+
+def test_pdos_bands_and_report(cli, qe_data: Path, tmp_path: Path):
+    code, out, err = cli("analyze", "pdos", qe_data / "cspbbr3_scf", "--by", "orbital", "--json")
+    assert code == 0, err
+    assert set(json.loads(out)["integrals"]) >= {"s", "p"}
+    code, out, err = cli("analyze", "bands", qe_data / "cspbbr3_bands", "--json")
+    assert code == 0, err
+    assert json.loads(out)["vbm_kpoint"]["label"] == "R"
+    code, out, err = cli("report", qe_data, "-o", tmp_path / "rep", "--json")
+    assert code == 0, err
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "cs4pbbr6_vbr: IPR" in md and "cspbbr3_bands: band structure" in md
+    assert str((qe_data / "cs4pbbr6_vbr").resolve()) in md  # provenance of the numbers
+
+
+def test_formation_spec(cli, qe_data: Path, tmp_path: Path):
+    planar = {}
+    for name in ("cs4pbbr6", "cs4pbbr6_vbr"):
+        planar[name] = tmp_path / f"{name}.json"
+        planar[name].write_text(read_gz(qe_data / name / "planar_eV.json.gz"))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"bulk: {{ref: {qe_data / 'cs4pbbr6'}}}\n"
+        f"defects:\n  - {{ref: {qe_data / 'cs4pbbr6_vbr'}, charge: 1, label: V_Br}}\n"
+        "phases: {Cs: -1000.0, Pb: -500.0, Br: -400.0, CsBr: -1404.0, PbBr2: -1306.0}\n"
+        "correction: none\n"
+    )
+    code, out, err = cli("analyze", "formation", spec, "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    # band edges default to the bulk run's HOMO/LUMO
+    assert data["vbm_eV"] == 2.4473 and abs(data["band_gap_eV"] - (6.1709 - 2.4473)) < 1e-9
+    assert data["entries"][0]["charge"] == 1
+
+
+def test_bad_inputs_are_one_line_errors(cli, qe_data: Path, tmp_path: Path):
+    text = read_gz(qe_data / "cs4pbbr6" / "projwfc.out.gz")
+    (tmp_path / "projwfc.out").write_text(text[: len(text) // 2])
+    code, _, err = cli("analyze", "ipr", tmp_path)
+    assert code == 2 and err.startswith("error:") and "truncated" in err
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = cli("analyze", "pdos", qe_data / "cspbbr3_scf", "--emin", "50", "--emax", "60")
+    assert code == 2 and "no state in the energy window" in err
+    code, _out, err = cli("analyze", "ipr", "no-such-task-id")
+    assert code == 2 and "neither a file/folder nor a task id" in err
+
+
+def test_neb_cli_on_trajectory(cli, tmp_path: Path):
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    images = []
+    for x in np.linspace(0, 1, 7):
+        a = Atoms("H", positions=[[2 * x, 0, 0]])
+        a.calc = SinglePointCalculator(
+            a,
+            energy=0.3 * np.sin(np.pi * x) ** 2,
+            forces=[[-0.3 * np.pi * np.sin(2 * np.pi * x) / 2, 0, 0]],
+        )
+        images.append(a)
+    write(tmp_path / "band.extxyz", images)
+    code, out, err = cli("analyze", "neb", tmp_path / "band.extxyz", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert abs(data["barrier_forward_eV"] - 0.3) < 0.01 and data["ts_image"] == 3
+    assert abs(data["barrier_forward_kcal_mol"] - 23.0605 * data["barrier_forward_eV"]) < 1e-9

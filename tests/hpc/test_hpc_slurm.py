@@ -1,0 +1,116 @@
+"""Real SLURM (scripts/slurm-up.sh): launch, status, query, and the faults to survive."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hpc_workers import checkpoint_task, crash_task, tiny_task
+from jobflow import Flow
+from monty.json import MontyEncoder
+from perovflow.hpc.launchpad import get_launchpad
+from perovflow.hpc.query import query, status
+from perovflow.hpc.queue import launch
+from perovflow.hpc.rerun import rerun_failed, rerun_lost
+from perovflow.hpc.submit import submit_flow
+
+pytestmark = pytest.mark.slurm
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(autouse=True)
+def job_env(monkeypatch, tmp_path) -> None:
+    """Batch jobs inherit this environment (sbatch --export=ALL): test job module on the path."""
+    monkeypatch.setenv("PYTHONPATH", f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.chdir(tmp_path)
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 120, what: str = "") -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if check():
+            return
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}: {status()['counts']}")
+
+
+def fw_doc(study: str) -> dict:
+    return get_launchpad().fireworks.find_one({"spec._perovflow.study": study})
+
+
+def launch_of(study: str) -> dict:
+    lp = get_launchpad()
+    docs = list(lp.launches.find({"fw_id": fw_doc(study)["fw_id"]}).sort("launch_id", -1))
+    return docs[0]
+
+
+def test_study_with_hostile_name_runs_and_is_queryable(cli, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("PEROVFLOW_SCRATCH_DIR", str(tmp_path / "scr 'q' $(touch pwned); x"))
+    name = "st; rm -rf / $(touch pwned) 'q\""
+    flow = Flow([tiny_task(i, study=name) for i in range(2)], name=name)
+    path = tmp_path / "flow.json"
+    path.write_text(json.dumps(flow.as_dict(), cls=MontyEncoder))
+    assert cli("submit", str(path))[0] == 0
+    code, out, err = cli("launch", "--sleep", "1", "--json")
+    assert code == 0, err
+    assert json.loads(out)["submitted"] == 2
+    wait_for(lambda: status(study=name)["counts"]["COMPLETED"] == 2, what="2 jobs")
+    code, out, _ = cli("status", "--study", name, "--json")
+    jobs = json.loads(out)["jobs"]
+    assert all(j["slurm_id"] and j["walltime_s"] is not None for j in jobs)
+    rows = query(study=name, fields=["labels.n", "band_gap_eV"])
+    assert sorted(r["labels.n"] for r in rows) == [0, 1]
+    assert not list(tmp_path.rglob("pwned"))
+
+
+def test_scancel_running_job_then_rerun_lost_resumes(monkeypatch) -> None:
+    submit_flow(Flow([checkpoint_task(60, study="lost")], name="lost"))
+    assert launch(sleep_s=1) == 1
+    wait_for(lambda: fw_doc("lost")["state"] == "RUNNING", what="RUNNING")
+    ldir = Path(launch_of("lost")["launch_dir"])
+    wait_for(
+        lambda: (ldir / "progress.txt").is_file() and int((ldir / "progress.txt").read_text()) >= 2,
+        what="progress",
+    )
+    slurm_id = status(study="lost")["jobs"][0]["slurm_id"]
+    subprocess.run(["scancel", slurm_id], check=True)
+    wait_for(lambda: rerun_lost(study="lost") != [], what="lost run detected")
+    assert fw_doc("lost")["state"] == "READY"
+    (ldir / "progress.txt").write_text("58")  # speed up: pretend it got further
+    assert launch(sleep_s=1) == 1
+    wait_for(lambda: fw_doc("lost")["state"] == "COMPLETED", what="rerun")
+    assert query(study="lost", fields=["labels.resumed_at"]) == [{"labels.resumed_at": 58}]
+
+
+def test_killed_calculator_fizzles_then_rerun_failed_completes() -> None:
+    submit_flow(Flow([crash_task("kill9")], name="kill9"))
+    assert launch(sleep_s=1) == 1
+    wait_for(lambda: fw_doc("kill9")["state"] == "RUNNING", what="RUNNING")
+    ldir = Path(launch_of("kill9")["launch_dir"])
+    wait_for(lambda: (ldir / "child.pid").is_file(), what="calculator started")
+    os.kill(int((ldir / "child.pid").read_text()), 9)
+    wait_for(lambda: fw_doc("kill9")["state"] == "FIZZLED", what="FIZZLED")
+    done = rerun_failed(study="kill9", error_matches="killed by signal 9")
+    assert [d["action"] for d in done] == ["rerun"]
+    assert launch(sleep_s=1) == 1
+    wait_for(lambda: fw_doc("kill9")["state"] == "COMPLETED", what="rerun")
+    assert query(study="kill9", fields=["labels.rerun"]) == [{"labels.rerun": True}]
+
+
+@pytest.mark.slow
+def test_walltime_kill_restarts_from_last_step(isolated_settings) -> None:
+    qfile = Path(os.environ["PEROVFLOW_PROJECT_DIR"]) / "queue.yaml"
+    qfile.parent.mkdir(parents=True, exist_ok=True)
+    qfile.write_text("codes:\n  analysis: {walltime: '00:01:00'}\n")
+    submit_flow(Flow([checkpoint_task(150, study="wall")], name="wall"))  # needs 75 s
+    assert launch(sleep_s=1) == 1
+    wait_for(lambda: rerun_lost(study="wall") != [], timeout=150, what="walltime kill")
+    assert launch(sleep_s=1) == 1
+    wait_for(lambda: fw_doc("wall")["state"] == "COMPLETED", timeout=120, what="restart")
+    resumed = query(study="wall", fields=["labels.resumed_at"])[0]["labels.resumed_at"]
+    assert resumed >= 100  # ~120 steps done in the first 60 s
