@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from perovflow.analysis.pdos import compute_pdos
 from perovflow.analysis.projections import StateProjections
-
 from perovflow.errors import InputError
 
 

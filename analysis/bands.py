@@ -54,10 +54,11 @@ def _bs_from_pw_output(path: Path, structure: Any = None, nelec: float | None = 
     import io
 
     from ase.io.espresso import read_espresso_out
-    from perovflow.engines.qe.projwfc import read_pw_info, read_text
     from pymatgen.electronic_structure.bandstructure import BandStructureSymmLine
     from pymatgen.electronic_structure.core import Spin
     from pymatgen.io.ase import AseAtomsAdaptor
+
+    from perovflow.engines.qe.projwfc import read_pw_info, read_text
 
     text = read_text(path)
     if "Program PWSCF" not in text:
@@ -311,8 +312,9 @@ def plot_bands(
     source: Any, path: str | Path, structure: Any = None, nelec: float | None = None
 ) -> Path:
     """Bands along the labelled path, energies relative to the VBM, as PNG (pymatgen BSPlotter)."""
-    from perovflow.analysis.plots import save_figure
     from pymatgen.electronic_structure.plotter import BSPlotter
+
+    from perovflow.analysis.plots import save_figure
 
     bs = load_bandstructure(source, structure, nelec)
     ax = BSPlotter(bs).get_plot(zero_to_efermi=True, vbm_cbm_marker=not bs.is_metal())

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from perovflow.analysis.formation import CellCalc, FormationResult, formation_energies
-
 from perovflow.errors import InputError
 
 
@@ -49,8 +48,9 @@ def load_cell(
             f"task_uuid={ref}",
         )
     from ase.io import read
-    from perovflow.engines.qe.projwfc import find_pw_output
     from pymatgen.io.ase import AseAtomsAdaptor
+
+    from perovflow.engines.qe.projwfc import find_pw_output
 
     path = Path(ref)
     pw = find_pw_output(path) if path.is_dir() else path

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from perovflow.analysis.groups import group_matrix, resolve_groups
 from perovflow.analysis.projections import StateProjections
-
 from perovflow.errors import InputError
 
 DEFAULT_THRESHOLD = 0.03

@@ -92,6 +92,7 @@ def read_qe_path_file(path: str | Path, symbols: list[str] | None = None) -> lis
     """
     from ase import Atoms
     from ase.calculators.singlepoint import SinglePointCalculator
+
     from perovflow.engines.qe.projwfc import read_text
 
     lines = read_text(path).splitlines()

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from perovflow.analysis.groups import group_matrix, resolve_groups
 from perovflow.analysis.ipr import band_edges
 from perovflow.analysis.projections import L_LABELS, StateProjections
-
 from perovflow.errors import InputError
 
 CHUNK_ELEMENTS = 4_000_000

@@ -91,8 +91,9 @@ def read_cube_potential(path: str | Path, units: str | None = None, sign: int = 
 
 def read_filplot(path: str | Path, units: str | None = "Ry", sign: int = 1) -> GridPotential:
     """A QE pp.x ``filplot`` file (3-D grid, ibrav=0 cells) as a :class:`GridPotential`."""
-    from perovflow.engines.qe.projwfc import element_of, read_text
     from pymatgen.core import Lattice, Structure
+
+    from perovflow.engines.qe.projwfc import element_of, read_text
 
     path = Path(path)
     lines = read_text(path).splitlines()

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from perovflow.analysis.projections import StateProjections
-
 from perovflow.errors import InputError
 
 

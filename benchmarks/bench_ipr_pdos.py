@@ -21,6 +21,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+
 from perovflow.analysis.ipr import ipr_values
 from perovflow.analysis.pdos import gaussian_dos
 from perovflow.analysis.projections import StateProjections

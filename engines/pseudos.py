@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Literal
 
 from perovflow.engines.schemas import PseudoInfo
-
 from perovflow.errors import EngineError
 
 DEFAULT_FAMILY = "gth-pbe"

@@ -129,7 +129,13 @@ def queue_spec(config: dict[str, Any], code: str) -> dict[str, Any]:
 
 def make_qadapter(settings: Settings, config: dict[str, Any] | None = None) -> Any:
     """A FireWorks SLURM ``CommonAdapter`` whose jobs run ``perovflow.hpc.rocket``."""
+    from fireworks.user_objects.queue_adapters import common_adapter
     from fireworks.user_objects.queue_adapters.common_adapter import CommonAdapter
+    from fireworks.utilities import fw_serializers
+
+    # FireWorks copies the adapter with load_object(), which otherwise imports every module
+    # of fireworks.user_objects (test modules included) to find the class.
+    fw_serializers.SAVED_FW_MODULES[CommonAdapter._fw_name] = common_adapter.__name__
     from perovflow.hpc.launchpad import job_config_file
 
     config = config or load_queue_config(settings)

@@ -163,6 +163,8 @@ def _cell_and_poisson(atoms: Any, periodic: bool, opts: dict) -> tuple[Any, dict
         )
     pos = atoms.positions
     box = np.ptp(pos, axis=0) + 2 * float(opts["vacuum_A"])
+    if solver == "WAVELET":  # CP2K's wavelet solver needs a cubic box
+        box = np.full(3, box.max())
     atoms.set_cell(box)
     atoms.positions = pos - pos.min(axis=0) - np.ptp(pos, axis=0) / 2 + box / 2
     atoms.pbc = False

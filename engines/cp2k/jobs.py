@@ -25,7 +25,7 @@ from jobflow import Maker, job
 
 from perovflow.engines.cp2k.inputs import COORD_FILE, INPUT_FILE, OUTPUT_FILE, PROJECT
 from perovflow.engines.schemas import BIG_FIELDS, TaskDocument
-from perovflow.errors import InputError
+from perovflow.errors import EngineError, InputError
 
 WFN = f"{PROJECT}-RESTART.wfn"
 PREV_WFN = "previous.wfn"
@@ -177,16 +177,30 @@ def run_cp2k_task(
             params["FORCE_EVAL"]["DFT"]["SCF"]["SCF_GUESS"] = "RESTART"
     frames: list[dict[str, Any]] = []
     execute = _executor(placed, directory, frames, maker.walltime_s)
-    outcome = run_with_recovery(
-        execute, params, default_handlers(), directory,
-        completed=lambda r: r.returncode == 0 and _ended(directory),
-        max_attempts=maker.max_attempts, label="CP2K",
-    )  # fmt: skip
+    try:
+        outcome = run_with_recovery(
+            execute, params, default_handlers(), directory,
+            completed=lambda r: r.returncode == 0 and _ended(directory),
+            max_attempts=maker.max_attempts, label="CP2K",
+        )  # fmt: skip
+    except EngineError as exc:
+        raise _with_abort_message(exc, directory) from None
     from perovflow.engines.cp2k.document import build_task_document
 
     return build_task_document(
         maker, atoms, placed, outcome, directory, protocol, potentials, info, frames
     )
+
+
+def _with_abort_message(exc: EngineError, directory: Path) -> EngineError:
+    """Put CP2K's own ``[ABORT]`` message first in a crash error."""
+    from perovflow.engines.cp2k.parsers import abort_message
+
+    out = directory / OUTPUT_FILE
+    message = abort_message(out.read_text(errors="replace")) if out.is_file() else None
+    if not message:
+        return exc
+    return EngineError(f"CP2K aborted: {message}; {exc.problem}", exc.fix)
 
 
 def _ended(directory: Path) -> bool:

@@ -101,6 +101,23 @@ def parse_output(path: Path, natoms: int | None = None) -> CP2KResult:
     return res
 
 
+def abort_message(text: str) -> str | None:
+    """The message of CP2K's last ``[ABORT]`` box (with its source location), if any."""
+    at = text.rfind("[ABORT]")
+    if at < 0:
+        return None
+    art = re.compile(r"^(\\___/|\||O/\||/\| \||/ \\)\s*")
+    words = []
+    for line in text[at:].splitlines()[1:7]:
+        body = line.strip().strip("*").strip()
+        if body.startswith("****"):
+            break
+        body = art.sub("", body).strip()
+        if body:
+            words.append(body)
+    return " ".join(words) or None
+
+
 def _parse_forces(text: str, natoms: int | None, path: Path) -> np.ndarray | None:
     blocks = _FORCES.findall(text)
     if not blocks:

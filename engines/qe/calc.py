@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from perovflow.engines.qe.handlers import PW_OUT, TIMEOUT_MARKER, default_handlers
 from perovflow.engines.runner import RecoveryOutcome, RunResult, run_command, run_with_recovery
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from perovflow.engines.schemas import (
     ElectronicSummary,
     RecoveryAction,

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from perovflow.engines.qe.inputs import RY_EV
 from perovflow.engines.runner import run_command
-
 from perovflow.errors import EngineError
 
 PROJWFC_IN = "projwfc.in"

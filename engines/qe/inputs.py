@@ -19,7 +19,6 @@ import re
 from typing import Any
 
 from perovflow.engines.protocols import get_protocol, kpoint_grid, merge
-
 from perovflow.errors import InputError
 
 RY_EV = 13.605693122994

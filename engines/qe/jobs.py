@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from jobflow import Maker, job
-from perovflow.engines.schemas import BIG_FIELDS, TaskDocument
 
+from perovflow.engines.schemas import BIG_FIELDS, TaskDocument
 from perovflow.errors import InputError
 
 SAVE_FILES = ("charge-density.dat", "data-file-schema.xml")
@@ -154,7 +154,6 @@ def run_qe_task(
     from perovflow.engines.pseudos import get_pseudos, pseudo_dir_for
     from perovflow.engines.qe.calc import run_pw
     from perovflow.engines.qe.inputs import qe_input_set
-
     from perovflow.settings import get_settings
 
     protocol = maker.protocol or get_settings().protocol

@@ -24,8 +24,8 @@ import re
 from pathlib import Path
 
 import numpy as np
-from perovflow.analysis.projections import StateProjections
 
+from perovflow.analysis.projections import StateProjections
 from perovflow.errors import InputError
 
 _STATE_RE = re.compile(r"state #\s*(\d+): atom\s+(\d+) \(([^)]*)\)\s*, wfc\s*(\d+) \(l=\s*(\d)")

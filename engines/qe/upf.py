@@ -18,10 +18,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from perovflow.engines.pseudos import GTHPotential
 from scipy.interpolate import CubicSpline
 from scipy.special import erf, gamma
 
+from perovflow.engines.pseudos import GTHPotential
 from perovflow.errors import EngineError
 
 XMIN, DX, RMAX = -7.0, 0.0125, 100.0  # QE's own mesh for GTH (upflib gth_grid_for_rho)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -84,6 +85,10 @@ def run_calc(
     from perovflow.engines.registry import ALIASES, get_maker
 
     kind = ALIASES.get(kind, kind)
+    if code == "qe":  # reject misspelt keys before anything runs
+        from perovflow.engines.qe.inputs import nest_overrides
+
+        nest_overrides(overrides)
     common = {"protocol": protocol, "charge": charge, "input_set_overrides": overrides}
     maker = get_maker(code, kind, **common)
     jobs = []
@@ -97,10 +102,12 @@ def run_calc(
     final = maker.make(structure, prev_dir=prev_dir)
     jobs.append(final)
     root.mkdir(parents=True, exist_ok=True)
-    responses = run_locally(
-        Flow(jobs), store=job_store(), create_folders=True, root_dir=root, raise_immediately=True,
-        log=False,
-    )  # fmt: skip
+    with warnings.catch_warnings():  # jobflow's own deprecation notice about monty's cd
+        warnings.simplefilter("ignore", FutureWarning)
+        responses = run_locally(
+            Flow(jobs), store=job_store(), create_folders=True, root_dir=root,
+            raise_immediately=True, log=False,
+        )  # fmt: skip
     return responses[final.uuid][1].output
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+
 from perovflow.engines.qe.projwfc import read_text as read_gz
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from perovflow.analysis.collect import load_cell
 from perovflow.analysis.formation import (
     CellCalc,
@@ -18,7 +19,6 @@ from perovflow.analysis.formation import (
 )
 from perovflow.analysis.potentials import RY_EV, read_cube_potential, read_filplot
 from perovflow.engines.qe.projwfc import read_text as read_gz
-
 from perovflow.errors import InputError
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from perovflow.analysis.ipr import analyze_ipr, ipr_values, top_atoms
 from perovflow.analysis.projections import StateProjections
-
 from perovflow.errors import InputError
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from perovflow.analysis.bands import analyze_bands, plot_bands
 from perovflow.analysis.groups import shell_groups
 from perovflow.analysis.ipr import analyze_ipr

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from perovflow.engines.qe.projwfc import parse_projwfc, read_filproj
 from perovflow.engines.qe.projwfc import read_text as read_gz
-
 from perovflow.errors import InputError
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from perovflow.engines import pseudos as P  # noqa: N812
 
+from perovflow.engines import pseudos as P  # noqa: N812
 from perovflow.errors import EngineError
 
 GTH_FILE = Path("/usr/share/cp2k/GTH_POTENTIALS")
@@ -106,6 +106,7 @@ def test_upf_and_analytic_gth_give_the_same_energy(tmp_path):
     """
     from ase import Atoms
     from ase.io import write
+
     from perovflow.engines.runner import run_command
 
     ups = P.get_pseudos(["Pb", "Br"], "qe")

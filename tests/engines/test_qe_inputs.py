@@ -6,11 +6,11 @@ import copy
 
 import pytest
 from ase import Atoms
+
 from perovflow.engines.pseudos import Pseudo
 from perovflow.engines.qe.calc import band_edges, choose_npool, mpi_ranks, pw_argv
 from perovflow.engines.qe.inputs import RY_EV, nest_overrides, qe_input_set
 from perovflow.engines.registry import get_maker
-
 from perovflow.errors import InputError
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pymatgen.core import Lattice, Structure
+
 from perovflow.engines.pseudos import get_pseudos, md5_file
 from perovflow.engines.qe.jobs import (
     SAVE_FILES,
@@ -19,8 +21,6 @@ from perovflow.engines.qe.jobs import (
     link_charge_density,
     run_qe_task,
 )
-from pymatgen.core import Lattice, Structure
-
 from perovflow.errors import EngineError
 
 pytestmark = [pytest.mark.qe, pytest.mark.cp2k]
