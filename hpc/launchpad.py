@@ -33,6 +33,7 @@ FW_LOGLEVEL = "ERROR"
 
 def _embedded_launchpad(folder: Path) -> LaunchPad:
     import fireworks.core.launchpad as fw_lp
+
     from perovflow.hpc.embedded import embedded_client
 
     client = embedded_client(folder)
@@ -54,8 +55,8 @@ def get_launchpad(settings: Settings | None = None) -> LaunchPad:
         If MongoDB does not answer or the embedded folder is not usable.
     """
     from fireworks import LaunchPad
-    from perovflow.hpc.store import SERVER_TIMEOUT_MS, redact
 
+    from perovflow.hpc.store import SERVER_TIMEOUT_MS, redact
     from perovflow.settings import get_settings
 
     settings = settings or get_settings()

@@ -73,6 +73,7 @@ def load_queue_config(settings: Settings) -> dict[str, Any]:
         If the file is malformed, names an unknown code or key, or a value is unsafe.
     """
     import yaml
+
     from perovflow.engines.protocols import merge
 
     path = queue_file(settings)
@@ -170,8 +171,8 @@ def launch(
 
     from fireworks import FWorker
     from fireworks.queue import queue_launcher
-    from perovflow.hpc.launchpad import get_launchpad
 
+    from perovflow.hpc.launchpad import get_launchpad
     from perovflow.settings import get_settings
 
     settings = settings or get_settings()

@@ -184,6 +184,7 @@ def cancel(
 def ingest(path: str | Path, settings: Settings | None = None) -> list[dict[str, Any]]:
     """Store spooled outputs found under ``path`` and complete their fireworks."""
     from fireworks import FWAction
+
     from perovflow.hpc.launchpad import get_launchpad
     from perovflow.hpc.rocket import SPOOL_NAME
     from perovflow.hpc.store import get_job_store

@@ -47,6 +47,7 @@ class SpoolingJobStore(JobStore):
 def spool(docs: Any, key: Any, save: Any) -> Path:
     """Append ``docs`` to the spool file of the current folder (temp file + rename)."""
     from monty.json import jsanitize
+
     from perovflow.hpc.launchpad import write_private
 
     path = Path.cwd() / SPOOL_NAME
@@ -62,6 +63,7 @@ def spool(docs: Any, key: Any, save: Any) -> Path:
 def spooling_store(settings: Any = None) -> SpoolingJobStore:
     """The configured JobStore, with spooling; installed as jobflow's default store."""
     import jobflow
+
     from perovflow.hpc.store import get_job_store
 
     base = get_job_store(settings)
@@ -74,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run one firework (the one reserved for this batch job when ``--fw_id`` is given)."""
     from fireworks import FWorker
     from fireworks.core.rocket_launcher import launch_rocket
-    from perovflow.hpc.launchpad import get_launchpad
 
+    from perovflow.hpc.launchpad import get_launchpad
     from perovflow.settings import get_settings
 
     parser = argparse.ArgumentParser(prog="perovflow.hpc.rocket")

@@ -17,18 +17,19 @@ Backends
   ``<collection>_data``; indexes on the query fields (:data:`INDEX_FIELDS`). A server that
   does not answer within 5 s raises :class:`~perovflow.errors.StoreError` (one line, no
   password).
-* otherwise: the embedded store in ``<project_dir>/store`` (see :mod:`perovflow.hpc.embedded`).
-  No server. Each operation is atomic across processes (file lock + SQLite
-  transaction): several SLURM jobs may write at once and no update is lost or
-  duplicated. It scans documents (no query planner) and serialises writers, so for
-  hundreds of simultaneous writers or millions of documents use MongoDB.
+* otherwise: the embedded store in ``<project_dir>/store``, no server: task documents in
+  ``<collection>.sqlite`` (:mod:`perovflow.hpc.sqlstore`: MongoDB criteria, SQL on JSON with
+  expression indexes), blobs in ``<collection>_data.sqlite`` (:mod:`perovflow.hpc.blobs`).
+  Every write is one SQLite transaction: several SLURM jobs may write at once and no
+  update is lost or duplicated. Writers are serialised (one file lock), so for hundreds
+  of simultaneous writers or millions of documents use MongoDB.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from maggma.stores import GridFSStore, MongoStore
 
@@ -62,46 +63,6 @@ def redact(uri: str) -> str:
     return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", str(uri))
 
 
-class EmbeddedStore(MongoStore):
-    """maggma store on the embedded multi-process-safe database in ``folder``.
-
-    Parameters
-    ----------
-    folder
-        Folder of the embedded database (created if missing).
-    database, collection_name
-        Database and collection inside it.
-    """
-
-    def __init__(
-        self, folder: str, collection_name: str, database: str = "perovflow", **kwargs: Any
-    ) -> None:
-        self.folder = str(folder)
-        super().__init__(database=database, collection_name=collection_name, **kwargs)
-
-    @property
-    def name(self) -> str:
-        """A string naming this store."""
-        return f"embedded://{self.folder}/{self.database}/{self.collection_name}"
-
-    def connect(self, force_reset: bool = False) -> None:
-        """Open the collection (a process-wide client is shared by all stores)."""
-        from perovflow.hpc.embedded import embedded_client
-
-        if self._coll is None or force_reset:
-            self._coll = embedded_client(self.folder)[self.database][self.collection_name]
-
-    def close(self) -> None:
-        """Forget the collection handle (the shared client stays open)."""
-        self._coll = None
-
-    def __hash__(self) -> int:
-        return hash((self.folder, self.database, self.collection_name))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, EmbeddedStore) and hash(self) == hash(other)
-
-
 class _SafeMongoStore(MongoStore):
     """MongoStore whose name never shows the password."""
 
@@ -129,8 +90,9 @@ def get_job_store(settings: Settings | None = None) -> JobStore:
         If the MongoDB server does not answer or the embedded folder is not writable.
     """
     from jobflow import JobStore
-    from perovflow.hpc.blobs import BlobStore
 
+    from perovflow.hpc.blobs import BlobStore
+    from perovflow.hpc.sqlstore import SQLiteDocStore
     from perovflow.settings import get_settings
 
     settings = settings or get_settings()
@@ -142,7 +104,7 @@ def get_job_store(settings: Settings | None = None) -> JobStore:
         _check_server(docs, cfg.uri)
     else:
         folder = str(settings.resolved(Path(settings.project_dir)) / "store")
-        docs = EmbeddedStore(folder, cfg.collection, database=cfg.database)
+        docs = SQLiteDocStore(folder, cfg.collection)
         data = BlobStore(folder, f"{cfg.collection}_data")
     store = JobStore(docs, additional_stores={"data": data})
     ensure_indexes(store)

@@ -163,9 +163,9 @@ def submit_flow(
     """Add the calculations of ``flow`` that are not yet on the LaunchPad (see module doc)."""
     from jobflow import Flow
     from jobflow.managers.fireworks import flow_to_workflow
+
     from perovflow.hpc.launchpad import get_launchpad
     from perovflow.hpc.queue import load_queue_config, queue_spec
-
     from perovflow.settings import get_settings
 
     settings = settings or get_settings()

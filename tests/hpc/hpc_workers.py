@@ -25,12 +25,17 @@ def tiny_task(n: int, study: str = "demo") -> dict:
 def run_worker(worker: int, njobs: int) -> None:
     """Run ``njobs`` jobs locally against the configured store (one process)."""
     from jobflow import Flow, run_locally
+
     from perovflow.hpc.store import get_job_store
 
     store = get_job_store()
     jobs = [tiny_task(worker * 1000 + i) for i in range(njobs)]
     run_locally(Flow(jobs), store=store, log=False, ensure_success=True)
-    coll = store.docs_store._collection.database["counters"]
+    from perovflow.hpc.embedded import embedded_client
+    from perovflow.settings import get_settings
+
+    folder = get_settings().resolved(get_settings().project_dir) / "store"
+    coll = embedded_client(folder)["perovflow"]["counters"]
     for _ in range(njobs):
         coll.update_one({"_id": "c"}, {"$inc": {"n": 1}}, upsert=True)
 

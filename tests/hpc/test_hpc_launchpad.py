@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from hpc_workers import checkpoint_task, corrupt_output_task, crash_task, tiny_task
 from jobflow import Flow
+
+from perovflow.errors import InputError
 from perovflow.hpc.launchpad import get_launchpad, job_config_file
 from perovflow.hpc.queue import load_queue_config, make_qadapter, queue_spec
 from perovflow.hpc.rerun import error_text, ingest, rerun_failed
 from perovflow.hpc.submit import submit_flow
-
-from perovflow.errors import InputError
 from perovflow.settings import get_settings
 
 
@@ -23,6 +23,7 @@ def run_here(tmp_path: Path) -> None:
     """What a batch job does (perovflow.hpc.rocket), for every ready firework, in-process."""
     from fireworks import FWorker
     from fireworks.core.rocket_launcher import rapidfire
+
     from perovflow.hpc.rocket import spooling_store
 
     spooling_store()
@@ -171,21 +172,22 @@ def test_failed_job_rerun_with_prev_dir_and_error_filter(tmp_path) -> None:
 
 
 def test_store_down_while_job_runs_spools_then_ingest(tmp_path, monkeypatch) -> None:
-    from maggma.stores import MongoStore
     from pymongo.errors import ServerSelectionTimeoutError
 
+    from perovflow.hpc.sqlstore import SQLiteDocStore as DocStore
+
     submit_flow(Flow([tiny_task(9, study="down")], name="down"))
-    real = MongoStore.update
+    real = DocStore.update
 
     def dead(self, docs, key=None):
         raise ServerSelectionTimeoutError("127.0.0.1:1: connection refused")
 
-    monkeypatch.setattr(MongoStore, "update", dead)
+    monkeypatch.setattr(DocStore, "update", dead)  # the server dies while the job runs
     run_here(tmp_path)
     assert states("down") == ["FIZZLED"]
     spools = list((tmp_path / "run").rglob("perovflow-spool.json"))
     assert len(spools) == 1
-    monkeypatch.setattr(MongoStore, "update", real)
+    monkeypatch.setattr(DocStore, "update", real)
     done = ingest(tmp_path / "run")
     assert [d["action"] for d in done] == ["ingested"]
     assert states("down") == ["COMPLETED"]

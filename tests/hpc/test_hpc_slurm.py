@@ -13,6 +13,7 @@ import pytest
 from hpc_workers import checkpoint_task, crash_task, tiny_task
 from jobflow import Flow
 from monty.json import MontyEncoder
+
 from perovflow.hpc.launchpad import get_launchpad
 from perovflow.hpc.query import query, status
 from perovflow.hpc.queue import launch

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 from hpc_workers import run_worker, tiny_task
-from perovflow.hpc.embedded import SyncedClient
-from perovflow.hpc.store import get_job_store, redact
 
 from perovflow.errors import StoreError
+from perovflow.hpc.embedded import SyncedClient
+from perovflow.hpc.store import get_job_store, redact
+from perovflow.settings import get_settings
 
 
 def test_four_workers_record_every_job_exactly_once() -> None:
@@ -30,7 +31,8 @@ def test_four_workers_record_every_job_exactly_once() -> None:
     assert ns == sorted(w * 1000 + i for w in range(4) for i in range(10))
     assert len({d["uuid"] for d in docs}) == 40
     assert store.additional_stores["data"].count() == 40
-    counter = store.docs_store._collection.database["counters"].find_one({"_id": "c"})
+    folder = get_settings().resolved(get_settings().project_dir) / "store"
+    counter = SyncedClient(folder)["perovflow"]["counters"].find_one({"_id": "c"})
     assert counter["n"] == 40
     one = store.query_one({"output.labels.n": 3003}, load=True)
     assert one["output"]["eigenvalues"][0][:3] == [0.0, 1.0, 2.0]
