@@ -103,10 +103,16 @@ def bench_status(n: int = 10000) -> tuple[float, float, float]:
     from perovflow.hpc import embedded
     from perovflow.hpc.launchpad import get_launchpad
     from perovflow.hpc.query import STATES, status
-    from perovflow.hpc.submit import submit_flow
 
     fresh_project("status")
-    submit_flow(Flow([tiny_task(i) for i in range(n)], name="huge"))
+    lp = get_launchpad()
+    states = [STATES[i % 7] for i in range(n)]
+    docs = [
+        {"fw_id": i + 1, "name": "qe static", "state": states[i],
+         "spec": {**task_doc(i)["output"], "_perovflow": {"study": f"s{i % 10}", "code": "qe"}}}
+        for i in range(n)
+    ]  # fmt: skip
+    lp.fireworks.insert_many(docs)  # firework-sized documents (~2 kB spec each)
     embedded._CLIENTS.clear()  # a new process: nothing loaded yet
     cold, out = timed(status)
     assert out["total"] == n

@@ -14,7 +14,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 BIG_FIELDS = [
     "eigenvalues",
@@ -131,6 +131,12 @@ class TaskDocument(BaseModel):
     trajectory: list[Any] | None = Field(
         None, description="Relaxation/MD frames (positions, energies)."
     )
+
+    @field_validator("structure", "input_structure", "bandstructure", "dos", mode="before")
+    @classmethod
+    def _as_plain_dict(cls, value: Any) -> Any:
+        """Accept pymatgen objects (jobflow decodes stored dicts into them) as their dicts."""
+        return value.as_dict() if hasattr(value, "as_dict") else value
 
 
 def calc_hash(

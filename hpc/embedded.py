@@ -40,6 +40,7 @@ import bson
 import mongomock_ng as mongomock
 from filelock import FileLock, Timeout
 from mongomock_ng import store as mstore
+from pymongo.errors import DuplicateKeyError
 
 from perovflow.errors import StoreError
 
@@ -120,6 +121,7 @@ class _ServerStore(mstore.ServerStore):
         self.depth = 0
         self.writing = False
         self.synced: set[tuple[str, str]] = set()
+        self.unique_cache: dict[tuple[str, str, str], dict] = {}
         self.tlock = threading.RLock()
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -173,6 +175,7 @@ class _ServerStore(mstore.ServerStore):
                 self.dirty.clear()
                 self.dirty_idx.clear()
                 self.synced.clear()
+                self.unique_cache.clear()
                 self.flock.release()
 
     def _sync(self, db: str, coll: str) -> None:
@@ -325,6 +328,41 @@ class SyncedCollection(mongomock.Collection):
     def with_options(self, *args: Any, **kwargs: Any) -> SyncedCollection:
         """Return this collection (options are accepted and ignored)."""
         return self
+
+    def _ensure_uniques(self, new_data: dict) -> None:
+        """mongomock's unique-index check, with a per-operation hash table (O(1), not O(N))."""
+        indexes = [
+            (name, ix)
+            for name, ix in self._store.indexes.items()
+            if ix.get("unique") and ix.get("partialFilterExpression") is None
+        ]
+        if len(indexes) != sum(1 for ix in self._store.indexes.values() if ix.get("unique")):
+            super()._ensure_uniques(new_data)  # partial indexes: mongomock's own scan
+            return
+        cache = self._server.unique_cache
+        for name, ix in indexes:
+            key, sparse = ix.get("key"), ix.get("sparse")
+            new = self._compute_index_entries(new_data, key, sparse)
+            if new is None:
+                continue
+            table = cache.get((self.database.name, self.name, name))
+            if table is None:
+                table = cache[self.database.name, self.name, name] = {}
+                for doc in self._store.documents:
+                    for entry in self._compute_index_entries(doc, key, sparse) or ():
+                        table.setdefault(entry, set()).add(doc["_id"])
+            for entry in new:
+                for other in table.get(entry, ()):
+                    if other == new_data.get("_id") or other not in self._store:
+                        continue
+                    if entry in (
+                        self._compute_index_entries(self._store[other], key, sparse) or ()
+                    ):
+                        raise DuplicateKeyError(
+                            "E11000 Duplicate Key Error", 11000, {"keyPattern": dict(key)}
+                        )
+            for entry in new:
+                table.setdefault(entry, set()).add(new_data.get("_id"))
 
     def _iter_documents(self, filter: Any) -> Iterator[dict]:
         # The documents an update visits are modified in place: record them as touched.

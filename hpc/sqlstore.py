@@ -245,7 +245,10 @@ class SQLiteDocStore(Store):
             for doc in docs:
                 doc = {k: v for k, v in doc.items() if k != "_id"}
                 text = json.dumps(doc, default=_default)
-                where = " AND ".join(f"{_expr(k)} IS ?" for k in keys)
+                # look up by the first key only ("+" keeps the planner off the other indexes)
+                where = " AND ".join(
+                    f"{'' if i == 0 else '+'}{_expr(k)} IS ?" for i, k in enumerate(keys)
+                )
                 row = con.execute(
                     f"SELECT id FROM docs WHERE {where} LIMIT 1", [_get(doc, k) for k in keys]
                 ).fetchone()
@@ -254,6 +257,8 @@ class SQLiteDocStore(Store):
                 else:
                     con.execute("INSERT INTO docs (doc) VALUES (?)", (text,))
             con.execute("COMMIT")
+            if len(docs) >= 100:
+                con.execute("PRAGMA optimize")  # refresh planner statistics after bulk writes
         except (sqlite3.Error, TypeError, ValueError) as exc:
             if con.in_transaction:
                 con.execute("ROLLBACK")

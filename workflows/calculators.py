@@ -30,7 +30,7 @@ CODES = ("mlip", "qe", "cp2k")
 def mlip_calculator(model: str | None = None, device: str | None = None) -> Calculator:
     """The packaged ML potential (one instance per model, reused)."""
     try:
-        from perovflow.engines.mlip import get_mlip_calculator
+        from perovflow.engines.mlip.calculator import get_mlip_calculator
     except ImportError:
         get_mlip_calculator = None
     if get_mlip_calculator is not None:

@@ -64,12 +64,21 @@ def with_fields(maker: Any, **values: Any) -> Any:
 def engine_maker(
     code: str, kind: str, protocol: str, overrides: dict[str, Any] | None = None, **fields: Any
 ) -> Any:
-    """Maker for ``code``/``kind`` from the registry; ``overrides`` win over the protocol."""
+    """Maker for ``code``/``kind`` from the registry; the user's ``overrides`` win.
+
+    DFT makers take them as ``input_set_overrides``; makers without that field (the ML
+    potential) take them as field values (``fmax``, ``steps``, ``model``...), and an unknown
+    key is an error, never silently dropped.
+    """
     from perovflow.engines.registry import get_maker, maker_class
 
     accepted = {f.name for f in dataclasses.fields(maker_class(code, kind))}
-    given = {"protocol": protocol, "input_set_overrides": dict(overrides or {}), **fields}
-    return get_maker(code, kind, **{k: v for k, v in given.items() if k in accepted})
+    given = {k: v for k, v in {"protocol": protocol, **fields}.items() if k in accepted}
+    if "input_set_overrides" in accepted:
+        given["input_set_overrides"] = dict(overrides or {})
+    else:
+        given.update(overrides or {})
+    return get_maker(code, kind, **given)
 
 
 def tag(job_: Job, maker: Any = None, **calc: Any) -> Job:

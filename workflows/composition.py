@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobflow import Flow, Maker, job
+
 from perovflow.workflows.common import relax_chain, run_maker
 from perovflow.workflows.vacancy import _doc, _out
 

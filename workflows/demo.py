@@ -13,17 +13,30 @@ from pathlib import Path
 from typing import Any
 
 from jobflow import Flow, job
+
 from perovflow.workflows.common import engine_maker, remove_site_job, run_maker
 
 #: fast-protocol settings that keep the demo within minutes on 2 cores (user-visible)
 DEMO_SETTINGS: dict[str, dict[str, Any]] = {
     "static": {"kpts": [1, 1, 1]},
-    "bands": {"nbnd": 100},
+    "bands": {"nbnd": 90},
     "dos": {"kpts": [1, 1, 1]},
 }
+#: high-symmetry points of the demo's short band path (first segment of Setyawan–Curtarolo)
+DEMO_PATH_POINTS = 6
 
 
-def demo_flow(out_dir: str | Path, protocol: str = "fast", line_density: float = 4.0) -> Flow:
+def short_band_path(structure: Any, npoints: int = DEMO_PATH_POINTS) -> list[list[float]]:
+    """The first ``npoints`` labelled k-points of the standard path (Γ-L-B1-B-Z-Γ for R-3c)."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from perovflow.engines.qe.jobs import band_path
+
+    kpts, _ = band_path(AseAtomsAdaptor.get_atoms(structure), 1.0)
+    return [list(map(float, k)) for k in kpts[:npoints]]
+
+
+def demo_flow(out_dir: str | Path, protocol: str = "fast") -> Flow:
     """The demo flow (see the module docstring for the steps)."""
     from perovflow.structures.defects import enumerate_vacancies
     from perovflow.structures.prototypes import build_prototype
@@ -40,8 +53,9 @@ def demo_flow(out_dir: str | Path, protocol: str = "fast", line_density: float =
         engine_maker("qe", "scf", protocol, DEMO_SETTINGS["static"], defect=True),
         pre.output.structure, f"{site.label} qe scf", labels,
     )  # fmt: skip
+    band_settings = {**DEMO_SETTINGS["bands"], "kpts": short_band_path(host)}
     bands = run_maker(
-        engine_maker("qe", "bands", protocol, DEMO_SETTINGS["bands"], defect=True, line_density=line_density),
+        engine_maker("qe", "bands", protocol, band_settings, defect=True),
         scf.output.structure, f"{site.label} qe bands", labels, prev_dir=scf.output.dir_name,
     )  # fmt: skip
     dos = run_maker(

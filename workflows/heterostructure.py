@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobflow import Flow, Maker, job
+
 from perovflow.workflows.common import relax_chain
 from perovflow.workflows.vacancy import _doc, _out, electronic_chain
 

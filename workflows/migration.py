@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from jobflow import Flow, Maker, job
+
 from perovflow.workflows.common import (
     as_structure,
     hop_endpoints_job,
@@ -65,7 +66,6 @@ class NEBMaker(Maker):
     def settings(self) -> dict[str, Any]:
         """Protocol ``neb`` block with this maker's values on top."""
         from perovflow.engines.protocols import get_protocol
-
         from perovflow.settings import get_settings
 
         protocol = self.protocol or get_settings().protocol
@@ -84,9 +84,10 @@ class NEBMaker(Maker):
 
 def run_neb(maker: NEBMaker, initial: Any, final: Any, directory: Path) -> dict[str, Any]:
     """Everything :meth:`NEBMaker.make` does; returns summary, analysis and images."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+
     from perovflow.workflows.calculators import calculator_factory, mlip_calculator
     from perovflow.workflows.neb import accelerated_neb, plain_neb
-    from pymatgen.io.ase import AseAtomsAdaptor
 
     cfg = maker.settings()
     a, b = (AseAtomsAdaptor.get_atoms(as_structure(s)) for s in (initial, final))
@@ -246,8 +247,9 @@ def flow_from_study(study: Any, makers: dict[str, Any], structure: Any) -> Flow:
 
 def _orbit_sizes(structure: Any, supercell: str | None) -> dict[int, int]:
     """Site index -> size of its symmetry orbit (how many equivalent vacant sites)."""
-    from perovflow.structures.supercells import make_supercell
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    from perovflow.structures.supercells import make_supercell
 
     cell = as_structure(structure)
     cell = make_supercell(cell, supercell) if supercell else cell

@@ -25,72 +25,23 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import Calculator, all_changes
-from ase.calculators.singlepoint import SinglePointCalculator
+from ase.calculators.calculator import Calculator
+
+from perovflow.workflows.neb_calcs import (
+    CallCounter,
+    CountingCalculator,
+    ShiftedCalculator,
+    _clip,
+    _ef,
+    freeze,
+    max_force,
+    relax_atoms,
+    surrogate_relax,
+)
 
 CalcFactory = Callable[[int], Calculator]
 EV_TO_KCAL_MOL = 23.060548
 log = logging.getLogger("perovflow.neb")
-
-
-@dataclass
-class CallCounter:
-    """How many times a calculator was asked for energy and forces, and how long it took."""
-
-    calls: int = 0
-    seconds: float = 0.0
-
-
-class CountingCalculator(Calculator):
-    """Wrap ``inner`` (any ASE calculator); every new geometry is one counted force call."""
-
-    implemented_properties = ("energy", "free_energy", "forces")
-
-    def __init__(self, inner: Calculator, counter: CallCounter) -> None:
-        super().__init__()
-        self.inner = inner
-        self.counter = counter
-
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        """Run the inner calculator once for energy and forces."""
-        super().calculate(atoms, properties, system_changes)
-        start = time.perf_counter()
-        work = self.atoms.copy()
-        energy = float(self.inner.get_potential_energy(work))
-        forces = np.array(self.inner.get_forces(work))
-        self.counter.calls += 1
-        self.counter.seconds += time.perf_counter() - start
-        self.results = {"energy": energy, "free_energy": energy, "forces": forces}
-
-
-class ShiftedCalculator(Calculator):
-    """Cheap calculator plus a linear correction that is exact at ``ref`` positions.
-
-    ``E(x) = E_cheap(x) + dE - dF . (x - ref)`` so that ``F(x) = F_cheap(x) + dF``; at
-    ``x = ref`` energy and forces equal the expensive ones used to build it.
-    """
-
-    implemented_properties = ("energy", "free_energy", "forces")
-
-    def __init__(self, cheap: Calculator, ref: Atoms, energy: float, forces: np.ndarray) -> None:
-        super().__init__()
-        self.cheap = cheap
-        self.ref = ref.get_positions()
-        probe = ref.copy()
-        e_cheap = float(cheap.get_potential_energy(probe))
-        self.dE = energy - e_cheap
-        self.dF = np.asarray(forces) - np.array(cheap.get_forces(probe))
-
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        """Cheap energy and forces plus the correction."""
-        super().calculate(atoms, properties, system_changes)
-        work = self.atoms.copy()
-        shift = self.atoms.get_positions() - self.ref
-        energy = (
-            float(self.cheap.get_potential_energy(work)) + self.dE - float(np.sum(self.dF * shift))
-        )
-        forces = np.array(self.cheap.get_forces(work)) + self.dF
-        self.results = {"energy": energy, "free_energy": energy, "forces": forces}
 
 
 @dataclass
@@ -149,80 +100,6 @@ class NEBResult:
             "steps": self.steps,
             "wall_s": round(self.wall_s, 2),
         }
-
-
-def max_force(forces: np.ndarray) -> float:
-    """Largest per-atom force norm in an (n, 3) or (m, n, 3) array (eV/Å)."""
-    return float(np.max(np.linalg.norm(np.asarray(forces).reshape(-1, 3), axis=1)))
-
-
-def freeze(atoms: Atoms, energy: float, forces: np.ndarray) -> Atoms:
-    """Copy of ``atoms`` carrying fixed energy and forces (endpoints of a band)."""
-    out = atoms.copy()
-    out.calc = SinglePointCalculator(out, energy=energy, forces=np.asarray(forces))
-    return out
-
-
-def relax_atoms(
-    atoms: Atoms, calc: Calculator, fmax: float, steps: int, counter: CallCounter | None = None
-) -> tuple[Atoms, float, np.ndarray, bool]:
-    """Relax positions (fixed cell) with BFGS; return (atoms, energy, forces, converged)."""
-    from ase.optimize import BFGS
-
-    counter = counter if counter is not None else CallCounter()
-    work = atoms.copy()
-    work.calc = CountingCalculator(calc, counter)
-    converged = bool(BFGS(work, logfile=None).run(fmax=fmax, steps=steps))
-    return freeze(work, work.get_potential_energy(), work.get_forces()), *_ef(work), converged
-
-
-def _ef(atoms: Atoms) -> tuple[float, np.ndarray]:
-    return float(atoms.get_potential_energy()), np.array(atoms.get_forces())
-
-
-def surrogate_relax(
-    atoms: Atoms,
-    expensive: Calculator,
-    cheap: Calculator,
-    fmax: float,
-    steps: int = 30,
-    trust: float = 0.2,
-    counter: CallCounter | None = None,
-) -> tuple[Atoms, float, np.ndarray, bool]:
-    """Relax with few expensive calls: cheap pre-relax, then shifted-cheap relaxations.
-
-    Each outer step costs one expensive call; it stops when the expensive forces are below
-    ``fmax`` (the same criterion as :func:`relax_atoms`).
-    """
-    from ase.optimize import BFGS
-
-    counter = counter if counter is not None else CallCounter()
-    current, *_ = relax_atoms(atoms, cheap, fmax / 2, 300)
-    best = np.inf
-    for _ in range(steps):
-        probe = current.copy()
-        probe.calc = CountingCalculator(expensive, counter)
-        energy, forces = _ef(probe)
-        if max_force(forces) < fmax:
-            return freeze(probe, energy, forces), energy, forces, True
-        trust = trust * 0.5 if max_force(forces) > best else min(trust * 1.5, 0.3)
-        best = min(best, max_force(forces))
-        work = probe.copy()
-        work.calc = ShiftedCalculator(cheap, probe, energy, forces)
-        BFGS(work, logfile=None, maxstep=trust).run(fmax=fmax / 3, steps=100)
-        current = _clip(probe, work.get_positions(), trust)
-    return freeze(probe, energy, forces), energy, forces, False
-
-
-def _clip(ref: Atoms, new_positions: np.ndarray, trust: float) -> Atoms:
-    """``ref`` moved toward ``new_positions`` by at most ``trust`` Å on any atom."""
-    step = new_positions - ref.get_positions()
-    largest = max_force(step)
-    if largest > trust:
-        step *= trust / largest
-    out = ref.copy()
-    out.set_positions(ref.get_positions() + step)
-    return out
 
 
 def interpolate_band(
@@ -365,30 +242,64 @@ def _refine(
     fmax: float,
     outer_steps: int,
     trust: float,
+    inner_steps: int = 150,
+    stiffness: float = 0.25,
+    fallback_steps: int = 500,
 ) -> tuple[bool, int, list[dict[str, float]]]:
-    """Surrogate loop: expensive forces at the images, band relaxed on cheap + shift, repeat."""
+    """Surrogate loop: expensive forces at the images, band relaxed on cheap + shift, repeat.
+
+    A step that raises the expensive residual is undone (the stored forces of the best band
+    are reused, no new call) and retried with a 4x stiffer proximal term; a good step halves it.
+    """
     history: list[dict[str, float]] = []
-    best = np.inf
+    residual, ef = _evaluate_band(band, expensive)
+    best: tuple[float, list[np.ndarray], list[tuple]] | None = None
+    failures = 0
     for outer in range(outer_steps):
-        residual, ef = _evaluate_band(band, expensive)
-        history.append({"outer": outer, "max_force": residual, "trust": trust})
+        history.append({"outer": outer, "max_force": residual, "stiffness": stiffness})
         log.info("surrogate step %d: expensive NEB max force %.4f eV/Å", outer, residual)
         if residual < fmax:
             return True, outer, history
-        trust = trust * 0.5 if residual > best else min(trust * 1.5, 0.3)
-        best = min(best, residual)
+        if best is None or residual < best[0]:
+            best = (residual, [im.get_positions() for im in band[1:-1]], ef)
+            stiffness, failures = (stiffness * 0.5 if outer else stiffness), 0
+        else:
+            for image, pos in zip(band[1:-1], best[1], strict=True):
+                image.set_positions(pos)
+            ef, stiffness, failures = best[2], stiffness * 4, failures + 1
+        if failures >= 2:  # the cheap model does not describe this band: plain CI-NEB from here
+            _attach(band, expensive)
+            converged, taken = optimize_band(band, fmax, fallback_steps, climb=True)
+            history.append({"outer": outer, "fallback_fire_steps": taken})
+            log.info("surrogate gave up; direct CI-NEB: converged=%s in %d steps", converged, taken)
+            return converged, outer + taken, history
         refs = [image.copy() for image in band[1:-1]]
         surrogate = [band[0], *[r.copy() for r in refs], band[-1]]
-        _attach(
-            surrogate,
-            [ShiftedCalculator(cheap, r, e, f) for r, (e, f) in zip(refs, ef, strict=True)],
-        )
-        optimize_band(surrogate, fmax / 3, 300, climb=True)
+        calcs = [
+            ShiftedCalculator(cheap, r, e, f, stiffness) for r, (e, f) in zip(refs, ef, strict=True)
+        ]
+        _attach(surrogate, calcs)
+        optimize_band(surrogate, fmax / 2, inner_steps, climb=True)
         for i, ref in enumerate(refs, start=1):
             band[i].set_positions(_clip(ref, surrogate[i].get_positions(), trust).get_positions())
-    residual, _ = _evaluate_band(band, expensive)
-    history.append({"outer": outer_steps, "max_force": residual, "trust": trust})
+        residual, ef = _evaluate_band(band, expensive)
+    history.append({"outer": outer_steps, "max_force": residual, "stiffness": stiffness})
     return residual < fmax, outer_steps, history
+
+
+def _window(band: list[Atoms], window: int | None) -> tuple[int, int]:
+    """Indices (lo, hi) of the frozen ends of the sub-band around the highest image."""
+    n = len(band) - 2
+    if window is None:
+        return 0, n + 1
+    imax = 1 + int(np.argmax([im.get_potential_energy() for im in band[1:-1]]))
+    return max(0, imax - window - 1), min(n + 1, imax + window + 1)
+
+
+def _freeze_expensive(atoms: Atoms, calc: Calculator, counter: CallCounter) -> Atoms:
+    probe = atoms.copy()
+    probe.calc = CountingCalculator(calc, counter)
+    return freeze(probe, *_ef(probe))
 
 
 def accelerated_neb(
@@ -401,15 +312,21 @@ def accelerated_neb(
     outer_steps: int = 40,
     interpolation: str = "idpp",
     relax_endpoints: bool = True,
-    trust: float = 0.15,
-    cheap_steps: int = 2000,
+    trust: float = 0.3,
+    cheap_steps: int = 500,
+    window: int | None = 1,
 ) -> NEBResult:
-    """NEB with few expensive force calls (same convergence test as :func:`plain_neb`).
+    """NEB with few expensive force calls.
 
     Steps: relax both endpoints (cheap pre-relax, then surrogate relax with the expensive
-    calculator) -> IDPP band -> NEB converged with the cheap calculator (climbing image
-    switched on late) -> surrogate refinement with the expensive calculator until every
-    expensive NEB image force is below ``fmax``.
+    calculator) -> IDPP band -> CI-NEB converged with the cheap calculator (climbing image
+    switched on late) -> the highest image and ``window`` neighbours on each side are refined
+    with the expensive calculator (surrogate loop; plain CI-NEB if the cheap model fails
+    twice) between frozen neighbours, until their expensive NEB forces, the climbing image's
+    included, are below ``fmax`` -> one expensive evaluation of the remaining images for the
+    profile. ``window=None`` refines the whole band (the plain procedure's criterion).
+    The climbing image converges to a saddle point of the expensive surface whatever the
+    band length, so the barrier is the same; outer images stay on the cheap path.
     """
     start, ends, counter, cheap_count = (
         time.perf_counter(),
@@ -427,13 +344,18 @@ def accelerated_neb(
     pre[-1] = freeze(pre[-1], *_ef(pre[-1]))
     late = max(0.3, fmax * 4)
     log.info("endpoints done (%d expensive calls); cheap NEB starts", ends.calls)
-    ok, taken = optimize_band(
-        pre, fmax / 2, cheap_steps, climb=True, late_climb_fmax=late, shared=True
-    )
+    ok, taken = optimize_band(pre, fmax, cheap_steps, climb=True, late_climb_fmax=late, shared=True)
     log.info("cheap NEB: converged=%s in %d steps (%d cheap calls)", ok, taken, cheap_count.calls)
+    lo, hi = _window(pre, window)
     band = [initial, *pre[1:-1], final]
-    calcs = [CountingCalculator(expensive(i + 1), counter) for i in range(nimages)]
-    converged, outer, history = _refine(band, calcs, cheap, fmax, outer_steps, trust)
+    for edge in (lo, hi):
+        if 0 < edge < nimages + 1:
+            band[edge] = _freeze_expensive(band[edge], expensive(edge), counter)
+    calcs = [CountingCalculator(expensive(i), counter) for i in range(lo + 1, hi)]
+    converged, outer, history = _refine(band[lo : hi + 1], calcs, cheap, fmax, outer_steps, trust)
+    for i in range(1, nimages + 1):
+        if not lo <= i <= hi:
+            band[i] = _freeze_expensive(band[i], expensive(i), counter)
     energies = band_energies(band)
     return NEBResult(
         energies=energies,

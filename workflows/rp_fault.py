@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from jobflow import Flow, Maker, job
+
 from perovflow.workflows.common import (
     as_structure,
     hop_endpoints_job,
@@ -57,8 +58,9 @@ def md_vacancy_job(
     from ase import units
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
-    from perovflow.workflows.calculators import mlip_calculator
     from pymatgen.io.ase import AseAtomsAdaptor
+
+    from perovflow.workflows.calculators import mlip_calculator
 
     atoms = AseAtomsAdaptor.get_atoms(as_structure(structure))
     atoms.calc = mlip_calculator(model)

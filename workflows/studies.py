@@ -129,6 +129,9 @@ class Study(_Model):
     protocol: Literal["fast", "standard", "seed"] = Field("fast", description="Protocol.")
     code: Literal["qe", "cp2k", "mlip"] = Field("qe", description="Code of the DFT steps.")
     prerelax: Literal["mlip"] | None = Field("mlip", description="ML pre-relaxation (null: none).")
+    relax: bool = Field(
+        True, description="Relax with the study code (false: the ML pre-relaxation only)."
+    )
     structure: StructureSpec = Field(default_factory=StructureSpec, description="Structure.")
     settings: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
@@ -193,7 +196,8 @@ def makers(study: Study) -> dict[str, Any]:
                 return None  # the code has no such step (e.g. an ML potential)
             raise
 
-    out = {"relax": get("relax"), "static": None if study.code == "mlip" else get("static")}
+    out = {"relax": get("relax") if study.relax else None}
+    out["static"] = None if study.code == "mlip" else get("static")
     out["dos"] = None if study.code == "mlip" else get("dos")
     out["bands"] = None if study.code == "mlip" else get("bands")
     out["prerelax"] = engine_maker("mlip", "relax", study.protocol, study.settings.get("prerelax")) if (

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobflow import Flow, Maker, job
+
 from perovflow.workflows.common import (
     as_structure,
     make_supercell_job,
@@ -278,7 +279,7 @@ def flow_from_study(study: Any, makers: dict[str, Any], structure: Any) -> Flow:
     )
     flow = maker.make(structure)
     sites = maker.sites(structure)
-    per = sum(m is not None for m in (makers["relax"], makers["static"], makers["dos"]))
+    per = sum(m is not None for m in (maker.relax_maker, makers["static"], makers["dos"]))
     flow.metadata = {**(flow.metadata or {}), "symmetry": {
         "unit": "vacancy sites x charges", "items_distinct": len(sites),
         "items_total": _all_sites(sites), "calcs_per_item": per}}  # fmt: skip

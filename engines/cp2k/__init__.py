@@ -1,0 +1,1 @@
+"""CP2K engine: input sets (inputs, writer), parsers, custodian handlers and jobflow makers (jobs)."""

@@ -25,6 +25,13 @@ def _structure_dict(atoms: Any) -> dict[str, Any]:
     return AseAtomsAdaptor.get_structure(atoms).as_dict()
 
 
+def structure_formula(atoms: Any) -> str:
+    """Reduced formula in pymatgen's order (CsPbBr3, not PbCsBr3)."""
+    from pymatgen.core import Composition
+
+    return Composition("".join(atoms.get_chemical_symbols())).reduced_formula
+
+
 def _projections(directory: Path, params: dict[str, Any], atoms: Any, fermi: float | None):
     ldos = params["FORCE_EVAL"]["DFT"]["PRINT"].get("PDOS", {}) or {}
     lists = [item["LIST"] for item in ldos.get("LDOS", []) or []]
@@ -86,7 +93,7 @@ def build_task_document(
         calc_type=maker.calc_type,
         protocol=protocol,
         dir_name=str(Path(directory).resolve()),
-        formula=atoms.get_chemical_formula(mode="reduce"),
+        formula=structure_formula(atoms),
         natoms=len(atoms),
         structure=structure,
         input_structure=input_structure,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from perovflow.engines.runner import ErrorHandler
+from perovflow.errors import EngineError
 
 #: custodian handler classes used, in the order they are checked.
 HANDLERS = (
@@ -85,9 +86,16 @@ class CustodianHandler(ErrorHandler):
 
     def correct(self, directory: Path, params: dict[str, Any]) -> dict[str, Any]:
         """Let custodian decide; return its errors and the translated actions."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fix = self.handler.correct(str(directory))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fix = self.handler.correct(str(directory))
+        except Exception as exc:  # custodian assumes inputs it did not write (e.g. OT)
+            raise EngineError(
+                f"{self.name} found an error in {directory} but has no correction for this "
+                f"input ({type(exc).__name__})",
+                "read cp2k.out and adjust the input by hand (input_set_overrides)",
+            ) from None
         actions = [translate(a["action"]) for a in fix.get("actions", []) if "dict" in a]
         for act in actions:  # unsetting an absent key is a no-op, not a KeyError
             unset = act["action"].get("_unset")

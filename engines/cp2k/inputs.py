@@ -220,8 +220,11 @@ def _prints(natoms: int, opts: dict, calc_type: str, gamma: bool) -> dict[str, A
         "MO": {"EIGENVALUES": True, "OCCUPATION_NUMBERS": True, "EACH": {"QS_SCF": 0}}
     }
     if calc_type == "static" and gamma and opts["projections"]:
+        # diagonalisation already holds ADDED_MOS empty states (NLUMO 0 prints them all);
+        # OT has none, so CP2K computes NLUMO of them for the PDOS
+        ot = str(opts["scf"]).lower() == "ot"
         prints["PDOS"] = {
-            "NLUMO": int(opts["n_unoccupied"]),
+            "NLUMO": int(opts["n_unoccupied"]) if ot else 0,
             "COMPONENTS": False,
             "LDOS": [{"LIST": i + 1} for i in range(natoms)],
         }
@@ -290,7 +293,7 @@ def cp2k_input_set(
     dft: dict[str, Any] = {
         "BASIS_SET_FILE_NAME": _data_path("basis_file"),
         "POTENTIAL_FILE_NAME": _data_path("potential_file"),
-        "CHARGE": int(round(charge)),
+        "CHARGE": _integer_charge(charge),
         "MULTIPLICITY": mult,
         "UKS": mult > 1,
         "MGRID": {"CUTOFF": proto["cutoff_eV"] / Rydberg, "REL_CUTOFF": proto["rel_cutoff_eV"] / Rydberg},
@@ -332,6 +335,14 @@ def cp2k_input_set(
     return merge(params, raw), placed, info
 
 
+def _integer_charge(charge: float) -> int:
+    if abs(charge - round(charge)) > 1e-6:
+        raise InputError(
+            f"CP2K needs an integer total charge, got {charge}", "use a whole number of electrons"
+        )
+    return round(charge)
+
+
 def _periodicity(atoms: Any) -> bool:
     pbc = [bool(p) for p in atoms.pbc]
     if all(pbc):
@@ -366,52 +377,3 @@ def _data_path(which: str) -> str:
     cp2k = get_settings().cp2k
     path = Path(getattr(cp2k, which)).expanduser()
     return str(path if path.is_absolute() else Path(cp2k.data_dir).expanduser() / path)
-
-
-def render(params: dict[str, Any]) -> str:
-    """CP2K input text of a parameter tree (see the module docstring for conventions)."""
-    lines: list[str] = []
-    _render_section(params, 0, lines)
-    return "\n".join(lines) + "\n"
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, bool):
-        return "T" if value else "F"
-    if isinstance(value, float | np.floating):
-        return f"{float(value):.10g}"
-    if isinstance(value, list | tuple | np.ndarray):
-        return " ".join(_fmt(v) for v in value)
-    return str(value)
-
-
-def _render_section(tree: dict[str, Any], depth: int, lines: list[str]) -> None:
-    pad = "  " * depth
-    for key, value in tree.items():
-        if value is None:
-            continue
-        if isinstance(value, dict):
-            _render_block(key, value, depth, lines)
-        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            for item in value:
-                _render_block(key, item, depth, lines)
-        elif isinstance(value, list) and value and all(isinstance(v, list) for v in value):
-            lines.extend(f"{pad}{key} {_fmt(v)}" for v in value)
-        else:
-            lines.append(f"{pad}{key} {_fmt(value)}".rstrip())
-
-
-def _render_block(key: str, body: dict[str, Any], depth: int, lines: list[str]) -> None:
-    pad = "  " * depth
-    lines.append(f"{pad}&{key}")
-    _render_section(body, depth + 1, lines)
-    lines.append(f"{pad}&END {key.split()[0]}")
-
-
-def coords_text(atoms: Any) -> str:
-    """XYZ text of the atoms in Å (the order CP2K's atom indices follow)."""
-    rows = [
-        f"{s:<3s} {x:18.10f} {y:18.10f} {z:18.10f}"
-        for s, (x, y, z) in zip(atoms.get_chemical_symbols(), atoms.positions, strict=True)
-    ]
-    return f"{len(atoms)}\nwritten by perovflow\n" + "\n".join(rows) + "\n"

@@ -211,8 +211,8 @@ def _ended(directory: Path) -> bool:
 
 def _executor(placed: Any, directory: Path, frames: list, walltime_s: float | None):
     """The ``execute(params, attempt)`` callback: write inputs, clean stale files, run CP2K."""
-    from perovflow.engines.cp2k.inputs import coords_text, render
     from perovflow.engines.cp2k.parsers import read_trajectory
+    from perovflow.engines.cp2k.writer import coords_text, render
     from perovflow.engines.runner import run_command
 
     state = {"atoms": placed.copy()}

@@ -34,7 +34,9 @@ _MO_HEAD = re.compile(
 )
 _MO_ROW = re.compile(rf"^ MO\|\s+\d+\s+({_NUM})\s+({_NUM})\s+({_NUM})\s*$", re.M)
 _FERMI = re.compile(rf"^ MO\| E\(Fermi\):\s+({_NUM})\s+a\.u\.", re.M)
-_FORCES = re.compile(r"ATOMIC FORCES in \[a\.u\.\]\s*\n\s*\n\s*# Atom.*\n((?:\s+\d+\s+\d+\s+\S+.*\n)+)")
+_FORCES = re.compile(
+    r"ATOMIC FORCES in \[a\.u\.\]\s*\n\s*\n\s*# Atom.*\n((?:\s+\d+\s+\d+\s+\S+.*\n)+)"
+)
 _KPOINT = re.compile(rf"^\s*KPOINT\s+({_NUM})\s+({_NUM})\s+({_NUM})\s+({_NUM})", re.M | re.I)
 
 
@@ -174,10 +176,14 @@ def band_edges(eig: np.ndarray, occ: np.ndarray) -> dict[str, Any]:
     """VBM, CBM, gap and directness: a state is occupied when it holds over half its maximum.
 
     With smearing the split follows the occupations CP2K reports (maximum 2 closed shell,
-    1 per spin channel); the gap is None for a metal (overlapping edges).
+    1 per spin channel). The gap is None for a metal or a partly filled (degenerate) level,
+    i.e. when any state holds between 10 % and 90 % of its maximum occupation.
     """
     full = 1.0 if eig.shape[0] == 2 else 2.0
     occupied = occ > 0.5 * full
+    if ((occ > 0.1 * full) & (occ < 0.9 * full)).any():  # partly filled level: no gap
+        vbm = float(eig[occ > 0.1 * full].max())
+        return {"vbm_eV": vbm, "cbm_eV": None, "band_gap_eV": None, "is_direct": None}
     if not occupied.any() or occupied.all():
         vbm = float(eig[occupied].max()) if occupied.any() else None
         return {"vbm_eV": vbm, "cbm_eV": None, "band_gap_eV": None, "is_direct": None}
@@ -197,18 +203,20 @@ def band_edges(eig: np.ndarray, occ: np.ndarray) -> dict[str, Any]:
 
 def _read_pdos(path: Path) -> tuple[np.ndarray, list[str]]:
     """Rows (MO, eigenvalue a.u., occupation, l columns) and the l labels of one .pdos file."""
-    text = read_text(path)
-    lines = text.splitlines()
-    if len(lines) < 3 or not lines[1].startswith("#"):
+    try:
+        with open(path) as fh:
+            head = [fh.readline(), fh.readline()]
+        rows = np.loadtxt(path, comments="#", ndmin=2)
+    except (OSError, ValueError) as exc:
+        raise EngineError(
+            f"CP2K PDOS file {path} is missing or truncated ({str(exc).splitlines()[0]})",
+            "rerun the calculation",
+        ) from None
+    tokens = head[1].split()
+    labels = tokens[tokens.index("Occupation") + 1 :] if "Occupation" in tokens else []
+    if rows.shape[0] == 0 or rows.shape[1] != 3 + len(labels):
         raise EngineError(f"CP2K PDOS file {path} is empty or truncated", "rerun the calculation")
-    head = lines[1].split()
-    labels = head[head.index("Occupation") + 1 :] if "Occupation" in head else []
-    body = text[text.index("\n", text.index("\n") + 1) + 1 :]
-    values = np.array(body.split(), dtype=float)
-    ncol = 3 + len(labels)
-    if values.size % ncol:
-        raise EngineError(f"CP2K PDOS file {path} is truncated", "rerun the calculation")
-    return values.reshape(-1, ncol), labels
+    return rows, labels
 
 
 def read_projections(

@@ -1,0 +1,1 @@
+"""Pretrained ML potentials (CHGNet, SevenNet): cached ASE calculators and jobflow makers."""

@@ -9,8 +9,9 @@ import pytest
 from pymatgen.core import Lattice, Molecule, Structure
 
 from perovflow.engines.cp2k.handlers import translate
-from perovflow.engines.cp2k.inputs import cp2k_input_set, gamma_centred_kpoints, render
+from perovflow.engines.cp2k.inputs import cp2k_input_set, gamma_centred_kpoints
 from perovflow.engines.cp2k.jobs import CP2KRelaxMaker, CP2KStaticMaker, to_atoms
+from perovflow.engines.cp2k.writer import render
 from perovflow.engines.pseudos import get_pseudos
 from perovflow.engines.runner import apply_actions
 from perovflow.errors import InputError
@@ -67,7 +68,9 @@ def test_unknown_setting_is_a_one_line_error():
 
 def test_basis_and_potential_share_the_valence():
     params, _, info = build(cspbbr3())
-    kinds = {k.split()[1]: v for k, v in params["FORCE_EVAL"]["SUBSYS"].items() if k.startswith("KIND")}
+    kinds = {
+        k.split()[1]: v for k, v in params["FORCE_EVAL"]["SUBSYS"].items() if k.startswith("KIND")
+    }
     for el, kind in kinds.items():
         q = kind["POTENTIAL"].rsplit("-q", 1)[1]
         assert kind["BASIS_SET"] == f"DZVP-MOLOPT-SR-GTH-q{q}", el
@@ -128,3 +131,20 @@ def test_custodian_actions_apply_to_the_parameter_dict(tmp_path):
     assert params["FORCE_EVAL"]["DFT"]["SCF"]["OT"]["MINIMIZER"] == "DIIS"
     new = apply_actions(new, [translate(to_diag)], tmp_path)
     assert "OT" not in new["FORCE_EVAL"]["DFT"]["SCF"]
+
+
+def test_previous_wavefunction_is_reused_only_for_the_same_atoms(tmp_path):
+    from perovflow.engines.cp2k.jobs import PREV_WFN, WFN, _previous_wfn
+    from perovflow.engines.cp2k.writer import coords_text
+
+    atoms = to_atoms(cspbbr3())
+    prev = tmp_path / "prev"
+    prev.mkdir()
+    (prev / WFN).write_bytes(b"wfn")
+    (prev / "coords.xyz").write_text(coords_text(atoms))
+    (prev / "cp2k.inp").write_text("&DFT\n  MULTIPLICITY 1\n&END DFT\n")
+    here = tmp_path / "here"
+    here.mkdir()
+    assert not _previous_wfn(str(prev), here, atoms, 2)  # other spin state
+    assert not _previous_wfn(str(prev), here, to_atoms(cs4pbbr6()), 1)  # other atoms
+    assert _previous_wfn(str(prev), here, atoms, 1) and (here / PREV_WFN).read_bytes() == b"wfn"

@@ -94,3 +94,16 @@ def test_truncated_pdos_file_is_an_error(tmp_path):
     with pytest.raises(EngineError) as err:
         read_projections(folder, CLUSTER_SPECIES, list(range(1, 12)))
     assert "list3" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_open_shell_cation_has_two_spin_channels_and_no_gap(tmp_path):
+    folder = unpack("csbr_cation_uks", tmp_path)  # CsBr+ : 9 + 7 - 1 = 15 electrons, doublet
+    res = parse_output(folder / "cp2k.out", natoms=2)
+    assert res.eigenvalues.shape[0] == 2
+    alpha, beta = res.occupations[:, 0].sum(axis=1)
+    assert alpha == pytest.approx(8, abs=1e-3) and beta == pytest.approx(7, abs=1e-3)
+    # the hole is shared by the two degenerate Br 4p(pi) beta orbitals: no gap
+    assert band_edges(res.eigenvalues, res.occupations)["band_gap_eV"] is None
+    proj = read_projections(folder, ["Cs", "Br"], [1, 2])
+    assert set(proj.spins.tolist()) == {0, 1} and proj.nstates == 2 * res.eigenvalues.shape[2]
+    assert np.allclose(proj.weights.sum(axis=1), 1.0, atol=1e-4)

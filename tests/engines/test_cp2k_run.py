@@ -31,9 +31,14 @@ def cs4pbbr6() -> Molecule:
 
 
 def test_crystal_static_gap_at_r_and_zero_forces(tmp_path):
+    from jobflow import run_locally
+
     maker = CP2KStaticMaker(protocol="fast", input_set_overrides=LOW_CUTOFF)
-    doc = run_cp2k_task(maker, cspbbr3(), None, tmp_path)
+    job = maker.make(cspbbr3())
+    responses = run_locally(job, create_folders=True, root_dir=tmp_path, ensure_success=True)
+    doc = responses[job.uuid][1].output
     assert doc.code == "cp2k" and doc.code_version.startswith("CP2K version")
+    assert doc.formula == "CsPbBr3" and doc.natoms == 5
     assert doc.converged and doc.calc_type == "static"
     # PBE without spin-orbit, cubic CsPbBr3: direct gap at R of about 1.4-1.9 eV
     assert doc.electronic.is_direct and 1.0 < doc.electronic.band_gap_eV < 2.5
@@ -58,20 +63,23 @@ def test_cluster_static_homo_lumo_and_projections(tmp_path):
 
 
 def test_relax_lowers_energy_and_forces(tmp_path):
-    mol = Molecule(["Cs", "Br"], [(0, 0, 0), (0, 0, 3.35)])
-    overrides = {"cutoff_eV": 1000.0, "rel_cutoff_eV": 250.0, "vacuum_A": 2.8, "fmax": 0.05}
-    doc = run_cp2k_task(CP2KRelaxMaker(protocol="fast", input_set_overrides=overrides), mol, None, tmp_path)
+    mol = Molecule(["Cs", "Br"], [(0, 0, 0), (0, 0, 3.6)])
+    overrides = {
+        "cutoff_eV": 1000.0, "rel_cutoff_eV": 250.0, "vacuum_A": 2.8, "fmax": 0.1, "eps_scf": 1e-6,
+    }  # fmt: skip
+    maker = CP2KRelaxMaker(protocol="fast", input_set_overrides=overrides)
+    doc = run_cp2k_task(maker, mol, None, tmp_path)
     energies = [f["energy_eV"] for f in doc.trajectory]
-    assert doc.converged and energies[-1] < energies[0]
-    assert doc.max_force_eV_per_A < 0.05
+    assert doc.converged and doc.calc_type == "relax" and energies[-1] < energies[0]
+    assert doc.max_force_eV_per_A < 0.1 * 1.05
     bond = np.linalg.norm(np.subtract(*[s["xyz"] for s in doc.structure["sites"]]))
     assert 2.9 < bond < 3.3  # CsBr gas-phase bond: 3.07 Å
 
 
 def test_custodian_recovers_an_unconverged_scf(tmp_path):
     overrides = {
-        "cutoff_eV": 1000.0, "kpoints": "gamma", "scf": "ot", "projections": False,
-        "FORCE_EVAL": {"DFT": {"SCF": {"MAX_SCF": 2, "EPS_SCF": 1e-7}}},
+        "cutoff_eV": 800.0, "kpoints": "gamma", "scf": "ot", "projections": False,
+        "FORCE_EVAL": {"DFT": {"SCF": {"MAX_SCF": 2, "EPS_SCF": 1e-6}}},
     }  # fmt: skip
     maker = CP2KStaticMaker(protocol="fast", input_set_overrides=overrides, max_attempts=5)
     doc = run_cp2k_task(maker, cspbbr3(), None, tmp_path)

@@ -115,3 +115,51 @@ def test_walltime_kill_restarts_from_last_step(isolated_settings) -> None:
     wait_for(lambda: fw_doc("wall")["state"] == "COMPLETED", timeout=120, what="restart")
     resumed = query(study="wall", fields=["labels.resumed_at"])[0]["labels.resumed_at"]
     assert resumed >= 100  # ~120 steps done in the first 60 s
+
+
+def _pw_pids(folder: Path) -> list[int]:
+    """pw.x processes (ours) running in ``folder``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if (
+                proc.name.isdigit()
+                and "pw.x" in (proc / "cmdline").read_bytes().decode()
+                and Path(os.readlink(proc / "cwd")) == folder
+            ):
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.qe
+def test_real_pw_killed_fizzles_then_rerun_completes() -> None:
+    """kill -9 of a real pw.x (tiny CsPbBr3 cell) in a SLURM job: FIZZLED, then rerun."""
+    from pymatgen.core import Lattice, Structure
+
+    from perovflow.engines.qe.jobs import QEStaticMaker
+
+    cell = Structure(
+        Lattice.cubic(5.87),
+        ["Cs", "Pb", "Br", "Br", "Br"],
+        [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+    )
+    tiny = {"ecutwfc": 20, "ecutrho": 80, "kpts": [2, 2, 2], "conv_thr": 1e-6}
+    maker = QEStaticMaker(
+        protocol="fast", input_set_overrides=tiny, max_attempts=1, labels={"study": "pw"}
+    )
+    submit_flow(Flow([maker.make(cell)], name="pw"))
+    assert launch(sleep_s=1) == 1
+    wait_for(lambda: fw_doc("pw")["state"] == "RUNNING", what="RUNNING")
+    ldir = Path(launch_of("pw")["launch_dir"])
+    wait_for(lambda: bool(_pw_pids(ldir)), timeout=60, what="pw.x started")
+    for pid in _pw_pids(ldir):
+        os.kill(pid, 9)
+    wait_for(lambda: fw_doc("pw")["state"] == "FIZZLED", what="FIZZLED")
+    assert rerun_failed(study="pw")[0]["action"] == "rerun"
+    assert launch(sleep_s=1) == 1
+    wait_for(lambda: fw_doc("pw")["state"] == "COMPLETED", timeout=180, what="pw.x rerun")
+    rows = query(study="pw", code="qe", fields=["formula", "energy_eV", "natoms"])
+    assert rows and rows[0]["formula"] == "CsPbBr3" and rows[0]["natoms"] == 5
+    assert rows[0]["energy_eV"] < 0

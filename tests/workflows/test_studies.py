@@ -73,7 +73,9 @@ def test_user_settings_win_over_protocol(tmp_path):
     from perovflow.structures.prototypes import build_prototype
 
     flow = build_flow(write(tmp_path, VACANCY))
-    relaxes = [j for j, _ in flow.iterflow() if (j.metadata.get("calc") or {}).get("kind") == "relax"]
+    relaxes = [
+        j for j, _ in flow.iterflow() if (j.metadata.get("calc") or {}).get("kind") == "relax"
+    ]
     assert relaxes
     for job_ in relaxes:
         maker = job_.function.__self__
@@ -83,8 +85,12 @@ def test_user_settings_win_over_protocol(tmp_path):
     pseudos = get_pseudos(["Cs", "Pb", "Br"], "qe")
     args = (atoms, "relax", maker.protocol, pseudos)
     default = qe_input_set(*args)["input_data"]["system"]["ecutwfc"]
-    user = qe_input_set(*args, overrides=maker.input_set_overrides)["input_data"]["system"]["ecutwfc"]
-    assert default == pytest.approx(25.0, abs=0.05) and user == 31  # fast is 25 Ry; the user's 31 wins
+    user = qe_input_set(*args, overrides=maker.input_set_overrides)["input_data"]["system"][
+        "ecutwfc"
+    ]
+    assert (
+        default == pytest.approx(25.0, abs=0.05) and user == 31
+    )  # fast is 25 Ry; the user's 31 wins
 
 
 def test_neb_maker_settings_win(tmp_path):

@@ -1,0 +1,46 @@
+"""Vacancy study end to end with pw.x: the F centre of CsBr is a localized state in the gap."""
+
+from __future__ import annotations
+
+import pytest
+
+from perovflow.workflows.runner import run_flow
+from perovflow.workflows.studies import build_flow, load_study
+
+STUDY = """
+study: vacancy
+name: csbr-fcentre
+protocol: fast
+code: qe
+prerelax: null
+relax: false
+structure: {prototype: CsBr}
+settings:
+  static: {kpts: [1, 1, 1]}
+  dos: {kpts: [1, 1, 1]}
+vacancy:
+  elements: [Br]
+  supercell: 2x2x2
+  charge_states: {Br: [0]}
+"""
+
+
+@pytest.mark.qe
+@pytest.mark.slow
+def test_br_vacancy_state_is_localized_in_the_gap(tmp_path):
+    from perovflow.hpc.store import get_job_store
+
+    path = tmp_path / "csbr.yaml"
+    path.write_text(STUDY)
+    study = load_study(path)
+    flow = build_flow(study)
+    store = get_job_store()
+    info = run_flow(flow, store=store, root_dir=tmp_path / "run", study=study.name)
+    assert info["failed"] == []
+    report = store.get_output(flow.output.uuid, load=True)
+    bulk, (vac,) = report["bulk"], report["vacancies"]
+    assert bulk["gap_eV"] > 2.0  # CsBr is a wide-gap insulator (exp. 7.3 eV; PBE ~5 eV)
+    # the F centre (an electron trapped in the Br vacancy): one localized level inside the gap,
+    # far more localized than the bulk band-edge states
+    assert vac["midgap_level"]
+    assert vac["max_gap_state_ipr"] > 3 * bulk["edge_ipr"]

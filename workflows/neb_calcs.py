@@ -1,0 +1,168 @@
+"""Calculator wrappers and relaxations used by the NEB procedures.
+
+* :class:`CountingCalculator` counts the expensive energy+force calls (and their time).
+* :class:`ShiftedCalculator` is the surrogate: a cheap model corrected to match the expensive
+  energy and forces exactly at a reference geometry, with an optional proximal term.
+* :func:`relax_atoms` (BFGS with any calculator) and :func:`surrogate_relax` (few expensive
+  calls: cheap pre-relax, then shifted-cheap relaxations).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.singlepoint import SinglePointCalculator
+
+log = logging.getLogger("perovflow.neb")
+
+
+@dataclass
+class CallCounter:
+    """How many times a calculator was asked for energy and forces, and how long it took."""
+
+    calls: int = 0
+    seconds: float = 0.0
+
+
+class CountingCalculator(Calculator):
+    """Wrap ``inner`` (any ASE calculator); every new geometry is one counted force call."""
+
+    implemented_properties = ("energy", "free_energy", "forces")
+
+    def __init__(self, inner: Calculator, counter: CallCounter) -> None:
+        super().__init__()
+        self.inner = inner
+        self.counter = counter
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        """Run the inner calculator once for energy and forces."""
+        super().calculate(atoms, properties, system_changes)
+        start = time.perf_counter()
+        work = self.atoms.copy()
+        energy = float(self.inner.get_potential_energy(work))
+        forces = np.array(self.inner.get_forces(work))
+        self.counter.calls += 1
+        self.counter.seconds += time.perf_counter() - start
+        self.results = {"energy": energy, "free_energy": energy, "forces": forces}
+
+
+class ShiftedCalculator(Calculator):
+    """Cheap calculator plus a linear correction that is exact at ``ref`` positions.
+
+    ``E(x) = E_cheap(x) + dE - dF . (x - ref) + k/2 |x - ref|^2`` so that
+    ``F(x) = F_cheap(x) + dF - k (x - ref)``; at ``x = ref`` energy and forces equal the
+    expensive ones used to build it. The proximal term ``k`` (eV/Å²) keeps steps short
+    along directions where the cheap model is much softer than the expensive one.
+    """
+
+    implemented_properties = ("energy", "free_energy", "forces")
+
+    def __init__(
+        self,
+        cheap: Calculator,
+        ref: Atoms,
+        energy: float,
+        forces: np.ndarray,
+        stiffness: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.cheap = cheap
+        self.stiffness = stiffness
+        self.ref = ref.get_positions()
+        probe = ref.copy()
+        e_cheap = float(cheap.get_potential_energy(probe))
+        self.dE = energy - e_cheap
+        self.dF = np.asarray(forces) - np.array(cheap.get_forces(probe))
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        """Cheap energy and forces plus the correction."""
+        super().calculate(atoms, properties, system_changes)
+        work = self.atoms.copy()
+        shift = self.atoms.get_positions() - self.ref
+        energy = (
+            float(self.cheap.get_potential_energy(work))
+            + self.dE
+            - float(np.sum(self.dF * shift))
+            + 0.5 * self.stiffness * float(np.sum(shift**2))
+        )
+        forces = np.array(self.cheap.get_forces(work)) + self.dF - self.stiffness * shift
+        self.results = {"energy": energy, "free_energy": energy, "forces": forces}
+
+
+def max_force(forces: np.ndarray) -> float:
+    """Largest per-atom force norm in an (n, 3) or (m, n, 3) array (eV/Å)."""
+    return float(np.max(np.linalg.norm(np.asarray(forces).reshape(-1, 3), axis=1)))
+
+
+def freeze(atoms: Atoms, energy: float, forces: np.ndarray) -> Atoms:
+    """Copy of ``atoms`` carrying fixed energy and forces (endpoints of a band)."""
+    out = atoms.copy()
+    out.calc = SinglePointCalculator(out, energy=energy, forces=np.asarray(forces))
+    return out
+
+
+def relax_atoms(
+    atoms: Atoms, calc: Calculator, fmax: float, steps: int, counter: CallCounter | None = None
+) -> tuple[Atoms, float, np.ndarray, bool]:
+    """Relax positions (fixed cell) with BFGS; return (atoms, energy, forces, converged)."""
+    from ase.optimize import BFGS
+
+    counter = counter if counter is not None else CallCounter()
+    work = atoms.copy()
+    work.calc = CountingCalculator(calc, counter)
+    converged = bool(BFGS(work, logfile=None).run(fmax=fmax, steps=steps))
+    return freeze(work, work.get_potential_energy(), work.get_forces()), *_ef(work), converged
+
+
+def _ef(atoms: Atoms) -> tuple[float, np.ndarray]:
+    return float(atoms.get_potential_energy()), np.array(atoms.get_forces())
+
+
+def surrogate_relax(
+    atoms: Atoms,
+    expensive: Calculator,
+    cheap: Calculator,
+    fmax: float,
+    steps: int = 30,
+    trust: float = 0.2,
+    counter: CallCounter | None = None,
+) -> tuple[Atoms, float, np.ndarray, bool]:
+    """Relax with few expensive calls: cheap pre-relax, then shifted-cheap relaxations.
+
+    Each outer step costs one expensive call; it stops when the expensive forces are below
+    ``fmax`` (the same criterion as :func:`relax_atoms`).
+    """
+    from ase.optimize import BFGS
+
+    counter = counter if counter is not None else CallCounter()
+    current, *_ = relax_atoms(atoms, cheap, fmax / 2, 300)
+    best = np.inf
+    for _ in range(steps):
+        probe = current.copy()
+        probe.calc = CountingCalculator(expensive, counter)
+        energy, forces = _ef(probe)
+        if max_force(forces) < fmax:
+            return freeze(probe, energy, forces), energy, forces, True
+        trust = trust * 0.5 if max_force(forces) > best else min(trust * 1.5, 0.3)
+        best = min(best, max_force(forces))
+        work = probe.copy()
+        work.calc = ShiftedCalculator(cheap, probe, energy, forces)
+        BFGS(work, logfile=None, maxstep=trust).run(fmax=fmax / 3, steps=100)
+        current = _clip(probe, work.get_positions(), trust)
+    return freeze(probe, energy, forces), energy, forces, False
+
+
+def _clip(ref: Atoms, new_positions: np.ndarray, trust: float) -> Atoms:
+    """``ref`` moved toward ``new_positions`` by at most ``trust`` Å on any atom."""
+    step = new_positions - ref.get_positions()
+    largest = max_force(step)
+    if largest > trust:
+        step *= trust / largest
+    out = ref.copy()
+    out.set_positions(ref.get_positions() + step)
+    return out
