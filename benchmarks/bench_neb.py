@@ -15,8 +15,9 @@ Part 1 (default): the expensive calculator is a stand-in - a *different* ML pote
 (SevenNet-0) from the cheap one (CHGNet 0.3); hops: the Cl hop in Cs2NaBiCl6 (40-atom
 conventional cell, 39 atoms with the vacancy) and the Br hop in Cs4PbBr6 (22-atom primitive
 cell, 21 atoms). ``--swap`` exchanges the roles.
-Part 2 (``--qe``): real pw.x at the fast protocol (25 Ry, Gamma point) on the Cl hop in the
-10-atom Cs2NaBiCl6 primitive cell, 5 images (``--qe-images``) to keep it to minutes.
+Part 2 (``--qe``): real pw.x at the fast protocol (25 Ry, Gamma point) on the Br hop in the
+5-atom cubic CsPbBr3 cell (4 atoms with the vacancy), 3 images (``--qe-images``), so that
+the plain procedure finishes in minutes.
 
 Usage: python benchmarks/bench_neb.py [--only cl|br] [--swap] [--qe] [--images 9]
 """
@@ -95,12 +96,12 @@ def ml_part(args: argparse.Namespace) -> list[dict]:
 
 
 def qe_part(args: argparse.Namespace) -> list[dict]:
-    """Part 2: real pw.x (fast protocol, Gamma only) on the Cl hop of the 10-atom cell."""
+    """Part 2: real pw.x (fast protocol, Gamma only) on the Br hop of the 5-atom CsPbBr3 cell."""
     import tempfile
 
     from perovflow.workflows.calculators import calculator_factory, mlip_calculator
 
-    initial, final, label = hop_atoms("Cs2NaBiCl6", "primitive", "Cl")
+    initial, final, label = hop_atoms("CsPbBr3-cubic", "primitive", "Br")
     folder = tempfile.mkdtemp(prefix="bench-neb-qe-")
     print(f"# {label}: expensive=pw.x (fast, Gamma point) in {folder}, cheap=chgnet", flush=True)
 
@@ -128,7 +129,7 @@ def main() -> None:
     parser.add_argument("--qe", action="store_true", help="Also run part 2 with real pw.x.")
     parser.add_argument("--no-ml", action="store_true", help="Skip part 1.")
     parser.add_argument("--images", type=int, default=9, help="Intermediate images (seed: 9).")
-    parser.add_argument("--qe-images", type=int, default=5, help="Images for the pw.x part.")
+    parser.add_argument("--qe-images", type=int, default=3, help="Images for the pw.x part.")
     parser.add_argument(
         "--fmax", type=float, default=0.05, help="Force threshold, eV/Å (seed: 0.05)."
     )

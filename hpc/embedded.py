@@ -45,10 +45,14 @@ from pymongo.errors import DuplicateKeyError
 from perovflow.errors import StoreError
 
 LOCK_TIMEOUT_S = 300.0
+#: Per collection, a dotted path copied into an indexed SQLite column (with ``state``) so
+#: that :func:`state_counts` answers without loading documents.
+TAG_FIELDS = {"fireworks": "spec._perovflow.study"}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (db TEXT, coll TEXT, key BLOB, rev INTEGER, body BLOB,
-                                 PRIMARY KEY (db, coll, key));
+                                 state TEXT, tag TEXT, PRIMARY KEY (db, coll, key));
 CREATE INDEX IF NOT EXISTS docs_rev ON docs (db, coll, rev);
+CREATE INDEX IF NOT EXISTS docs_state ON docs (db, coll, tag, state);
 CREATE TABLE IF NOT EXISTS idx (db TEXT, coll TEXT, name TEXT, rev INTEGER, body BLOB,
                                 PRIMARY KEY (db, coll, name));
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER);
@@ -220,7 +224,8 @@ class _ServerStore(mstore.ServerStore):
                     con.execute("BEGIN IMMEDIATE")
                     rev = con.execute("SELECT v FROM meta WHERE k='rev'").fetchone()[0] + 1
                     con.executemany(
-                        "INSERT OR REPLACE INTO docs VALUES (?, ?, ?, ?, ?)", self._doc_rows(rev)
+                        "INSERT OR REPLACE INTO docs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        self._doc_rows(rev),
                     )
                     con.executemany(
                         "INSERT OR REPLACE INTO idx VALUES (?, ?, ?, ?, ?)", self._idx_rows(rev)
@@ -237,9 +242,16 @@ class _ServerStore(mstore.ServerStore):
     def _doc_rows(self, rev: int) -> Iterator[tuple]:
         for (db, coll), keys in self.dirty.items():
             docs = self[db][coll]._documents
+            tag_path = TAG_FIELDS.get(coll, "").split(".")
             for key in keys:
                 doc = docs.get(key)
-                yield db, coll, _key(key), rev, None if doc is None else bson.encode(doc)
+                body = None if doc is None else bson.encode(doc)
+                state = tag = None
+                if doc is not None:
+                    state, tag = doc.get("state"), _dig(doc, tag_path)
+                    state = state if isinstance(state, str) else None
+                    tag = tag if isinstance(tag, str) else None
+                yield db, coll, _key(key), rev, body, state, tag
 
     def _idx_rows(self, rev: int) -> Iterator[tuple]:
         for db, coll, name in self.dirty_idx:
@@ -254,6 +266,33 @@ class _ServerStore(mstore.ServerStore):
                     cstore._documents.clear()
                 cstore.indexes.clear()
         self.seen = {}
+
+
+def _dig(doc: Any, path: list[str]) -> Any:
+    for part in path:
+        if not isinstance(doc, dict):
+            return None
+        doc = doc.get(part)
+    return doc
+
+
+def state_counts(folder: str | Path, db: str, coll: str, tag: str | None = None) -> dict:
+    """Committed documents of ``db.coll`` counted by their ``state`` field, straight from
+    SQLite (nothing loaded); ``tag`` restricts to documents whose tag field (see
+    :data:`TAG_FIELDS`) equals it."""
+    path = Path(folder).expanduser().resolve() / "embedded.sqlite"
+    sql = "SELECT state, COUNT(*) FROM docs WHERE db=? AND coll=? AND body IS NOT NULL"
+    args: list[Any] = [db, coll]
+    if tag is not None:
+        sql, args = sql + " AND tag=?", [*args, tag]
+    try:
+        con = sqlite3.connect(path, timeout=LOCK_TIMEOUT_S)
+        try:
+            return dict(con.execute(sql + " GROUP BY state", args).fetchall())
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise _unreachable(Path(folder), exc) from None
 
 
 def _index_to_bson(spec: dict) -> bytes:

@@ -130,10 +130,16 @@ def status(settings: Settings | None = None, study: str | None = None) -> dict[s
     lp = get_launchpad(settings)
     match = {"spec._perovflow.study": study} if study else {}
     counts = dict.fromkeys(STATES, 0)
-    for row in lp.fireworks.aggregate(
-        [{"$match": match}, {"$group": {"_id": "$state", "n": {"$sum": 1}}}]
-    ):
-        counts[row["_id"]] = counts.get(row["_id"], 0) + row["n"]
+    folder = getattr(lp, "embedded_folder", None)
+    if folder:  # embedded: counted in SQLite, no documents loaded
+        from perovflow.hpc.embedded import state_counts
+
+        found = state_counts(folder, lp.db.name, "fireworks", study)
+    else:
+        pipeline = [{"$match": match}, {"$group": {"_id": "$state", "n": {"$sum": 1}}}]
+        found = {row["_id"]: row["n"] for row in lp.fireworks.aggregate(pipeline)}
+    for state, n in found.items():
+        counts[state] = counts.get(state, 0) + n
     out: dict[str, Any] = {"study": study, "counts": counts, "total": sum(counts.values())}
     if study:
         out["jobs"] = _study_jobs(lp, match)

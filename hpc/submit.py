@@ -105,12 +105,15 @@ def _replace_refs(obj: Any, hashes: dict[str, str]) -> Any:
     return obj
 
 
-def job_hashes(flow: Flow) -> dict[str, str]:
-    """Content hash of every job of ``flow`` (uuid -> sha1), parents before children."""
+def job_hashes(flow: Flow, jobs: list[Job] | None = None) -> dict[str, str]:
+    """Content hash of every job of ``flow`` (uuid -> sha1), parents before children.
+
+    ``jobs`` may pass ``[job for job, _ in flow.iterflow()]`` when already computed.
+    """
     from monty.json import jsanitize
 
     hashes: dict[str, str] = {}
-    for job, _parents in flow.iterflow():
+    for job in jobs if jobs is not None else [j for j, _ in flow.iterflow()]:
         payload = jsanitize(
             {"f": job.function, "a": job.function_args, "k": job.function_kwargs},
             strict=True,
@@ -172,10 +175,11 @@ def submit_flow(
     lp = launchpad or get_launchpad(settings)
     study = study or flow.name or "study"
     config = load_queue_config(settings)
-    hashes = job_hashes(flow)
+    ordered = [job for job, _ in flow.iterflow()]
+    hashes = job_hashes(flow, ordered)
     present = _present(lp, list(hashes.values()))
     report = SubmitReport(study=study, present=sum(h in present for h in hashes.values()))
-    jobs = [job for job, _ in flow.iterflow() if hashes[job.uuid] not in present]
+    jobs = [job for job in ordered if hashes[job.uuid] not in present]
     if not jobs:
         return report
     if report.present:  # partial overlap: new jobs read the results of the present ones

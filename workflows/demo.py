@@ -26,14 +26,18 @@ DEMO_SETTINGS: dict[str, dict[str, Any]] = {
 DEMO_PATH_POINTS = 6
 
 
-def short_band_path(structure: Any, npoints: int = DEMO_PATH_POINTS) -> list[list[float]]:
-    """The first ``npoints`` labelled k-points of the standard path (Γ-L-B1-B-Z-Γ for R-3c)."""
+def short_band_path(structure: Any, npoints: int = DEMO_PATH_POINTS) -> Any:
+    """The first ``npoints`` labelled k-points of the standard path (Γ-L-B1-B-Z-Γ for R-3c).
+
+    An (n, 4) array (fractional k, weight): ASE's pw.x writer reads an array as explicit
+    k-points (a nested list would be taken for a Monkhorst–Pack grid).
+    """
     from pymatgen.io.ase import AseAtomsAdaptor
 
     from perovflow.engines.qe.jobs import band_path
 
     kpts, _ = band_path(AseAtomsAdaptor.get_atoms(structure), 1.0)
-    return [list(map(float, k)) for k in kpts[:npoints]]
+    return kpts[:npoints].copy()
 
 
 def demo_flow(out_dir: str | Path, protocol: str = "fast") -> Flow:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -118,10 +119,38 @@ def run_flow(
     total = len(list(flow.iterflow()))
     root = Path(root_dir or Path.cwd())
     root.mkdir(parents=True, exist_ok=True)
-    responses = run_locally(
-        flow, store=store, create_folders=True, root_dir=root, log=log,
-        allow_external_references=True,
-    )  # fmt: skip
+    with _FailureLog() as failures:
+        responses = run_locally(
+            flow, store=store, create_folders=True, root_dir=root, log=log,
+            allow_external_references=True,
+        )  # fmt: skip
     failed = [j.name for j, _ in flow.iterflow() if j.uuid not in responses]
     return {"jobs": total, "reused": reused, "ran": total - reused - len(failed), "failed": failed,
-            "responses": responses}  # fmt: skip
+            "errors": failures.errors, "responses": responses}  # fmt: skip
+
+
+class _FailureLog(logging.Handler):
+    """Collect ``job name -> last line of the exception`` from jobflow's local manager."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.errors: dict[str, str] = {}
+        self._logger = logging.getLogger("jobflow.managers.local")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if " failed with exception:" in text:
+            name = text.split(" failed with exception:")[0]
+            lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+            self.errors[name] = lines[-1].strip() if lines else "unknown error"
+
+    def __enter__(self) -> _FailureLog:
+        self._old = self._logger.level
+        self._logger.addHandler(self)
+        if self._logger.getEffectiveLevel() > logging.INFO:
+            self._logger.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._old)

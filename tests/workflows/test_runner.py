@@ -56,3 +56,19 @@ def test_fresh_run_recomputes(tmp_path):
     run_flow(build(5), store=store, root_dir=tmp_path / "a")
     info = run_flow(build(5), store=store, root_dir=tmp_path / "b", resume=False)
     assert info["reused"] == 0 and len(CALLS) == 4
+
+
+@job
+def boom(x: int) -> int:
+    """A job that fails."""
+    raise ValueError(f"bad value {x}")
+
+
+def test_failures_are_reported_with_their_reason(tmp_path):
+    from perovflow.hpc.store import get_job_store
+
+    failing = boom(1)
+    child = add(failing.output, 1)
+    info = run_flow(Flow([failing, child]), store=get_job_store(), root_dir=tmp_path)
+    assert info["failed"] == ["boom", "add"] and info["ran"] == 0
+    assert info["errors"]["boom"] == "ValueError: bad value 1"
