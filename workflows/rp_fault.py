@@ -116,7 +116,7 @@ class RPFaultFlowMaker(Maker):
     prerelax_maker: Any = None
     neb_maker: Any = None
     halide: str | None = None
-    hop_cutoff: float = 6.5
+    hop_cutoff: float = 8.0
     md: dict[str, Any] = field(
         default_factory=lambda: {"temperature_K": 500.0, "steps": 2000, "timestep_fs": 2.0}
     )
@@ -138,8 +138,13 @@ class RPFaultFlowMaker(Maker):
             jobs += chain
             energies[where] = chain[-1].output if chain else None
         element = info["near"]["element"]
+        halides = sorted({s.specie.symbol for s in host} & {"F", "Cl", "Br", "I"})
         hops = enumerate_hops(
-            host, element, vacancy_site=info["near"]["index"], cutoff=self.hop_cutoff
+            host,
+            element,
+            vacancy_site=info["near"]["index"],
+            cutoff=self.hop_cutoff,
+            species=halides,
         )
         nebs = {}
         for kind, hop in classify_hops(host, hops).items() if self.neb_maker is not None else []:

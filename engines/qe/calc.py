@@ -9,6 +9,7 @@ time through an ``EspressoProfile``, never from the job. The run itself goes thr
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -19,9 +20,18 @@ from typing import Any
 import numpy as np
 
 from perovflow.engines.qe.handlers import PW_OUT, TIMEOUT_MARKER, default_handlers
-from perovflow.engines.runner import RecoveryOutcome, RunResult, run_command, run_with_recovery
+from perovflow.engines.runner import (
+    SLURM_MARGIN_S,
+    RecoveryOutcome,
+    RunResult,
+    run_command,
+    run_with_recovery,
+    slurm_stop_after_s,
+)
+from perovflow.errors import EngineError
 
 PW_IN = "espresso.pwi"
+MIN_PW_SECONDS = 60.0  # below this a SLURM job is not worth starting pw.x in
 
 
 def mpi_ranks(argv: list[str]) -> int:
@@ -117,10 +127,13 @@ def run_pw(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     omp = str(get_settings().parallel_for("qe").omp_threads)
+    auto_stop = "max_seconds" not in params.get("input_data", {}).get("control", {})
 
     def execute(current: dict[str, Any], attempt: int) -> RunResult:
         if attempt and (directory / PW_OUT).is_file():  # keep the failed run's output
             shutil.copy2(directory / PW_OUT, directory / f"{PW_OUT}.attempt{attempt}")
+        if auto_stop:  # the user's max_seconds wins; otherwise stop before SLURM kills us
+            _slurm_max_seconds(current, directory)
         geometry = _atoms_for_attempt(atoms, current, directory)
         write_pw_input(geometry, current, directory, pseudo_dir)
         argv = [*pw_argv(geometry, current.get("kpts")), "-in", PW_IN]
@@ -146,6 +159,20 @@ def run_pw(
     )
 
 
+def _slurm_max_seconds(params: dict[str, Any], directory: Path) -> None:
+    """Set ``control.max_seconds`` from the SLURM job's remaining time (if under SLURM)."""
+    stop = slurm_stop_after_s()
+    if stop is None:
+        return
+    if stop < MIN_PW_SECONDS:
+        raise EngineError(
+            f"SLURM job {os.environ.get('SLURM_JOB_ID')} has under {MIN_PW_SECONDS:.0f} s left "
+            f"(after a safety margin of max({SLURM_MARGIN_S:.0f} s, 5 %)) to run pw.x in {directory}",
+            "rerun it in a new job (perovflow rerun restarts from this folder's last geometry)",
+        )
+    params["input_data"].setdefault("control", {})["max_seconds"] = int(stop)
+
+
 @dataclass
 class PWResults:
     """What one pw.x run printed, in eV / Å units."""
@@ -166,12 +193,15 @@ class PWResults:
 
 
 def parse_pw_output(directory: Path, calculation: str = "scf") -> PWResults:
-    """Parse ``espresso.pwo`` with ASE's reader plus a few regular expressions."""
-    from ase.io import read
+    """Parse ``espresso.pwo`` with ASE's reader plus a few regular expressions.
 
+    Raises
+    ------
+    EngineError
+        The output is missing, or truncated/corrupt (no complete SCF step can be read).
+    """
     path = Path(directory) / PW_OUT
-    text = path.read_text(errors="replace")
-    images = read(path, format="espresso-out", index=":")
+    text, images = _read_images(path)
     last = images[-1]
     calc = last.calc
     eig = _eigenvalues(calc)
@@ -202,6 +232,33 @@ def parse_pw_output(directory: Path, calculation: str = "scf") -> PWResults:
         relax_converged=relax_ok,
         trajectory=traj,
     )
+
+
+def _read_images(path: Path) -> tuple[str, list[Any]]:
+    """Text and ASE images of a pw.x output; a one-line EngineError if unreadable."""
+    from ase.io import read
+
+    fix = (
+        "the run was killed or the disk filled up: rerun the calculation (perovflow rerun, or "
+        "make(..., prev_dir=<this folder>) restarts from its last geometry)"
+    )
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        raise EngineError(
+            f"cannot read the pw.x output {path}: {exc.strerror or exc}", fix
+        ) from None
+    try:
+        images = read(path, format="espresso-out", index=":")
+    except Exception as exc:  # ASE raises IndexError/ValueError/... on broken files
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
+        raise EngineError(f"pw.x output {path} is corrupt ({reason})", fix) from None
+    if not images:
+        raise EngineError(
+            f"pw.x output {path} is truncated: no complete SCF step (no energy, forces or bands)",
+            fix,
+        )
+    return text, images
 
 
 def _safe(fn: Any) -> Any:

@@ -54,12 +54,18 @@ def write_restart_geometry(directory: Path) -> dict[str, Any] | None:
         atoms = read(Path(directory) / PW_OUT, format="espresso-out", index=-1)
     except Exception:  # no complete ionic step in the output
         return None
+    return save_geometry(atoms, directory)
+
+
+def save_geometry(atoms: Any, directory: Path) -> dict[str, Any]:
+    """Write ``atoms`` to ``restart_geometry.json`` (atomically); return the action using it."""
     data = {
         "symbols": atoms.get_chemical_symbols(),
         "positions": atoms.positions.tolist(),
         "cell": atoms.cell[:].tolist(),
         "pbc": atoms.pbc.tolist(),
     }
+    Path(directory).mkdir(parents=True, exist_ok=True)
     tmp = Path(directory) / f".{RESTART_FILE}.tmp"
     tmp.write_text(json.dumps(data))
     os.replace(tmp, Path(directory) / RESTART_FILE)

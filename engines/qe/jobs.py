@@ -7,8 +7,11 @@ go to the JobStore's ``data`` store (``@job(data=BIG_FIELDS)``). Makers never ch
 themselves: parameters are built fresh on every call.
 
 Steps of ``make``: pick pseudopotentials -> build the input set (protocol, automatic
-choices, user overrides) -> (bands/DOS) link the charge density of ``prev_dir`` -> run pw.x
-with error recovery -> (DOS) run projwfc.x -> parse -> task document.
+choices, user overrides) -> (bands/DOS) link the charge density of ``prev_dir``, the scf
+folder; (relax/static) restart from ``prev_dir``, an earlier run of the same calculation:
+its last geometry and charge density (:mod:`perovflow.engines.qe.restart`) -> run pw.x
+with error recovery (under SLURM ``max_seconds`` follows the job's remaining time) ->
+(DOS) run projwfc.x -> parse -> task document.
 """
 
 from __future__ import annotations
@@ -63,7 +66,11 @@ class BaseQEMaker(Maker):
 
     @job(data=BIG_FIELDS)
     def make(self, structure: Any, prev_dir: str | None = None) -> TaskDocument:
-        """Run the calculation on ``structure`` (pymatgen Structure or ASE Atoms)."""
+        """Run the calculation on ``structure`` (pymatgen Structure or ASE Atoms).
+
+        ``prev_dir``: for bands/DOS the finished scf folder (required); for relax/static an
+        earlier, unfinished run of this same calculation to restart from (optional).
+        """
         return run_qe_task(self, structure, prev_dir, Path.cwd())
 
 
@@ -164,6 +171,11 @@ def run_qe_task(
         defect=maker.defect, overrides=maker.input_set_overrides,
     )  # fmt: skip
     labels = {}
+    restart = None
+    if maker.calc_type in ("static", "relax"):
+        from perovflow.engines.qe.restart import prepare_restart
+
+        params, restart = prepare_restart(prev_dir, directory, atoms, params)
     if maker.calc_type in ("bands", "dos"):
         link_charge_density(prev_dir, directory, params["input_data"]["control"]["prefix"])
     if maker.calc_type == "bands" and "kpts" not in (maker.input_set_overrides or {}):
@@ -172,6 +184,8 @@ def run_qe_task(
         atoms, params, directory, pseudo_dir_for(pseudos),
         max_attempts=maker.max_attempts, walltime_s=maker.walltime_s,
     )  # fmt: skip
+    if restart is not None:
+        outcome.recovery.insert(0, restart)
     extra: dict[str, Any] = {}
     if maker.calc_type == "dos":
         from perovflow.engines.qe.dos import run_projwfc
