@@ -92,7 +92,7 @@ def composition_table(points: list[dict[str, Any]]) -> dict[str, Any]:
             try:
                 from perovflow.analysis.bands import analyze_bands
 
-                res = analyze_bands(bands.get("bandstructure") or bands["dir_name"])
+                res = analyze_bands(f"{bands['dir_name']}/espresso.pwo")
                 row.update(
                     gap_eV=res.band_gap_eV, direct=res.is_direct, direct_gap_eV=res.direct_gap_eV
                 )

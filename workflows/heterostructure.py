@@ -72,7 +72,7 @@ def heterostructure_report(
     """Alignment type, domain edges, and localized gap states with their domain."""
     from perovflow.analysis.alignment import align_domains
     from perovflow.analysis.ipr import analyze_ipr
-    from perovflow.analysis.projections import StateProjections
+    from perovflow.workflows.vacancy import projections_of
 
     data = _doc(doc) or {}
     if not data.get("projections"):
@@ -81,7 +81,7 @@ def heterostructure_report(
         raise InputError(
             "the electronic step produced no projections", "use a code with PDOS (qe, cp2k)"
         )
-    proj = StateProjections.from_dict(data["projections"])
+    proj = projections_of(data)
     alignment = align_domains(proj, groups, pair=tuple(pair) if pair else None).summary()
     ipr = analyze_ipr(proj, threshold=threshold, groups=groups).summary()
     edges = ipr.get("edges_delocalized") or {}

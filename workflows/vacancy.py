@@ -174,6 +174,31 @@ def _gap_states(defect: dict | None) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def defect_level(states: list[dict[str, Any]], split_eV: float = 0.5) -> dict[str, Any]:
+    """The highest occupied state, and whether it sits in the gap (split from the valence band).
+
+    In a 0D host (Cs4PbBr6) every state is molecule-like and has a high IPR, so an IPR
+    threshold cannot tell the vacancy level apart; its position can: an occupied level more
+    than ``split_eV`` above the next occupied state and below the lowest empty one.
+    """
+    occ = sorted(
+        (s for s in states if (s.get("occupation") or 0) > 0), key=lambda s: s["energy_eV"]
+    )
+    empty = [s["energy_eV"] for s in states if not (s.get("occupation") or 0) > 0]
+    if len(occ) < 2 or not empty:
+        return {"midgap_level": None}
+    top, below, cbm = occ[-1], occ[-2]["energy_eV"], min(empty)
+    return {
+        "midgap_level": bool(top["energy_eV"] - below > split_eV and cbm - top["energy_eV"] > 0.05),
+        "level_above_vbm_eV": round(top["energy_eV"] - below, 3),
+        "level_below_cbm_eV": round(cbm - top["energy_eV"], 3),
+        "level_ipr": round(top["ipr"], 3),
+        "level_atoms": [
+            f"{a['element']}{a['index']} {a['fraction']:.2f}" for a in top["top_atoms"][:2]
+        ],
+    }
+
+
 def edge_ipr(summary: dict | None, states: list[dict] | None = None) -> float | None:
     """Largest IPR among the band-edge states (within 0.1 eV of VBM or CBM)."""
     if not summary or summary.get("vbm_eV") is None:
@@ -187,13 +212,37 @@ def edge_ipr(summary: dict | None, states: list[dict] | None = None) -> float | 
     return max(near) if near else None
 
 
-def _ipr(doc: dict | None, threshold: float) -> tuple[dict | None, list[dict] | None]:
+def projections_of(doc: dict | None, static: dict | None = None) -> Any:
+    """StateProjections of a task document, with the Fermi level and occupations filled in
+    from the scf document when the projection run did not carry them (nscf + projwfc)."""
     if not doc or not doc.get("projections"):
-        return None, None
-    from perovflow.analysis.ipr import analyze_ipr
+        return None
+
     from perovflow.analysis.projections import StateProjections
 
-    result = analyze_ipr(StateProjections.from_dict(doc["projections"]), threshold=threshold)
+    proj = StateProjections.from_dict(doc["projections"])
+    if proj.occupations is None:
+        elec = (static or {}).get("electronic") or doc.get("electronic") or {}
+        fermi = next(
+            (f for f in (proj.fermi_eV, elec.get("fermi_eV"), elec.get("vbm_eV")) if f is not None),
+            None,
+        )
+        if fermi is not None:
+            proj.fermi_eV = float(fermi)
+            # smearing puts E_F on a partly filled defect level; nscf shifts it by ~meV
+            proj.occupations = (proj.energies <= fermi + 0.02).astype(float)
+    return proj
+
+
+def _ipr(
+    doc: dict | None, threshold: float, static: dict | None = None
+) -> tuple[dict | None, list[dict] | None]:
+    proj = projections_of(doc, static)
+    if proj is None:
+        return None, None
+    from perovflow.analysis.ipr import analyze_ipr
+
+    result = analyze_ipr(proj, threshold=threshold)
     return result.summary(), result.states
 
 
@@ -231,7 +280,7 @@ def vacancy_report(
 ) -> dict[str, Any]:
     """Per vacancy and charge: energy, localized gap states, IPR vs the bulk edges; levels."""
     bulk = _doc(bulk_static)
-    bulk_ipr, bulk_states = _ipr(_doc(bulk_dos), threshold)
+    bulk_ipr, bulk_states = _ipr(_doc(bulk_dos), threshold, bulk)
     edges = {"vbm_eV": (bulk_ipr or {}).get("vbm_eV"), "cbm_eV": (bulk_ipr or {}).get("cbm_eV")}
     if edges["vbm_eV"] is None and bulk:
         elec = bulk.get("electronic") or {}
@@ -239,13 +288,13 @@ def vacancy_report(
     rows = []
     for d in defects:
         doc = _doc(d.get("static")) or _doc(d.get("relax"))
-        summary, _ = _ipr(_doc(d.get("dos")), threshold)
+        summary, states = _ipr(_doc(d.get("dos")), threshold, _doc(d.get("static")))
         gap = _gap_states(summary)
+        level = defect_level(states or [])
         rows.append({
             "label": d["label"], "charge": d["charge"], "multiplicity": d["multiplicity"],
             "energy_eV": doc.get("energy_eV") if doc else None,
-            "gap_states": gap, "midgap_level": bool(gap),
-            "max_gap_state_ipr": max((g["ipr"] for g in gap), default=None),
+            "gap_states": gap, **level,
             "doc": {"structure": doc["structure"], "energy_eV": doc["energy_eV"]} if doc else None,
         })  # fmt: skip
     return {
