@@ -23,9 +23,9 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from perovflow.structures.variants import _check_element, _sites_of
 
 from perovflow.errors import InputError
+from perovflow.structures.variants import _check_element, _sites_of
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure

@@ -157,8 +157,9 @@ def _neutralise(species: list[str], dist: np.ndarray, charges: dict[str, float])
 
 def _oriented_bulk(name: str, axis: str, twist_deg: float) -> Structure:
     """Bulk ``name`` rotated so that lattice ``axis`` is along z, twisted by ``twist_deg``."""
-    from perovflow.structures.prototypes import build_prototype
     from pymatgen.core.operations import SymmOp
+
+    from perovflow.structures.prototypes import build_prototype
 
     bulk = build_prototype(name, cell="conventional")
     k = "abc".index(axis)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+
+from perovflow.errors import InputError
 from perovflow.structures.defects import (
     build_defect,
     enumerate_substitutions,
@@ -13,8 +15,6 @@ from perovflow.structures.defects import (
 from perovflow.structures.prototypes import build_prototype
 from perovflow.structures.supercells import make_supercell
 from perovflow.structures.variants import substitute
-
-from perovflow.errors import InputError
 
 
 @pytest.fixture(scope="module")

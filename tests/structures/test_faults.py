@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from perovflow.structures import faults
 from pymatgen.core import Composition
 
 from perovflow.errors import InputError
+from perovflow.structures import faults
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 import pytest
-from perovflow.structures.interfaces import build_interfaces
 
 from perovflow.errors import InputError
+from perovflow.structures.interfaces import build_interfaces
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ase.io import read as ase_read
+from pymatgen.core import Lattice, Structure
+
+from perovflow.errors import InputError
 from perovflow.structures.io import (
     check_structure,
     from_atoms,
@@ -13,9 +16,6 @@ from perovflow.structures.io import (
     write_structure,
 )
 from perovflow.structures.prototypes import build_prototype, prototype_names
-from pymatgen.core import Lattice, Structure
-
-from perovflow.errors import InputError
 
 
 def _same_lattice(a, b):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from perovflow.structures import nanocrystals as nc
 from scipy.spatial.distance import cdist, pdist
 
 from perovflow.errors import InputError
+from perovflow.structures import nanocrystals as nc
 
 FORMAL = {"Cs": 1, "Pb": 2, "Br": -1, "S": -2}
 

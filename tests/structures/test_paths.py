@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 import pytest
-from perovflow.structures import paths
 
 from perovflow.errors import InputError
+from perovflow.structures import paths
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from perovflow.structures.prototypes import build_prototype, list_prototypes
 from pymatgen.analysis.molecule_structure_comparator import CovalentRadius
 from pymatgen.core import Composition
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from perovflow.errors import InputError
+from perovflow.structures.prototypes import build_prototype, list_prototypes
 
 # name: (space-group number, reduced formula, atoms in conventional cell, primitive cell)
 # Independent facts from the crystallographic literature (ITA numbers, Z, centring).

@@ -6,6 +6,8 @@ import itertools
 
 import numpy as np
 import pytest
+
+from perovflow.errors import InputError
 from perovflow.structures.prototypes import build_prototype
 from perovflow.structures.supercells import (
     image_distance,
@@ -13,8 +15,6 @@ from perovflow.structures.supercells import (
     min_length_supercell,
     parse_matrix,
 )
-
-from perovflow.errors import InputError
 
 
 def _brute_force_image_distance(lattice_matrix, n=4):

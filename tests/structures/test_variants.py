@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 
 import pytest
-from perovflow.structures.prototypes import build_prototype
-from perovflow.structures.supercells import make_supercell
-from perovflow.structures.variants import mix_halides, substitute
 from pymatgen.core import Composition
 
 from perovflow.errors import InputError
+from perovflow.structures.prototypes import build_prototype
+from perovflow.structures.supercells import make_supercell
+from perovflow.structures.variants import mix_halides, substitute
 
 
 @pytest.fixture(scope="module")
