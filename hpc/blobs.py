@@ -9,17 +9,14 @@ processes may write at once; a blob is replaced, never duplicated, on re-write.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import bson
-from maggma.core import Store
 from mongomock_ng.filtering import filter_applies
 
-from perovflow.errors import StoreError
+from perovflow.hpc.sqlstore import SQLiteFileStore
 
 _KEYS = ("blob_uuid", "job_uuid", "job_index")
 _SCHEMA = """CREATE TABLE IF NOT EXISTS blobs (blob_uuid TEXT PRIMARY KEY, job_uuid TEXT,
@@ -27,50 +24,21 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS blobs (blob_uuid TEXT PRIMARY KEY, job_u
 CREATE INDEX IF NOT EXISTS blobs_job ON blobs (job_uuid, job_index);"""
 
 
-class BlobStore(Store):
+class BlobStore(SQLiteFileStore):
     """maggma store of blob documents in ``<folder>/<collection_name>.sqlite``.
 
     Queries on ``blob_uuid``, ``job_uuid`` and ``job_index`` (equality or ``$in``) are
     answered by SQLite indexes; any other criteria are applied to the decoded documents.
     """
 
+    scheme = "blobs"
+    what = "data store"
+
     def __init__(self, folder: str, collection_name: str = "data", **kwargs: Any) -> None:
-        self.folder = str(folder)
-        self.collection_name = collection_name
-        self.kwargs = kwargs
-        self._con: sqlite3.Connection | None = None
-        self._pid = 0
-        super().__init__(**kwargs)
+        super().__init__(folder, collection_name, **kwargs)
 
-    @property
-    def name(self) -> str:
-        """A string naming this store."""
-        return f"blobs://{self.folder}/{self.collection_name}"
-
-    @property
-    def _collection(self) -> sqlite3.Connection:
-        if self._con is None or self._pid != os.getpid():  # never reuse a connection after fork
-            self.connect(force_reset=True)
-        return self._con
-
-    def connect(self, force_reset: bool = False) -> None:
-        """Open (and create) the SQLite file."""
-        if self._con is not None and not force_reset and self._pid == os.getpid():
-            return
-        try:
-            Path(self.folder).mkdir(parents=True, exist_ok=True)
-            path = Path(self.folder) / f"{self.collection_name}.sqlite"
-            self._con = sqlite3.connect(path, timeout=300, check_same_thread=False)
-            self._pid = os.getpid()
-            self._con.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise _error(self.folder, exc) from None
-
-    def close(self) -> None:
-        """Close the SQLite connection."""
-        if self._con is not None:
-            self._con.close()
-            self._con = None
+    def _setup(self, con: sqlite3.Connection) -> None:
+        con.executescript(_SCHEMA)
 
     def _rows(self, criteria: dict) -> Iterator[dict]:
         where, args = [], []
@@ -86,7 +54,7 @@ class BlobStore(Store):
         try:
             rows = self._collection.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
-            raise _error(self.folder, exc) from None
+            raise self.error(exc) from None
         for (body,) in rows:
             doc = bson.decode(body)
             if filter_applies(criteria, doc):
@@ -132,7 +100,7 @@ class BlobStore(Store):
             with self._collection as con:
                 con.executemany("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?, ?)", rows)
         except (sqlite3.Error, KeyError) as exc:
-            raise _error(self.folder, exc) from None
+            raise self.error(exc) from None
 
     def remove_docs(self, criteria: dict) -> None:
         """Delete the blobs matching ``criteria``."""
@@ -160,10 +128,3 @@ def _plain(doc: dict) -> dict:
     from monty.json import jsanitize
 
     return jsanitize(doc, strict=False, allow_bson=True)
-
-
-def _error(folder: str, exc: BaseException) -> StoreError:
-    return StoreError(
-        f"embedded data store in {folder} is not usable: {type(exc).__name__}: {exc}",
-        "make the folder writable, or set store.uri to a MongoDB server",
-    )

@@ -127,8 +127,15 @@ def _get(doc: Any, path: str) -> Any:
     return doc
 
 
-class SQLiteDocStore(Store):
-    """maggma store of JSON documents in ``<folder>/<collection_name>.sqlite``."""
+class SQLiteFileStore(Store):
+    """Base of the embedded maggma stores: one SQLite file ``<folder>/<collection_name>.sqlite``.
+
+    Subclasses set :attr:`scheme` (for :attr:`name`) and create their tables in :meth:`_setup`.
+    A connection is never reused across ``fork`` (it is reopened in the child).
+    """
+
+    scheme = "sqlite"
+    what = "results store"
 
     def __init__(self, folder: str, collection_name: str, **kwargs: Any) -> None:
         self.folder = str(folder)
@@ -141,13 +148,17 @@ class SQLiteDocStore(Store):
     @property
     def name(self) -> str:
         """A string naming this store."""
-        return f"sqlite://{self.folder}/{self.collection_name}"
+        return f"{self.scheme}://{self.folder}/{self.collection_name}"
 
     @property
     def _collection(self) -> sqlite3.Connection:
         if self._con is None or self._pid != os.getpid():  # never reuse a connection after fork
             self.connect(force_reset=True)
         return self._con
+
+    def _setup(self, con: sqlite3.Connection) -> None:
+        """Create the tables (and set connection options) of a new connection."""
+        raise NotImplementedError
 
     def connect(self, force_reset: bool = False) -> None:
         """Open (and create) the SQLite file."""
@@ -157,11 +168,10 @@ class SQLiteDocStore(Store):
             Path(self.folder).mkdir(parents=True, exist_ok=True)
             path = Path(self.folder) / f"{self.collection_name}.sqlite"
             self._con = sqlite3.connect(path, timeout=300, check_same_thread=False)
-            self._con.isolation_level = None  # explicit transactions only
-            self._con.execute("CREATE TABLE IF NOT EXISTS docs (id INTEGER PRIMARY KEY, doc TEXT)")
+            self._setup(self._con)
             self._pid = os.getpid()
         except (OSError, sqlite3.Error) as exc:
-            raise _error(self.folder, exc) from None
+            raise self.error(exc) from None
 
     def close(self) -> None:
         """Close the SQLite connection."""
@@ -169,11 +179,26 @@ class SQLiteDocStore(Store):
             self._con.close()
             self._con = None
 
+    def error(self, exc: BaseException) -> StoreError:
+        """The one-line error for a failure of this store's file."""
+        return StoreError(
+            f"embedded {self.what} in {self.folder} is not usable: {type(exc).__name__}: {exc}",
+            "make the folder writable, or set store.uri to a MongoDB server",
+        )
+
+
+class SQLiteDocStore(SQLiteFileStore):
+    """maggma store of JSON documents in ``<folder>/<collection_name>.sqlite``."""
+
+    def _setup(self, con: sqlite3.Connection) -> None:
+        con.isolation_level = None  # explicit transactions only
+        con.execute("CREATE TABLE IF NOT EXISTS docs (id INTEGER PRIMARY KEY, doc TEXT)")
+
     def _execute(self, sql: str, args: list | tuple = ()) -> list[tuple]:
         try:
             return self._collection.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
-            raise _error(self.folder, exc) from None
+            raise self.error(exc) from None
 
     def _find(self, criteria: dict, fields: list[str] | None) -> Iterator[tuple[int, dict]]:
         where, args = criteria_sql(criteria)
@@ -262,7 +287,7 @@ class SQLiteDocStore(Store):
         except (sqlite3.Error, TypeError, ValueError) as exc:
             if con.in_transaction:
                 con.execute("ROLLBACK")
-            raise _error(self.folder, exc) from None
+            raise self.error(exc) from None
 
     def remove_docs(self, criteria: dict) -> None:
         """Delete the documents matching ``criteria``."""
@@ -302,10 +327,3 @@ def _sortkey(value: Any) -> tuple:
     if isinstance(value, int | float):
         return (1, value)
     return (2, str(value))
-
-
-def _error(folder: str, exc: BaseException) -> StoreError:
-    return StoreError(
-        f"embedded results store in {folder} is not usable: {type(exc).__name__}: {exc}",
-        "make the folder writable, or set store.uri to a MongoDB server",
-    )
