@@ -13,7 +13,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,11 +28,33 @@ _WRITE_FORMATS = {".cif": "cif", ".extxyz": "extxyz", ".xyz": "extxyz", ".vasp":
 _DEFAULT_RADIUS = 1.5  # Å, for species without a tabulated covalent radius
 
 
-def to_atoms(structure: Structure) -> Atoms:
-    """Convert a pymatgen structure to ASE atoms (cell, positions, pbc)."""
+def to_atoms(structure: Any) -> Atoms:
+    """ASE Atoms from a pymatgen Structure or Molecule (no pbc), ASE Atoms (copied) or their dicts.
+
+    Raises
+    ------
+    InputError
+        For anything else.
+    """
+    from ase import Atoms
+    from pymatgen.core import Molecule, Structure
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    return AseAtomsAdaptor.get_atoms(structure)
+    if isinstance(structure, Atoms):
+        return structure.copy()
+    if isinstance(structure, dict):
+        cls = Molecule if structure.get("@class") == "Molecule" else Structure
+        structure = cls.from_dict(structure)
+    if isinstance(structure, Molecule):
+        atoms = AseAtomsAdaptor.get_atoms(structure)
+        atoms.pbc = False
+        return atoms
+    if isinstance(structure, Structure):
+        return AseAtomsAdaptor.get_atoms(structure)
+    raise InputError(
+        f"cannot use a {type(structure).__name__} as a structure",
+        "pass a pymatgen Structure or Molecule, or an ASE Atoms",
+    )
 
 
 def from_atoms(atoms: Atoms) -> Structure:

@@ -25,7 +25,8 @@ from jobflow import Maker, job
 
 from perovflow.engines.cp2k.inputs import COORD_FILE, INPUT_FILE, OUTPUT_FILE, PROJECT
 from perovflow.engines.schemas import BIG_FIELDS, TaskDocument
-from perovflow.errors import EngineError, InputError
+from perovflow.errors import EngineError
+from perovflow.structures.io import to_atoms
 
 WFN = f"{PROJECT}-RESTART.wfn"
 PREV_WFN = "previous.wfn"
@@ -92,29 +93,6 @@ class CP2KRelaxMaker(BaseCP2KMaker):
 
     name: str = "cp2k relax"
     calc_type = "relax"
-
-
-def to_atoms(structure: Any) -> Any:
-    """ASE Atoms from a Structure, Molecule, Atoms or a pymatgen dict (Molecule: no pbc)."""
-    from ase import Atoms
-    from pymatgen.core import Molecule, Structure
-    from pymatgen.io.ase import AseAtomsAdaptor
-
-    if isinstance(structure, Atoms):
-        return structure.copy()
-    if isinstance(structure, dict):
-        cls = Molecule if structure.get("@class") == "Molecule" else Structure
-        structure = cls.from_dict(structure)
-    if isinstance(structure, Molecule):
-        atoms = AseAtomsAdaptor.get_atoms(structure)
-        atoms.pbc = False
-        return atoms
-    if isinstance(structure, Structure):
-        return AseAtomsAdaptor.get_atoms(structure)
-    raise InputError(
-        f"cannot use a {type(structure).__name__} as a structure",
-        "pass a pymatgen Structure or Molecule, or an ASE Atoms",
-    )
 
 
 def cp2k_command() -> tuple[list[str], dict[str, str]]:

@@ -92,7 +92,7 @@ class MLIPRelaxMaker(BaseMLIPMaker):
 
 def _prepare(structure: Any) -> tuple[Any, bool]:
     """ASE Atoms ready for a graph model, and whether the input was a cluster."""
-    from perovflow.engines.cp2k.jobs import to_atoms
+    from perovflow.structures.io import to_atoms
 
     atoms = to_atoms(structure)
     if atoms.pbc.all():

@@ -25,6 +25,7 @@ from jobflow import Maker, job
 
 from perovflow.engines.schemas import BIG_FIELDS, TaskDocument
 from perovflow.errors import InputError
+from perovflow.structures.io import to_atoms
 
 SAVE_FILES = ("charge-density.dat", "data-file-schema.xml")
 
@@ -114,24 +115,6 @@ class QEDosMaker(BaseQEMaker):
     calc_type = "dos"
 
 
-def to_atoms(structure: Any) -> Any:
-    """ASE Atoms from a pymatgen Structure, an ASE Atoms, or a structure dict."""
-    from ase import Atoms
-    from pymatgen.core import Structure
-    from pymatgen.io.ase import AseAtomsAdaptor
-
-    if isinstance(structure, Atoms):
-        return structure.copy()
-    if isinstance(structure, dict):
-        structure = Structure.from_dict(structure)
-    if isinstance(structure, Structure):
-        return AseAtomsAdaptor.get_atoms(structure)
-    raise InputError(
-        f"cannot use a {type(structure).__name__} as a structure",
-        "pass a pymatgen Structure or an ASE Atoms",
-    )
-
-
 def link_charge_density(
     prev_dir: str | Path | None, directory: Path, prefix: str = "pwscf"
 ) -> None:
@@ -165,6 +148,11 @@ def run_qe_task(
 
     protocol = maker.protocol or get_settings().protocol
     atoms = to_atoms(structure)
+    if not atoms.pbc.all() or atoms.cell.rank < 3:
+        raise InputError(
+            "pw.x needs a periodic cell, but the structure is a molecule/cluster",
+            "use the CP2K engine for clusters, or put the molecule in a box (a Structure with vacuum)",
+        )
     pseudos = get_pseudos(sorted(set(atoms.get_chemical_symbols())), "qe")
     params = qe_input_set(
         atoms, maker.calc_type, protocol, pseudos, charge=maker.charge,

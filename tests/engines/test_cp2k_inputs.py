@@ -10,11 +10,12 @@ from pymatgen.core import Lattice, Molecule, Structure
 
 from perovflow.engines.cp2k.handlers import translate
 from perovflow.engines.cp2k.inputs import cp2k_input_set, gamma_centred_kpoints
-from perovflow.engines.cp2k.jobs import CP2KRelaxMaker, CP2KStaticMaker, to_atoms
+from perovflow.engines.cp2k.jobs import CP2KRelaxMaker, CP2KStaticMaker
 from perovflow.engines.cp2k.writer import render
 from perovflow.engines.pseudos import get_pseudos
 from perovflow.engines.runner import apply_actions
 from perovflow.errors import InputError
+from perovflow.structures.io import to_atoms
 
 
 def cspbbr3() -> Structure:
