@@ -100,9 +100,9 @@ def composition_table(points: list[dict[str, Any]]) -> dict[str, Any]:
                 row["bands_error"] = str(exc).splitlines()[0]
         if dos and dos.get("projections"):
             from perovflow.analysis.pdos import compute_pdos
-            from perovflow.analysis.projections import StateProjections
+            from perovflow.workflows.vacancy import projections_of
 
-            row["pdos"] = compute_pdos(StateProjections.from_dict(dos["projections"])).summary()
+            row["pdos"] = compute_pdos(projections_of(dos, scf)).summary()
         rows.append(row)
     return {"result_type": "composition", "rows": rows}
 

@@ -103,15 +103,13 @@ def demo_report(scf: Any, bands: Any, dos: Any, out_dir: str, label: str) -> dic
         "pdos": plot_pdos(pdos, figs / "pdos.png"),
         "ipr": plot_ipr(ipr, figs / "ipr.png"),
     }
-    gap_states = _gap_states(ipr.summary())
+    gap_states = _gap_states(ipr.summary())  # threshold-based (large cells); see defect_level
     level = defect_level(ipr.states)
     summary = {
         "defect": label,
         "scf_gap_eV": scf["electronic"].get("band_gap_eV"),
         "bands_gap_eV": band_res.band_gap_eV,
         "ipr_gap_eV": ipr.summary()["gap_eV"],
-        "localized_gap_states": len(gap_states),
-        "max_gap_state_ipr": max((g["ipr"] for g in gap_states), default=None),
         **level,
     }
     sections = [

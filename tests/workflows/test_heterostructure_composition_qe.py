@@ -19,7 +19,6 @@ settings:
   dos: {kpts: [2, 2, 1]}
 heterostructure:
   builder: file
-structure: {file: CELL}
 """
 
 COMPOSITION = """
@@ -37,13 +36,18 @@ composition: {host: I, guest: Br, z: [0, 3]}
 """
 
 
-def _run(tmp_path, text):
+def _run(tmp_path, text, structure=None):
     from perovflow.hpc.store import get_job_store
+    from perovflow.workflows import heterostructure
+    from perovflow.workflows.studies import makers
 
     path = tmp_path / "study.yaml"
     path.write_text(text)
     study = load_study(path)
-    flow = build_flow(study)
+    if structure is None:
+        flow = build_flow(study)
+    else:  # an in-memory structure with its domain labels
+        flow = heterostructure.flow_from_study(study, makers(study), structure)
     store = get_job_store()
     info = run_flow(flow, store=store, root_dir=tmp_path / "run", study=study.name)
     assert info["failed"] == []
@@ -54,11 +58,8 @@ def _run(tmp_path, text):
 @pytest.mark.slow
 def test_heterostructure_alignment_is_reported(tmp_path):
     from perovflow.structures.faults import rp_fault
-    from perovflow.structures.io import write_structure
 
-    cell = tmp_path / "rp.json"
-    write_structure(rp_fault("CsPbBr3-cubic", "CsPbI3-cubic", 1, 1), cell)
-    report = _run(tmp_path, HETERO.replace("CELL", str(cell)))
+    report = _run(tmp_path, HETERO, rp_fault("CsPbBr3-cubic", "CsPbI3-cubic", 1, 1))
     assert report["alignment"] in ("type I", "type II", "quasi-type II")
     assert set(report["edges"]) == {"CsPbBr3", "CsPbI3"}
     # independent fact: the iodide has the smaller gap, so its VBM lies above the bromide's
