@@ -5,8 +5,10 @@ Definition (seed 002, the user's card)::
     IPR_i = sum_a |P_ai|^4 / (sum_a |P_ai|^2)^2
 
 with ``P_ai`` the weight of state ``i`` on atom ``a``. It ranges from 1/N (a state spread
-evenly over N atoms) to 1 (a state on one atom). States above ``threshold`` (default 0.03,
-the seed's value) are flagged as localized. For k-point calculations the IPR is computed
+evenly over N atoms) to 1 (a state on one atom). States above ``threshold`` are flagged
+as localized. The default is size-aware, ``max(0.03, 3/N)`` (capped at 0.5): the seed's 0.03 for its
+thousands-of-atom models, but never below a few times the delocalized limit 1/N, which in a
+small test cell (N = 21: 1/N = 0.048) would flag every state. An explicit threshold wins. For k-point calculations the IPR is computed
 per (k, band) state; :attr:`IPRResult.band_ipr` averages it over k with the k-weights.
 
 Everything is vectorised over states and computed in row chunks, so the extra memory stays a
@@ -25,7 +27,15 @@ from perovflow.analysis.groups import group_matrix, resolve_groups
 from perovflow.analysis.projections import StateProjections
 from perovflow.errors import InputError
 
-DEFAULT_THRESHOLD = 0.03
+DEFAULT_THRESHOLD = 0.03  # seed 002
+DELOCALIZED_FACTOR = 3.0  # automatic threshold is at least this many times 1/N
+
+
+def default_threshold(natoms: int) -> float:
+    """The automatic localization threshold ``max(0.03, 3/N)`` (at most 0.5) for ``natoms`` atoms."""
+    return min(0.5, max(DEFAULT_THRESHOLD, DELOCALIZED_FACTOR / max(natoms, 1)))
+
+
 #: Elements per row chunk (float32: 16 MB of temporaries at most).
 CHUNK_ELEMENTS = 4_000_000
 
@@ -153,7 +163,7 @@ def top_atoms(
 
 def analyze_ipr(
     proj: StateProjections,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | None = None,
     groups: str | dict[str, list[int]] | None = None,
     top: int = 3,
     energy_window: tuple[float, float] | None = None,
@@ -165,7 +175,8 @@ def analyze_ipr(
     proj
         Projections from any code (QE projwfc, CP2K MOs).
     threshold
-        States with IPR above it are localized (seed 002: 0.03).
+        States with IPR above it are localized. None (default) uses
+        :func:`default_threshold`, ``max(0.03, 3/N)``; seed 002 used 0.03 on >2,000 atoms.
     groups
         Atom groups for the colour shares: ``element`` (default), ``domain``,
         ``prop:<site property>`` or a dict name -> atom indices.
@@ -174,6 +185,8 @@ def analyze_ipr(
     energy_window
         Keep only states with ``lo <= E - VBM <= hi`` (eV); an empty window is an error.
     """
+    if threshold is None:
+        threshold = default_threshold(proj.natoms)
     if not 0 < threshold <= 1:
         raise InputError(f"IPR threshold {threshold} is outside (0, 1]", "use e.g. 0.03")
     vbm, cbm = band_edges(proj)

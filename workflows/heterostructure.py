@@ -47,7 +47,7 @@ class HeterostructureFlowMaker(Maker):
     static_maker: Any = None
     dos_maker: Any = None
     prerelax_maker: Any = None
-    ipr_threshold: float = 0.03
+    ipr_threshold: float | None = None  # None: analysis default max(0.03, 3/N)
     pair: tuple[str, str] | None = None
 
     def make(self, structure: Any) -> Flow:
@@ -67,7 +67,7 @@ class HeterostructureFlowMaker(Maker):
 
 @job
 def heterostructure_report(
-    doc: Any, groups: dict[str, list[int]], threshold: float = 0.03, pair: Any = None
+    doc: Any, groups: dict[str, list[int]], threshold: float | None = None, pair: Any = None
 ) -> dict[str, Any]:
     """Alignment type, domain edges, and localized gap states with their domain."""
     from perovflow.analysis.alignment import align_domains

@@ -67,8 +67,8 @@ class VacancySpec(_Model):
     competing_phases: list[str] = Field(
         default_factory=list, description="Prototype names (CsBr, PbBr2...)."
     )
-    ipr_threshold: float = Field(
-        0.03, gt=0, le=1, description="IPR above which a state is localized."
+    ipr_threshold: float | None = Field(
+        None, gt=0, le=1, description="IPR above which a state is localized (None: max(0.03, 3/N))."
     )
 
 
@@ -96,7 +96,9 @@ class HeterostructureSpec(_Model):
     options: dict[str, Any] = Field(
         default_factory=dict, description="Keyword arguments of the builder."
     )
-    ipr_threshold: float = Field(0.03, gt=0, le=1, description="IPR threshold.")
+    ipr_threshold: float | None = Field(
+        None, gt=0, le=1, description="IPR threshold (None: max(0.03, 3/N atoms))."
+    )
 
 
 class CompositionSpec(_Model):

@@ -74,7 +74,7 @@ class VacancyFlowMaker(Maker):
     elements: list[str] = field(default_factory=list)
     charge_states: dict[str, list[int]] = field(default_factory=dict)
     competing_phases: dict[str, Any] = field(default_factory=dict)
-    ipr_threshold: float = 0.03
+    ipr_threshold: float | None = None  # None: analysis default max(0.03, 3/N)
 
     def sites(self, structure: Any) -> list[dict[str, Any]]:
         """The symmetry-distinct vacancies of the supercell, one dict per site and charge."""
@@ -235,7 +235,7 @@ def projections_of(doc: dict | None, static: dict | None = None) -> Any:
 
 
 def _ipr(
-    doc: dict | None, threshold: float, static: dict | None = None
+    doc: dict | None, threshold: float | None, static: dict | None = None
 ) -> tuple[dict | None, list[dict] | None]:
     proj = projections_of(doc, static)
     if proj is None:
@@ -276,7 +276,11 @@ def _formation(bulk: dict | None, rows: list[dict], phases: dict, edges: dict) -
 
 @job
 def vacancy_report(
-    bulk_static: Any, bulk_dos: Any, defects: list[dict], phases: dict, threshold: float = 0.03
+    bulk_static: Any,
+    bulk_dos: Any,
+    defects: list[dict],
+    phases: dict,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
     """Per vacancy and charge: energy, localized gap states, IPR vs the bulk edges; levels."""
     bulk = _doc(bulk_static)

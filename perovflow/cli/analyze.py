@@ -134,7 +134,10 @@ def pdos(
 @analyze_app.command("ipr")
 def ipr(
     ref: RefArg,
-    threshold: Annotated[float, typer.Option(help="IPR above which a state is localized.")] = 0.03,
+    threshold: Annotated[
+        float | None,
+        typer.Option(help="IPR above which a state is localized [default: max(0.03, 3/N atoms)]."),
+    ] = None,
     groups: Annotated[
         str, typer.Option(help="element, domain or prop:NAME (plot colours).")
     ] = "element",

@@ -74,3 +74,21 @@ def test_empty_window_and_bad_threshold_are_one_line_errors():
 def test_unknown_grouping_is_an_error():
     with pytest.raises(InputError, match="unknown atom grouping"):
         analyze_ipr(two_atom(), groups="planets")
+
+
+def test_default_threshold_is_size_aware_and_user_value_wins():
+    # 21 atoms: a state spread evenly has IPR 1/21 = 0.048 > 0.03, so the seed's absolute
+    # 0.03 (chosen for >2,000-atom models) would call it localized.
+    n = 21
+    weights = np.vstack([np.full(n, 1.0 / n), np.eye(n)[0]])  # delocalized, one-atom state
+    proj = StateProjections(energies=[0.0, 1.0], weights=weights, species=["Br"] * n,
+                            occupations=[1.0, 0.0])  # fmt: skip
+    auto = analyze_ipr(proj)
+    assert auto.threshold == pytest.approx(3 / n)
+    assert auto.localized.tolist() == [False, True]
+    user = analyze_ipr(proj, threshold=0.03)  # an explicit threshold is used as given
+    assert user.threshold == 0.03 and user.localized.tolist() == [True, True]
+    big = StateProjections(
+        energies=[0.0], weights=np.full((1, 2000), 1 / 2000), species=["Br"] * 2000
+    )
+    assert analyze_ipr(big).threshold == 0.03  # the seed's value on a seed-sized model
