@@ -17,12 +17,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobflow import Maker, job
+from jobflow import job
 
+from perovflow.engines.base import DFTMaker
 from perovflow.engines.cp2k.inputs import COORD_FILE, INPUT_FILE, OUTPUT_FILE, PROJECT
 from perovflow.engines.schemas import BIG_FIELDS, TaskDocument
 from perovflow.errors import EngineError
@@ -34,44 +35,18 @@ TRAJ = f"{PROJECT}-pos-1.xyz"
 
 
 @dataclass
-class BaseCP2KMaker(Maker):
-    """Common fields of the CP2K makers.
+class BaseCP2KMaker(DFTMaker):
+    """Common fields of the CP2K makers (see :class:`~perovflow.engines.base.DFTMaker`).
 
-    Attributes
-    ----------
-    name
-        Job name.
-    protocol
-        Protocol name; None uses ``settings.protocol``.
-    input_set_overrides
-        Settings that win over the protocol and automatic choices: protocol keys
-        (``{"cutoff_eV": 4000}``), options of :data:`perovflow.engines.cp2k.inputs.OPTIONS`
-        (``{"kpoints": "gamma", "scf": "ot"}``) or raw CP2K sections
-        (``{"FORCE_EVAL": {"DFT": {"SCF": {"MAX_SCF": 200}}}}``; ``None`` removes a keyword).
-    charge
-        Total charge (e).
-    multiplicity
-        Spin multiplicity; None: 1 for an even electron count, else 2 (UKS).
-    defect
-        Use the protocol's defect force threshold in relaxations.
-    max_attempts
-        CP2K runs allowed, error recovery included.
-    walltime_s
-        Kill CP2K after this many seconds (CP2K is told to stop cleanly a little earlier).
-    labels
-        Study metadata copied to the task document.
+    ``input_set_overrides`` takes protocol keys (``{"cutoff_eV": 4000}``), options of
+    :data:`perovflow.engines.cp2k.inputs.OPTIONS` (``{"kpoints": "gamma", "scf": "ot"}``) or raw
+    CP2K sections (``{"FORCE_EVAL": {"DFT": {"SCF": {"MAX_SCF": 200}}}}``; ``None`` removes a
+    keyword). ``multiplicity`` is the spin multiplicity; None: 1 for an even electron count,
+    else 2 (UKS).
     """
 
     name: str = "cp2k static"
-    protocol: str | None = None
-    input_set_overrides: dict[str, Any] = field(default_factory=dict)
-    charge: float = 0.0
     multiplicity: int | None = None
-    defect: bool = False
-    max_attempts: int = 5
-    walltime_s: float | None = None
-    labels: dict[str, Any] = field(default_factory=dict)
-    calc_type = "static"
 
     @job(data=BIG_FIELDS)
     def make(self, structure: Any, prev_dir: str | None = None) -> TaskDocument:

@@ -17,12 +17,13 @@ with error recovery (under SLURM ``max_seconds`` follows the job's remaining tim
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobflow import Maker, job
+from jobflow import job
 
+from perovflow.engines.base import DFTMaker
 from perovflow.engines.schemas import BIG_FIELDS, TaskDocument
 from perovflow.errors import InputError
 from perovflow.structures.io import to_atoms
@@ -31,39 +32,14 @@ SAVE_FILES = ("charge-density.dat", "data-file-schema.xml")
 
 
 @dataclass
-class BaseQEMaker(Maker):
-    """Common fields of the QE makers.
+class BaseQEMaker(DFTMaker):
+    """Common fields of the QE makers (see :class:`~perovflow.engines.base.DFTMaker`).
 
-    Attributes
-    ----------
-    name
-        Job name.
-    protocol
-        Protocol name; None uses ``settings.protocol``.
-    input_set_overrides
-        pw.x settings that win over the protocol and over automatic choices
-        (``{"system": {"ecutwfc": 30}}``, ``{"ecutwfc": 30}``, ``{"kpts": [2, 2, 2]}``).
-    charge
-        Total charge of the cell (e).
-    defect
-        Defect cell: smearing and the defect force threshold.
-    max_attempts
-        pw.x runs allowed, error recovery included.
-    walltime_s
-        Kill pw.x after this many seconds (the walltime handler then restarts it).
-    labels
-        Study metadata copied to the task document.
+    ``input_set_overrides`` takes pw.x settings: ``{"system": {"ecutwfc": 30}}``,
+    ``{"ecutwfc": 30}`` or ``{"kpts": [2, 2, 2]}``.
     """
 
     name: str = "qe static"
-    protocol: str | None = None
-    input_set_overrides: dict[str, Any] = field(default_factory=dict)
-    charge: float = 0.0
-    defect: bool = False
-    max_attempts: int = 5
-    walltime_s: float | None = None
-    labels: dict[str, Any] = field(default_factory=dict)
-    calc_type = "static"
 
     @job(data=BIG_FIELDS)
     def make(self, structure: Any, prev_dir: str | None = None) -> TaskDocument:
