@@ -28,26 +28,47 @@ def _slurm_up() -> bool:
     return os.system("sinfo -h >/dev/null 2>&1") == 0
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip (locally) or fail (in CI) tests whose external needs are missing."""
-    in_ci = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-    cache: dict[str, bool] = {}
-    for item in items:
-        for name, (what, check) in NEEDS.items():
-            if name not in item.keywords:
-                continue
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _missing(item: pytest.Item, cache: dict[str, bool]) -> list[str]:
+    """What ``item`` needs (by marker) that this machine lacks."""
+    out = []
+    for name, (what, check) in NEEDS.items():
+        if name in item.keywords:
             if name not in cache:
                 cache[name] = check()
-            if cache[name]:
-                continue
-            if in_ci:
-                item.add_marker(
-                    pytest.mark.xfail(reason=f"CI must provide {what}", strict=True, run=False)
+            if not cache[name]:
+                out.append(what)
+    return out
+
+
+_CACHE: dict[str, bool] = {}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Locally, skip tests whose external needs are missing (CI fails them instead)."""
+    if _in_ci():
+        return
+    for item in items:
+        missing = _missing(item, _CACHE)
+        if missing:
+            item.add_marker(
+                pytest.mark.skip(
+                    reason=f"needs {', '.join(missing)} (installed by scripts/test.sh)"
                 )
-            else:
-                item.add_marker(
-                    pytest.mark.skip(reason=f"needs {what} (installed by scripts/test.sh)")
-                )
+            )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """In CI (CI=true) a missing binary or cluster is an error, never a skip."""
+    if _in_ci():
+        missing = _missing(item, _CACHE)
+        if missing:
+            pytest.fail(
+                f"CI must provide {', '.join(missing)}: scripts/test.sh installs and starts them"
+            )
 
 
 @pytest.fixture(autouse=True)
