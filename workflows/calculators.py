@@ -6,7 +6,10 @@
   :func:`perovflow.engines.qe.inputs.qe_input_set`, error recovery from
   :func:`perovflow.engines.qe.calc.run_pw`), one folder per NEB image; from the second call
   on, the charge density of the previous geometry is the starting guess.
-* ``cp2k``: ASE's CP2K calculator through ``cp2k_shell`` when the CP2K engine offers one.
+* ``cp2k``: :class:`~perovflow.engines.cp2k.calc.CP2KCalculator` - one ``cp2k.psmp`` ENERGY_FORCE
+  run per geometry through the CP2K engine (input set of the static maker, custodian's
+  handlers, MPI prefix from the settings), one folder per NEB image; from the second call on,
+  the previous geometry's wavefunction is the starting guess.
 
 :func:`calculator_factory` returns ``index -> Calculator`` so each NEB image gets its own
 folder (DFT) or the same shared model (ML potential).
@@ -117,32 +120,18 @@ def calculator_factory(
     if code == "mlip":
         calc = mlip_calculator(model)
         return lambda index: calc
-    if code == "qe":
+    if code in ("qe", "cp2k"):
+        if code == "qe":
+            make = QECalculator
+        else:
+            from perovflow.engines.cp2k.calc import cp2k_calculator as make
         cache_: dict[int, Calculator] = {}
 
-        def qe(index: int) -> Calculator:
+        def per_image(index: int) -> Calculator:
             if index not in cache_:
-                folder = (
-                    Path(directory) / f"image_{index:02d}"
-                    if index >= 0
-                    else Path(directory) / "image_end"
-                )
-                cache_[index] = QECalculator(folder, protocol, overrides, charge)
+                name = f"image_{index:02d}" if index >= 0 else "image_end"
+                cache_[index] = make(Path(directory) / name, protocol, overrides, charge)
             return cache_[index]
 
-        return qe
-    if code == "cp2k":
-        try:
-            from perovflow.engines.cp2k.calc import cp2k_calculator
-        except ImportError:
-            raise InputError(
-                "the CP2K engine offers no ASE calculator for NEB yet",
-                "use code: qe or mlip for the NEB step",
-            ) from None
-        return lambda index: cp2k_calculator(
-            Path(directory) / f"image_{index:02d}",
-            protocol=protocol,
-            overrides=overrides,
-            charge=charge,
-        )
+        return per_image
     raise InputError(f"unknown code '{code}'", f"use one of: {', '.join(CODES)}")
