@@ -65,7 +65,13 @@ class VacancySpec(_Model):
         default_factory=dict, description="Element -> charges."
     )
     competing_phases: list[str] = Field(
-        default_factory=list, description="Prototype names (CsBr, PbBr2...)."
+        default_factory=list,
+        description="Prototype names or files, incl. every element (CsBr, Cs, Br2...).",
+    )
+    phase_settings: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="relax/static -> overrides for the competing phases (on top of settings, "
+        "whose kpts are the supercell's and are not used for them).",
     )
     ipr_threshold: float | None = Field(
         None, gt=0, le=1, description="IPR above which a state is localized (None: max(0.03, 3/N))."

@@ -18,6 +18,11 @@ from perovflow.workflows.common import (
     remove_site_job,
     run_maker,
 )
+from perovflow.workflows.vacancy_phases import (
+    check_competing_phases,
+    formation_report,
+    phase_makers,
+)
 
 
 def electronic_chain(
@@ -48,8 +53,10 @@ class VacancyFlowMaker(Maker):
     energy, band edges, bulk IPR); (4) enumerate the symmetry-distinct vacancy sites of each
     element (spglib) with their charge states; (5) for every site and charge: remove the
     atom, relax (pre-relax + ``relax_maker``), static + PDOS; (6) relax + static of every
-    competing phase; (7) report: IPR of the states of each vacancy cell against the bulk
-    edges, Kohn–Sham levels, formation energies and transition levels.
+    competing phase (``phase_relax_maker``/``phase_static_maker``; checked before anything
+    runs: every element of the host needs a pure phase); (7) report: IPR of the states of
+    each vacancy cell against the bulk edges, Kohn–Sham levels, formation energies at every
+    chemical-potential limit and transition levels (charged cells uncorrected).
 
     Attributes
     ----------
@@ -62,7 +69,11 @@ class VacancyFlowMaker(Maker):
     charge_states
         Element -> charges; missing elements use the structures layer's suggestion.
     competing_phases
-        ``{formula: structure}`` of phases/elements for the chemical-potential limits.
+        ``{name: structure}`` of phases and elemental references for the chemical-potential
+        limits (empty: no formation energies).
+    phase_relax_maker, phase_static_maker
+        Makers of the competing phases (None: ``relax_maker``/``static_maker``); other
+        cells than the supercell need their own k grids.
     """
 
     name: str = "vacancy study"
@@ -75,6 +86,8 @@ class VacancyFlowMaker(Maker):
     charge_states: dict[str, list[int]] = field(default_factory=dict)
     competing_phases: dict[str, Any] = field(default_factory=dict)
     ipr_threshold: float | None = None  # None: analysis default max(0.03, 3/N)
+    phase_relax_maker: Any = None
+    phase_static_maker: Any = None
 
     def sites(self, structure: Any) -> list[dict[str, Any]]:
         """The symmetry-distinct vacancies of the supercell, one dict per site and charge."""
@@ -97,6 +110,8 @@ class VacancyFlowMaker(Maker):
     def make(self, structure: Any) -> Flow:
         """Build the flow for ``structure`` (the bulk unit cell)."""
         labels = {"study": self.name}
+        if self.competing_phases:
+            check_competing_phases(as_structure(structure), self.competing_phases)
         jobs, bulk = relax_chain(structure, self.relax_maker, self.prerelax_maker, "bulk", labels)
         sc = make_supercell_job(bulk, self.supercell)
         sc.name = "bulk supercell"
@@ -127,11 +142,11 @@ class VacancyFlowMaker(Maker):
                 }
             )
         phases = {}
+        relax_maker = self.phase_relax_maker or self.relax_maker
+        static_maker = self.phase_static_maker or self.static_maker
         for formula, phase in self.competing_phases.items():
-            chain, relaxed = relax_chain(
-                phase, self.relax_maker, self.prerelax_maker, formula, labels
-            )
-            el, static, _ = electronic_chain(relaxed, self.static_maker, None, formula, labels)
+            chain, relaxed = relax_chain(phase, relax_maker, self.prerelax_maker, formula, labels)
+            el, static, _ = electronic_chain(relaxed, static_maker, None, formula, labels)
             jobs += [*chain, *el]
             phases[formula] = _out(static or (chain[-1] if chain else None))
         report = vacancy_report(
@@ -246,34 +261,6 @@ def _ipr(
     return result.summary(), result.states
 
 
-def _formation(bulk: dict | None, rows: list[dict], phases: dict, edges: dict) -> dict[str, Any]:
-    """Formation energies and transition levels per vacancy (analysis.formation)."""
-    if not phases or bulk is None or edges.get("vbm_eV") is None:
-        return {"skipped": "needs competing phases and bulk band edges"}
-    from perovflow.analysis.formation import CellCalc, formation_energies
-
-    out: dict[str, Any] = {}
-    energies = {f: (d or {}).get("energy_eV") for f, d in phases.items()}
-    per_fu = {}
-    for formula, doc in phases.items():
-        from pymatgen.core import Composition
-
-        comp = Composition(doc["formula"]) if doc and doc.get("formula") else Composition(formula)
-        n_fu = doc["natoms"] / comp.num_atoms if doc else 1
-        per_fu[comp.reduced_formula] = energies[formula] / n_fu if energies[formula] else None
-    bulk_calc = CellCalc(bulk["structure"], bulk["energy_eV"], 0, label="bulk")
-    for label in sorted({r["label"] for r in rows}):
-        cells = [CellCalc(r["doc"]["structure"], r["doc"]["energy_eV"], r["charge"], label=label)
-                 for r in rows if r["label"] == label and r.get("doc")]  # fmt: skip
-        try:
-            res = formation_energies(bulk_calc, cells, {k: v for k, v in per_fu.items() if v},
-                                     edges["vbm_eV"], edges["cbm_eV"] - edges["vbm_eV"], correction=None)  # fmt: skip
-            out[label] = res.summary()
-        except Exception as exc:  # report, do not lose the rest of the study
-            out[label] = {"skipped": str(exc).splitlines()[0]}
-    return out
-
-
 @job
 def vacancy_report(
     bulk_static: Any,
@@ -305,7 +292,7 @@ def vacancy_report(
         "bulk": {**edges, "gap_eV": None if None in edges.values() else edges["cbm_eV"] - edges["vbm_eV"],
                  "edge_ipr": edge_ipr(bulk_ipr, bulk_states)},
         "vacancies": [{k: v for k, v in r.items() if k != "doc"} for r in rows],
-        "formation": _formation(bulk, rows, {f: _doc(p) for f, p in phases.items()}, edges),
+        "formation": formation_report(bulk, rows, {f: _doc(p) for f, p in phases.items()}, edges),
     }  # fmt: skip
 
 
@@ -318,6 +305,9 @@ def _phase_structure(name: str) -> Any:
 def flow_from_study(study: Any, makers: dict[str, Any], structure: Any) -> Flow:
     """Vacancy flow of a study file (see :class:`VacancyFlowMaker` for the steps)."""
     spec = study.section()
+    phase_relax, phase_static = (
+        phase_makers(study, makers) if spec.competing_phases else (None, None)
+    )
     maker = VacancyFlowMaker(
         name=study.name,
         relax_maker=makers["relax"],
@@ -329,6 +319,8 @@ def flow_from_study(study: Any, makers: dict[str, Any], structure: Any) -> Flow:
         charge_states=dict(spec.charge_states),
         competing_phases={p: _phase_structure(p) for p in spec.competing_phases},
         ipr_threshold=spec.ipr_threshold,
+        phase_relax_maker=phase_relax,
+        phase_static_maker=phase_static,
     )
     flow = maker.make(structure)
     sites = maker.sites(structure)

@@ -6,8 +6,9 @@ The parameter dict handed to ASE's Espresso template has this shape::
      "kpts": [n1, n2, n3] | None, "koffset": [0, 0, 0], "pseudopotentials": {El: file}}
 
 Order of precedence (lowest first): protocol (``get_protocol(name, "qe")``), automatic
-logic (k grid from the k spacing, number of bands, smearing for defects/odd electron counts,
-pools), user ``input_set_overrides``. User keys may be nested (``{"system": {"ecutwfc":
+logic (k grid from the k spacing, twice as dense for metals; number of bands; cold smearing
+for metals, narrow smearing for defects/odd electron counts; pools), user
+``input_set_overrides``. User keys may be nested (``{"system": {"ecutwfc":
 30}}``), dotted (``"system.ecutwfc"``) or bare (``"ecutwfc"``: the namelist is looked up in
 ASE's table of pw.x keywords); ``kpts``, ``koffset`` and ``kspacing`` are top-level keys.
 """
@@ -26,6 +27,15 @@ BOHR_A = 0.529177210903
 FORCE_RY_BOHR_PER_EV_A = BOHR_A / RY_EV  # 1 eV/Å in Ry/bohr
 TOP_LEVEL = ("kpts", "koffset", "kspacing")
 CALCULATION = {"static": "scf", "relax": "relax", "bands": "bands", "dos": "nscf"}
+METAL_SMEARING_EV = 0.2  # cold smearing of metallic cells (0.015 Ry; SSSP-style)
+METAL_KSPACING_FACTOR = 0.5  # metals: twice the k-point density of the protocol
+
+
+def is_metallic(symbols: list[str]) -> bool:
+    """A cell made of metals only (Cs, Pb, Bi, beta-Sn...): no gap, so smear and sample densely."""
+    from pymatgen.core import Element
+
+    return bool(symbols) and all(Element(s).is_metal for s in set(symbols))
 
 
 def nest_overrides(overrides: dict[str, Any] | None) -> dict[str, Any]:
@@ -116,13 +126,15 @@ def qe_input_set(
         for el, p in pseudos.items()
     }
     nelect = count_electrons(atoms.get_chemical_symbols(), valences, charge)
-    input_data = _namelists(proto, calc_type, charge, defect, nelect)
+    metal = is_metallic(atoms.get_chemical_symbols())
+    input_data = _namelists(proto, calc_type, charge, defect, nelect, metal)
     params: dict[str, Any] = {
         "input_data": input_data,
         "pseudopotentials": {el: p.name for el, p in pseudos.items()},
         "koffset": [0, 0, 0],
     }
-    kspacing = user.get("kspacing", proto["kspacing"] * (0.5 if calc_type == "dos" else 1.0))
+    factor = (0.5 if calc_type == "dos" else 1.0) * (METAL_KSPACING_FACTOR if metal else 1.0)
+    kspacing = user.get("kspacing", proto["kspacing"] * factor)
     params["kpts"] = kpoint_grid(atoms.cell[:], kspacing, tuple(atoms.pbc))
     params = merge(params, {k: v for k, v in user.items() if k != "kspacing"})
     params["_nelect"] = nelect
@@ -130,9 +142,18 @@ def qe_input_set(
 
 
 def _namelists(
-    proto: dict[str, Any], calc_type: str, charge: float, defect: bool, nelect: float
+    proto: dict[str, Any],
+    calc_type: str,
+    charge: float,
+    defect: bool,
+    nelect: float,
+    metal: bool = False,
 ) -> dict[str, Any]:
-    """Protocol values and automatic choices, as pw.x namelists."""
+    """Protocol values and automatic choices, as pw.x namelists.
+
+    Metallic cells get Marzari-Vanderbilt cold smearing of at least ``METAL_SMEARING_EV``;
+    defect cells and odd electron counts a narrow Gaussian (``smearing_eV``).
+    """
     if calc_type not in CALCULATION:
         raise InputError(f"unknown QE calculation '{calc_type}'", f"use one of {list(CALCULATION)}")
     fmax = proto["fmax_defect"] if defect else proto["fmax_bulk"]
@@ -154,7 +175,10 @@ def _namelists(
         "tot_charge": float(charge),
         "nbnd": math.ceil(nelect / 2 * 1.2) + 4,
     }
-    if defect or odd:
+    if metal:
+        width = max(proto["smearing_eV"], proto.get("metal_smearing_eV", METAL_SMEARING_EV))
+        system.update(occupations="smearing", smearing="mv", degauss=width / RY_EV)
+    elif defect or odd:
         system.update(
             occupations="smearing", smearing="gaussian", degauss=proto["smearing_eV"] / RY_EV
         )

@@ -25,6 +25,20 @@ EXPECTED = {
     "Cs2PbI2Cl2": (139, "Cs2PbI2Cl2", 14, 7),
     "CsBr": (221, "CsBr", 2, 2),
     "PbBr2": (62, "PbBr2", 12, 12),
+    # elemental references and binaries (competing phases): Im-3m 2/1, Fm-3m 4/1, A7 Bi 6/2,
+    # beta-Sn 4/2, A14 halogens (C-centred, 4 molecules) 8/4, rock salt 8/2, CsCl type 2/2
+    "Cs": (229, "Cs", 2, 1),
+    "Na": (229, "Na", 2, 1),
+    "Pb": (225, "Pb", 4, 1),
+    "Ag": (225, "Ag", 4, 1),
+    "Bi": (166, "Bi", 6, 2),
+    "Sn": (141, "Sn", 4, 2),
+    "I2": (64, "I2", 8, 4),
+    "Br2": (64, "Br2", 8, 4),
+    "Cl2": (64, "Cl2", 8, 4),
+    "CsCl": (221, "CsCl", 2, 2),
+    "NaCl": (225, "NaCl", 8, 2),
+    "AgCl": (225, "AgCl", 8, 2),
 }
 
 

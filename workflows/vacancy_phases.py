@@ -1,0 +1,122 @@
+"""Competing phases of a vacancy study: checks, makers and the formation-energy report.
+
+Formation energies need the chemical-potential limits of the host, i.e. a phase diagram of
+its elements: every element needs a pure phase (Cs, Pb, Br2...) among the competing phases,
+checked when the flow is built (:func:`check_competing_phases`), not after the runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from perovflow.errors import InputError
+from perovflow.workflows.common import as_structure
+
+GRID = ("kpts", "koffset")  # explicit k grids of the supercell, not carried to other cells
+
+
+def phase_makers(study: Any, makers: dict[str, Any]) -> tuple[Any, Any]:
+    """Relax and static makers of the competing phases.
+
+    They take the study's ``settings`` except an explicit ``kpts``/``koffset`` grid (chosen
+    for the defect supercell, meaningless for another cell: the phases use the k spacing), then
+    ``vacancy.phase_settings`` on top (user wins).
+    """
+    from perovflow.engines.protocols import merge
+    from perovflow.workflows.common import engine_maker
+
+    extra = study.section().phase_settings
+    out = []
+    for kind in ("relax", "static"):
+        if makers[kind] is None:
+            out.append(None)
+            continue
+        base = {k: v for k, v in (study.settings.get(kind) or {}).items() if k not in GRID}
+        out.append(engine_maker(study.code, kind, study.protocol, merge(base, extra.get(kind))))
+    return out[0], out[1]
+
+
+def formation_report(
+    bulk: dict | None, rows: list[dict], phases: dict, edges: dict
+) -> dict[str, Any]:
+    """Formation energies and transition levels per vacancy (analysis.formation).
+
+    Charged cells are not corrected (no finite-size correction is computed in this flow);
+    each vacancy's summary lists its uncorrected charges.
+    """
+    if not phases:
+        return {"skipped": "no competing_phases given (formation energies not requested)"}
+    if bulk is None or edges.get("vbm_eV") is None:
+        return {"skipped": "needs the bulk supercell energy and band edges"}
+    missing = sorted(f for f, d in phases.items() if not d or d.get("energy_eV") is None)
+    if missing:
+        return {"skipped": f"no energy for the competing phases {', '.join(missing)}"}
+    from perovflow.analysis.formation import CellCalc, formation_energies
+
+    entries = phase_entries(phases)
+    out: dict[str, Any] = {}
+    bulk_calc = CellCalc(bulk["structure"], bulk["energy_eV"], 0, label="bulk")
+    for label in sorted({r["label"] for r in rows}):
+        cells = [CellCalc(r["doc"]["structure"], r["doc"]["energy_eV"], r["charge"], label=label)
+                 for r in rows if r["label"] == label and r.get("doc")]  # fmt: skip
+        try:
+            res = formation_energies(bulk_calc, cells, entries, edges["vbm_eV"],
+                                     edges["cbm_eV"] - edges["vbm_eV"], correction=None)  # fmt: skip
+        except Exception as exc:  # report, do not lose the rest of the study
+            out[label] = {"skipped": str(exc).splitlines()[0]}
+            continue
+        charged = sorted({c.charge for c in cells if c.charge})
+        out[label] = {**res.summary(), "correction": None, "uncorrected_charges": charged}
+    return out
+
+
+def phase_entries(phases: dict[str, dict]) -> list[Any]:
+    """pymatgen entries (whole cell: composition and total energy) of the competing phases."""
+    from pymatgen.entries.computed_entries import ComputedEntry
+
+    return [
+        ComputedEntry(as_structure(doc["structure"]).composition, float(doc["energy_eV"]),
+                      entry_id=name)
+        for name, doc in phases.items()
+    ]  # fmt: skip
+
+
+def check_competing_phases(host: Any, phases: dict[str, Any]) -> None:
+    """Raise a one-line error unless every element of ``host`` has a pure competing phase.
+
+    The chemical-potential limits (pymatgen phase diagram) need an elemental reference for
+    each element; phases with elements foreign to the host are refused as well.
+    """
+    host_el = {e.symbol for e in host.composition.elements}
+    pure: set[str] = set()
+    foreign: list[str] = []
+    for name, phase in phases.items():
+        els = {e.symbol for e in as_structure(phase).composition.elements}
+        pure |= els if len(els) == 1 else set()
+        foreign += [f"{name} ({', '.join(sorted(els - host_el))})"] if els - host_el else []
+    missing = sorted(host_el - pure)
+    if missing:
+        raise InputError(
+            f"competing phases have no elemental reference for {', '.join(missing)}; "
+            f"formation energies need every element of {host.composition.reduced_formula}",
+            f"add {', '.join(elemental_reference(e) for e in missing)} to "
+            "vacancy.competing_phases (or remove competing_phases to skip formation energies)",
+        )
+    if foreign:
+        raise InputError(
+            f"competing phases {', '.join(foreign)} hold elements absent from "
+            f"{host.composition.reduced_formula}",
+            "list only phases made of the host's elements",
+        )
+
+
+def elemental_reference(element: str) -> str:
+    """Name of the prototype of pure ``element`` (``Br`` -> ``Br2``), or a hint to give a file."""
+    from pymatgen.core import Composition
+
+    from perovflow.structures.prototypes import list_prototypes
+
+    for info in list_prototypes():
+        if {e.symbol for e in Composition(info.formula).elements} == {element}:
+            return info.name
+    return f"a structure file of elemental {element}"
