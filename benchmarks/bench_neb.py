@@ -54,10 +54,51 @@ def hop_atoms(prototype: str, cell: str, element: str) -> tuple[Any, Any, str]:
     return AseAtomsAdaptor.get_atoms(initial), AseAtomsAdaptor.get_atoms(final), label
 
 
+def saddle_index(result, calc) -> tuple[int, float]:
+    """Negative Hessian eigenvalues at the highest image (finite differences, ASE Vibrations)."""
+    import tempfile
+
+    import numpy as np
+    from ase.vibrations import Vibrations
+
+    ts = result.images[result.ts_index].copy()
+    ts.calc = calc
+    with tempfile.TemporaryDirectory() as tmp:
+        vib = Vibrations(ts, name=f"{tmp}/vib", delta=0.01)
+        vib.run()
+        hessian = vib.get_vibrations().get_hessian_2d()
+    eig = np.linalg.eigvalsh(0.5 * (hessian + hessian.T))
+    return int(np.sum(eig < -0.01)), float(eig[0])
+
+
+def full_band_check(result, calc, fmax: float) -> tuple[float, int]:
+    """Plain CI-NEB of the whole band with the expensive calculator, started from ``result``.
+
+    Confirms that the accelerated saddle lies on a converged expensive band: returns that
+    band's barrier and the calls it took (a check, not part of either procedure's count).
+    """
+    from perovflow.workflows.neb import band_energies, optimize_band
+    from perovflow.workflows.neb_calcs import CallCounter, CountingCalculator
+
+    band = [result.images[0], *[im.copy() for im in result.images[1:-1]], result.images[-1]]
+    counter = CallCounter()
+    for image in band[1:-1]:
+        image.calc = CountingCalculator(calc, counter)
+    optimize_band(band, fmax, 1000, climb=True)
+    energies = band_energies(band)
+    return max(energies) - energies[0], counter.calls
+
+
 def compare(
-    initial, final, expensive_for, cheap, nimages: int, fmax: float, label: str
+    initial, final, expensive_for, cheap, nimages: int, fmax: float, label: str, check=None
 ) -> list[dict]:
-    """Run both procedures on one hop (``expensive_for(procedure)`` -> calculator factory)."""
+    """Run both procedures on one hop (``expensive_for(procedure)`` -> calculator factory).
+
+    When the barriers differ by more than 0.02 eV and ``check`` (the expensive calculator)
+    is given, the accelerated band is re-converged whole with the expensive calculator, and
+    each highest image is tested for being a first-order saddle (one negative Hessian
+    eigenvalue) with its absolute energy printed: two procedures may end on different saddles.
+    """
     from perovflow.workflows.neb import accelerated_neb, plain_neb
 
     plain = plain_neb(
@@ -73,9 +114,19 @@ def compare(
                      "endpoint_calls": s["endpoint_calls"], "cheap_calls": s["cheap_calls"],
                      "expensive_s": round(res.expensive_seconds, 1), "wall_s": s["wall_s"],
                      "barrier_eV": s["barrier_eV"], "converged": s["converged"]})  # fmt: skip
+    delta = fast.forward_barrier_eV - plain.forward_barrier_eV
     rows.append({"hop": label, "procedure": "ratio plain/accelerated",
                  "expensive_calls": round(plain.expensive_calls / max(fast.expensive_calls, 1), 2),
-                 "barrier_eV": round(fast.forward_barrier_eV - plain.forward_barrier_eV, 4)})  # fmt: skip
+                 "barrier_eV": round(delta, 4)})  # fmt: skip
+    if check is not None and abs(delta) > 0.02:
+        barrier, calls = full_band_check(fast, check, fmax)
+        print(f"# check: whole-band expensive CI-NEB from the accelerated band -> barrier "
+              f"{barrier:.4f} eV ({calls} calls, not counted above)")  # fmt: skip
+        for res in (plain, fast):
+            n_neg, lowest = saddle_index(res, check)
+            print(f"# {res.procedure}: highest image E = {max(res.energies):.4f} eV (initial "
+                  f"{res.energies[0]:.4f}), {n_neg} negative Hessian eigenvalue(s), lowest "
+                  f"{lowest:.3f} eV/Å² - {'first-order saddle' if n_neg == 1 else 'not a first-order saddle'}")  # fmt: skip
     return rows
 
 
@@ -90,8 +141,9 @@ def ml_part(args: argparse.Namespace) -> list[dict]:
         initial, final, label = hop_atoms(*HOPS[key])
         print(f"# {label}: expensive={expensive_model}, cheap={cheap_model}", flush=True)
         rows += compare(
-            initial, final, lambda _: lambda i: expensive, cheap, args.images, args.fmax, label
-        )
+            initial, final, lambda _: lambda i: expensive, cheap, args.images, args.fmax, label,
+            check=expensive,
+        )  # fmt: skip
     return rows
 
 
@@ -108,9 +160,9 @@ def qe_part(args: argparse.Namespace) -> list[dict]:
     def expensive_for(procedure: str):
         return calculator_factory("qe", f"{folder}/{procedure}", "fast", {"kpts": [1, 1, 1]})
 
-    return compare(
-        initial, final, expensive_for, mlip_calculator("chgnet"), args.qe_images, args.fmax, label
-    )
+    check = expensive_for("check")(1)
+    return compare(initial, final, expensive_for, mlip_calculator("chgnet"), args.qe_images,
+                   args.fmax, label, check=check)  # fmt: skip
 
 
 def print_rows(rows: list[dict]) -> None:

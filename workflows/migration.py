@@ -30,7 +30,7 @@ class NEBMaker(Maker):
 
     Steps of ``make``: end-point energies (expensive calculator) -> interpolation (IDPP by
     default) -> ``accelerated``: band converged with the ML potential, then refined with the
-    expensive calculator through the force-shift surrogate (see :mod:`perovflow.workflows.neb`);
+    expensive calculator through the Δ-model surrogate (see :mod:`perovflow.workflows.neb`);
     ``plain``: CI-NEB from scratch with the expensive calculator -> barrier analysis
     (:func:`perovflow.analysis.neb.analyze_neb`).
 

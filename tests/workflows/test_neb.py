@@ -7,13 +7,8 @@ import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
-from perovflow.workflows.neb import (
-    CallCounter,
-    CountingCalculator,
-    ShiftedCalculator,
-    accelerated_neb,
-    plain_neb,
-)
+from perovflow.workflows.neb import accelerated_neb, plain_neb
+from perovflow.workflows.neb_calcs import CallCounter, CountingCalculator, ShiftedCalculator
 
 
 class StiffEMT(EMT):
@@ -73,3 +68,33 @@ def test_accelerated_matches_plain_barrier_with_fewer_expensive_calls():
     assert fast.forward_barrier_eV == pytest.approx(plain.forward_barrier_eV, abs=0.02)
     assert 0.3 < plain.forward_barrier_eV < 1.5  # Cu vacancy migration is ~0.7-1 eV
     assert fast.expensive_calls * 3 <= plain.expensive_calls
+
+
+def test_delta_model_learns_the_expensive_surface_from_its_calls():
+    """Trained on EMT calls along a hop, cheap + GP predicts EMT between and just beyond them
+    better than the cheap model (StiffEMT) does, and reproduces its own data."""
+    from perovflow.workflows.neb_gp import DeltaModel
+
+    initial, final = vacancy_hop()
+    expensive, cheap = EMT(), StiffEMT()
+    model = DeltaModel(initial, cheap, length=0.6)
+    start, step = initial.get_positions(), final.get_positions() - initial.get_positions()
+
+    def emt(t: float):
+        probe = initial.copy()
+        probe.set_positions(start + t * step)
+        probe.calc = expensive
+        return probe, probe.get_potential_energy(), probe.get_forces()
+
+    for t in (0.0, 0.08, 0.16, 0.24):
+        probe, e, f = emt(t)
+        model.add(probe.get_positions(), e, f)
+    probe, e, f = emt(0.08)
+    e_model, f_model = model.predict(probe.get_positions())
+    assert e_model == pytest.approx(e, abs=5e-3)
+    assert np.abs(f_model - f).max() < 0.02
+    for t in (0.12, 0.28):
+        probe, e, f = emt(t)
+        e_model, f_model = model.predict(probe.get_positions())
+        f_cheap = cheap.get_forces(probe.copy())
+        assert np.abs(f_model - f).max() < 0.5 * np.abs(f_cheap - f).max()

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import pytest
 
-from perovflow.workflows.runner import run_flow
-from perovflow.workflows.studies import build_flow, load_study
-
 STUDY = """
 study: vacancy
 name: csbr-fcentre-formation
@@ -44,17 +41,8 @@ def _energy(store, name: str) -> tuple[float, int]:
 
 @pytest.mark.qe
 @pytest.mark.slow
-def test_vbr_formation_energy_follows_the_chemical_potential_limits(tmp_path):
-    from perovflow.hpc.store import get_job_store
-
-    path = tmp_path / "csbr.yaml"
-    path.write_text(STUDY)
-    study = load_study(path)
-    flow = build_flow(study)
-    store = get_job_store()
-    info = run_flow(flow, store=store, root_dir=tmp_path / "run", study=study.name)
-    assert info["failed"] == []
-    report = store.get_output(flow.output.uuid, load=True)
+def test_vbr_formation_energy_follows_the_chemical_potential_limits(run_study):
+    report, store = run_study(STUDY)
 
     # ΔH_f(CsBr) from the raw DFT energies of the three cells (eV per formula unit)
     e_bulk, n_bulk = _energy(store, "bulk supercell static")

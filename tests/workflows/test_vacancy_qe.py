@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from perovflow.workflows.runner import run_flow
-from perovflow.workflows.studies import build_flow, load_study
-
 STUDY = """
 study: vacancy
 name: csbr-fcentre
@@ -27,17 +24,8 @@ vacancy:
 
 @pytest.mark.qe
 @pytest.mark.slow
-def test_br_vacancy_state_is_localized_in_the_gap(tmp_path):
-    from perovflow.hpc.store import get_job_store
-
-    path = tmp_path / "csbr.yaml"
-    path.write_text(STUDY)
-    study = load_study(path)
-    flow = build_flow(study)
-    store = get_job_store()
-    info = run_flow(flow, store=store, root_dir=tmp_path / "run", study=study.name)
-    assert info["failed"] == []
-    report = store.get_output(flow.output.uuid, load=True)
+def test_br_vacancy_state_is_localized_in_the_gap(run_study):
+    report, _ = run_study(STUDY)
     bulk, (vac,) = report["bulk"], report["vacancies"]
     assert bulk["gap_eV"] > 2.0  # CsBr is a wide-gap insulator (exp. 7.3 eV; PBE ~5 eV)
     # the F centre (an electron trapped in the Br vacancy): an occupied level deep in the gap,
