@@ -294,24 +294,18 @@ def _refine(
 
 def _surrogate_steps(
     band: list[Atoms], refs: list[np.ndarray], fmax: float, steps: int, trust: float
-) -> float:
-    """CI-NEB (FIRE) on the surrogate band until converged or an atom leaves the trust region.
-
-    Returns the largest displacement of any atom from ``refs`` (the evaluated geometries).
-    """
+) -> None:
+    """CI-NEB (FIRE) on the surrogate band until converged or an atom leaves the trust region
+    (``trust`` Å from ``refs``, the geometries the expensive calculator last saw)."""
     from ase.mep import NEB
     from ase.optimize import FIRE
 
     neb = NEB(band, climb=True, method="improvedtangent")
     opt = FIRE(neb, logfile=None, maxstep=trust / 2)
-    moved = 0.0
     for _ in opt.irun(fmax=fmax, steps=steps):
-        moved = max(
-            max_force(im.get_positions() - r) for im, r in zip(band[1:-1], refs, strict=True)
-        )
-        if moved > trust:
+        moved = (im.get_positions() - r for im, r in zip(band[1:-1], refs, strict=True))
+        if max(max_force(step) for step in moved) > trust:
             break
-    return moved
 
 
 def _window(band: list[Atoms], window: int | None) -> tuple[int, int]:
