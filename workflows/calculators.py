@@ -70,15 +70,15 @@ def calculator_factory(
         return lambda index: calc
     if code in ("qe", "cp2k"):
         if code == "qe":
-            from perovflow.engines.qe.calculator import qe_calculator as make
+            from perovflow.engines.qe.calculator import QECalculator as Make
         else:
-            from perovflow.engines.cp2k.calc import cp2k_calculator as make
+            from perovflow.engines.cp2k.calc import CP2KCalculator as Make
         cache_: dict[int, Calculator] = {}
 
         def per_image(index: int) -> Calculator:
             if index not in cache_:
                 name = f"image_{index:02d}" if index >= 0 else "image_end"
-                cache_[index] = make(Path(directory) / name, protocol, overrides, charge)
+                cache_[index] = Make(Path(directory) / name, protocol, overrides, charge)
             return cache_[index]
 
         return per_image

@@ -64,14 +64,3 @@ class QECalculator(Calculator):
             "free_energy": float(out.energy_eV),
             "forces": np.asarray(out.forces),
         }
-
-
-def qe_calculator(
-    directory: str | Path,
-    protocol: str = "fast",
-    overrides: dict[str, Any] | None = None,
-    charge: float = 0.0,
-    **kwargs: Any,
-) -> QECalculator:
-    """A :class:`QECalculator` in ``directory`` (``kwargs``: its other parameters)."""
-    return QECalculator(directory, protocol, overrides, charge, **kwargs)
