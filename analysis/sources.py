@@ -87,23 +87,10 @@ def load_projections(ref: str | Path) -> StateProjections:
 
 
 def _cp2k_projections(path: Path) -> StateProjections:
-    """CP2K projections through the CP2K engine's parser (helper module of engines.cp2k)."""
-    import importlib
+    """CP2K projections of a calculation folder (the CP2K engine's parser)."""
+    from perovflow.engines.cp2k.parsers import read_folder_projections
 
-    for mod, func in (
-        ("perovflow.engines.cp2k.projections", "parse_projections"),
-        ("perovflow.engines.cp2k.parsers", "parse_projections"),
-        ("perovflow.engines.cp2k", "parse_projections"),
-    ):
-        try:
-            fn = getattr(importlib.import_module(mod), func)
-        except (ImportError, AttributeError):
-            continue
-        return fn(path)
-    raise InputError(
-        f"cannot read CP2K projections in {path}: the CP2K parser is not installed",
-        "analyse the stored task id of the CP2K job instead",
-    )
+    return read_folder_projections(path if path.is_dir() else path.parent)
 
 
 def load_bands_source(ref: str | Path) -> Any:

@@ -97,3 +97,24 @@ def cli(capsys: pytest.CaptureFixture[str]):
         return code, out.out, out.err
 
     return run
+
+
+@pytest.fixture
+def cp2k_run(tmp_path):
+    """Copy a stored real CP2K run (tests/data/engines/cp2k/NAME, gzipped files unpacked) to tmp."""
+    import gzip
+    import shutil
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data" / "engines" / "cp2k"
+
+    def unpack(name: str) -> Path:
+        for src in (data / name).iterdir():
+            if src.suffix == ".gz":
+                with gzip.open(src, "rb") as fin, open(tmp_path / src.stem, "wb") as fout:
+                    shutil.copyfileobj(fin, fout)
+            else:
+                shutil.copy(src, tmp_path / src.name)
+        return tmp_path
+
+    return unpack

@@ -304,3 +304,49 @@ def read_trajectory(path: Path) -> list[dict[str, Any]]:
         )
         i += 2 + n
     return frames
+
+
+def read_folder_projections(folder: Path) -> Any:
+    """Projections of a finished CP2K calculation folder (``cp2k.inp``, ``coords.xyz``, PDOS).
+
+    The ``&LDOS`` lists come from the input perovflow wrote, the species and positions from
+    its coordinate file, the cell (a cluster's box) from ``&CELL`` and the Fermi level from
+    ``cp2k.out``; the structure is attached so that shell groups work.
+    """
+    from ase.io import read
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from perovflow.engines.cp2k.inputs import COORD_FILE, INPUT_FILE, OUTPUT_FILE
+
+    folder = Path(folder)
+    text = read_text(folder / INPUT_FILE)
+    lists = [int(n) for n in re.findall(r"&LDOS\s+LIST\s+(\d+)", text)]
+    if not lists:
+        raise EngineError(
+            f"the CP2K input in {folder} asks for no per-atom projections (&LDOS)",
+            "rerun the static job with projections on (the maker's default)",
+        )
+    try:
+        atoms = read(folder / COORD_FILE, format="xyz")
+    except (OSError, ValueError, StopIteration) as exc:
+        raise EngineError(
+            f"cannot read the CP2K coordinates {folder / COORD_FILE}: {exc}",
+            "analyse the folder of a complete perovflow CP2K run, or its stored task id",
+        ) from None
+    fermi = parse_output(folder / OUTPUT_FILE, natoms=len(atoms)).fermi_eV
+    proj = read_projections(folder, atoms.get_chemical_symbols(), lists, fermi)
+    atoms.set_cell(_cell_from_input(text))
+    atoms.pbc = True
+    proj.structure = AseAtomsAdaptor.get_structure(atoms).as_dict()
+    return proj
+
+
+def _cell_from_input(text: str) -> np.ndarray:
+    """Cell vectors (Å) of the input's ``&CELL``: ``A``/``B``/``C`` rows or a cluster's ``ABC``."""
+    rows = [re.search(rf"^\s*{v}\s+(\S+)\s+(\S+)\s+(\S+)\s*$", text, re.M) for v in "ABC"]
+    if all(rows):
+        return np.array([[float(x) for x in m.groups()] for m in rows])
+    abc = re.search(r"^\s*ABC\s+(\S+)\s+(\S+)\s+(\S+)", text, re.M)
+    if abc is None:
+        raise EngineError("the CP2K input has no &CELL vectors", "rerun the calculation")
+    return np.diag([float(x) for x in abc.groups()])

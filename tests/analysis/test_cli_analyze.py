@@ -88,3 +88,27 @@ def test_neb_cli_on_trajectory(cli, tmp_path: Path):
     data = json.loads(out)
     assert abs(data["barrier_forward_eV"] - 0.3) < 0.01 and data["ts_image"] == 3
     assert abs(data["barrier_forward_kcal_mol"] - 23.0605 * data["barrier_forward_eV"]) < 1e-9
+
+
+def test_ipr_and_pdos_of_a_cp2k_folder(cli, cp2k_run):
+    """A real CP2K run folder (Cs4PbBr6 cluster: Pb, 6 Br, 4 Cs) analysed like a QE one."""
+    tmp_path = cp2k_run("cs4pbbr6_cluster")
+    code, out, err = cli("analyze", "ipr", tmp_path, "--json")
+    assert code == 0, err
+    states = json.loads(out)["states"]
+    assert len(states) == len(np.loadtxt(tmp_path / "cp2k-list1-1.pdos", ndmin=2))
+    # 82 valence electrons (Pb 4 + 6 Br x 7 + 4 Cs x 9): 41 doubly occupied MOs
+    occupied = [s for s in states if s["occupation"] > 0]
+    assert len(occupied) == 41
+    # the highest occupied MO belongs to the [PbBr6] octahedron (atoms 0-6), not to Cs
+    homo = max(occupied, key=lambda s: s["energy_eV"])
+    assert all(a["element"] in ("Pb", "Br") for a in homo["top_atoms"])
+    code, out, err = cli("analyze", "pdos", tmp_path, "--shell", "6.5,6.5,6.5:3.5", "--json")
+    assert code == 0, err
+    assert set(json.loads(out)["integrals"]) == {"shell<3.5Å", "rest"}
+
+
+def test_cp2k_folder_without_projections_is_a_one_line_error(cli, cp2k_run):
+    code, _, err = cli("analyze", "ipr", cp2k_run("cspbbr3_kpoints"))
+    assert code == 2
+    assert "no per-atom projections" in err and len(err.strip().splitlines()) == 1

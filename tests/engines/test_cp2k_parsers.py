@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,18 +19,8 @@ DATA = Path(__file__).parents[1] / "data" / "engines" / "cp2k"
 CLUSTER_SPECIES = ["Pb"] + ["Br"] * 6 + ["Cs"] * 4
 
 
-def unpack(name: str, dest: Path) -> Path:
-    for src in (DATA / name).iterdir():
-        if src.suffix == ".gz":
-            with gzip.open(src, "rb") as fin, open(dest / src.stem, "wb") as fout:
-                shutil.copyfileobj(fin, fout)
-        else:
-            shutil.copy(src, dest / src.name)
-    return dest
-
-
-def test_cluster_output_energy_forces_and_mos(tmp_path):
-    res = parse_output(unpack("cs4pbbr6_cluster", tmp_path) / "cp2k.out", natoms=11)
+def test_cluster_output_energy_forces_and_mos(cp2k_run):
+    res = parse_output(cp2k_run("cs4pbbr6_cluster") / "cp2k.out", natoms=11)
     assert res.completed and res.scf_converged and res.version.startswith("CP2K version")
     assert res.energy_eV < 0
     # Pb sits at the centre of a Td-symmetric cluster: no net force on it
@@ -44,8 +32,8 @@ def test_cluster_output_energy_forces_and_mos(tmp_path):
     assert edges["vbm_eV"] < edges["cbm_eV"] and 1.0 < edges["band_gap_eV"] < 5.0
 
 
-def test_cluster_projections_are_per_atom_mulliken_weights(tmp_path):
-    folder = unpack("cs4pbbr6_cluster", tmp_path)
+def test_cluster_projections_are_per_atom_mulliken_weights(cp2k_run):
+    folder = cp2k_run("cs4pbbr6_cluster")
     proj = read_projections(folder, CLUSTER_SPECIES, list(range(1, 12)))
     assert proj.weights.shape == (proj.nstates, 11)
     assert np.allclose(proj.weights.sum(axis=1), 1.0, atol=1e-4)
@@ -58,8 +46,8 @@ def test_cluster_projections_are_per_atom_mulliken_weights(tmp_path):
     assert np.ptp(w[1:7]) < 0.05 * w[1:7].mean()
 
 
-def test_kpoint_output_puts_both_edges_at_r(tmp_path):
-    folder = unpack("cspbbr3_kpoints", tmp_path)
+def test_kpoint_output_puts_both_edges_at_r(cp2k_run):
+    folder = cp2k_run("cspbbr3_kpoints")
     res = parse_output(folder / "cp2k.out", natoms=5)
     assert res.eigenvalues.shape[:2] == (1, 8)
     params_text = (folder / "cp2k.inp").read_text()
@@ -75,8 +63,8 @@ def test_kpoint_output_puts_both_edges_at_r(tmp_path):
     assert edges["is_direct"] and 1.0 < edges["band_gap_eV"] < 2.5
 
 
-def test_truncated_output_is_a_one_line_error(tmp_path):
-    folder = unpack("cs4pbbr6_cluster", tmp_path)
+def test_truncated_output_is_a_one_line_error(cp2k_run):
+    folder = cp2k_run("cs4pbbr6_cluster")
     out = folder / "cp2k.out"
     text = out.read_text()
     out.write_text(text[: len(text) // 2])
@@ -87,8 +75,8 @@ def test_truncated_output_is_a_one_line_error(tmp_path):
         parse_output(folder / "missing.out")
 
 
-def test_truncated_pdos_file_is_an_error(tmp_path):
-    folder = unpack("cs4pbbr6_cluster", tmp_path)
+def test_truncated_pdos_file_is_an_error(cp2k_run):
+    folder = cp2k_run("cs4pbbr6_cluster")
     pdos = folder / "cp2k-list3-1.pdos"
     pdos.write_text(pdos.read_text()[:-30])
     with pytest.raises(EngineError) as err:
@@ -96,8 +84,8 @@ def test_truncated_pdos_file_is_an_error(tmp_path):
     assert "list3" in str(err.value) and "\n" not in str(err.value)
 
 
-def test_open_shell_cation_has_two_spin_channels_and_no_gap(tmp_path):
-    folder = unpack("csbr_cation_uks", tmp_path)  # CsBr+ : 9 + 7 - 1 = 15 electrons, doublet
+def test_open_shell_cation_has_two_spin_channels_and_no_gap(cp2k_run):
+    folder = cp2k_run("csbr_cation_uks")  # CsBr+ : 9 + 7 - 1 = 15 electrons, doublet
     res = parse_output(folder / "cp2k.out", natoms=2)
     assert res.eigenvalues.shape[0] == 2
     alpha, beta = res.occupations[:, 0].sum(axis=1)
