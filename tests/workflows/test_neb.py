@@ -98,3 +98,19 @@ def test_delta_model_learns_the_expensive_surface_from_its_calls():
         e_model, f_model = model.predict(probe.get_positions())
         f_cheap = cheap.get_forces(probe.copy())
         assert np.abs(f_model - f).max() < 0.5 * np.abs(f_cheap - f).max()
+
+
+def test_delta_model_memory_is_bounded_and_keeps_the_frozen_ends():
+    from perovflow.workflows.neb_gp import DeltaModel
+
+    initial, _ = vacancy_hop()
+    rows = 3 * len(initial) + 1
+    model = DeltaModel(initial, StiffEMT(), max_rows=6 * rows)
+    for seed in range(9):
+        probe = initial.copy()
+        probe.rattle(0.03, seed=seed)
+        probe.calc = EMT()
+        model.add(probe.get_positions(), probe.get_potential_energy(), probe.get_forces())
+    model.fit()
+    assert model.gp.X.shape == (6, rows - 1)  # kernel matrix stays 6 x (3N + 1) rows
+    assert np.allclose(model.gp.X[:2], model.X[:2]) and np.allclose(model.gp.X[2:], model.X[-4:])
