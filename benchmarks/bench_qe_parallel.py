@@ -1,12 +1,16 @@
-"""pw.x wall time: perovflow's parallel defaults vs plain ``mpirun -np 2 pw.x`` (same input).
+"""pw.x wall time: perovflow's default launch vs a bare serial ``pw.x`` and ``mpirun -np N pw.x``.
 
-Both runs use the same ``espresso.pwi`` (cubic CsPbBr3, 5 atoms, fast protocol, 25 Ry,
-2x2x2 k grid: 4 irreducible k-points) and 2 MPI ranks with OMP_NUM_THREADS=1. The baseline
-is the plain command; perovflow's command comes from :func:`pw_argv` with the settings
-``mpi_prefix="mpirun -np 2"`` and no pool setting, so the code picks ``-nk`` from the
-irreducible k-points (here ``-nk 2``: k-point parallelism instead of plane-wave
-distribution, which is faster for small cells). Each is run ``--repeat`` times
-alternately; the best time of each is printed side by side.
+All three runs use the same ``espresso.pwi`` (cubic CsPbBr3, 5 atoms, fast protocol, 25 Ry,
+2x2x2 k grid: 4 irreducible k-points) with OMP_NUM_THREADS=1:
+
+* ``serial``: the bare binary, as perovflow launched it before (an MPI singleton, one core);
+* ``mpirun``: plain ``mpirun -np N pw.x`` on the N cores this process may use;
+* ``perovflow``: :func:`pw_argv` with no launch settings at all, i.e. the automatic prefix
+  (``mpirun -np N`` locally, ``srun`` in a SLURM allocation) plus ``-nk`` pools chosen from
+  the ranks and the irreducible k-points (k-point parallelism beats plane-wave distribution
+  on small cells).
+
+Each is run ``--repeat`` times in turn; the best time of each is printed side by side.
 
 Run: ``.venv/bin/python benchmarks/bench_qe_parallel.py [--repeat 2]``
 """
@@ -56,31 +60,40 @@ def _time(argv: list[str], inp: Path, label: str) -> float:
 
 
 def main() -> None:
-    """Run both commands alternately and print the best wall times side by side."""
+    """Run the three launches in turn and print the best wall times side by side."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
+    from perovflow.launch import available_cores
+
+    ncores = available_cores()
+    root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
     with tempfile.TemporaryDirectory(prefix="bench-qe-") as tmp:
         work = Path(tmp)
         os.environ.setdefault("PEROVFLOW_PROJECT_DIR", str(work / "project"))
-        os.environ["PEROVFLOW_QE__PARALLEL"] = '{"mpi_prefix": "mpirun -np 2"}'
-        os.environ["OMP_NUM_THREADS"] = "1"
-        if os.geteuid() == 0:  # containers: Open MPI refuses root unless told (both runs alike)
-            os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
-            os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        for key in [k for k in os.environ if k.startswith("PEROVFLOW_") and "PARALLEL" in k]:
+            os.environ.pop(key)  # perovflow's defaults, nothing set by hand
         os.environ.pop("PEROVFLOW_QE__NPOOL", None)
+        os.environ["OMP_NUM_THREADS"] = "1"
         inp, ours = _setup(work)
-        baseline = ["mpirun", "-np", "2", "pw.x"]
-        times: dict[str, list[float]] = {"baseline": [], "perovflow": []}
+        commands = {
+            "serial": ["pw.x"],
+            "mpirun": ["mpirun", *root, "-np", str(ncores), "pw.x"],
+            "perovflow": ours,
+        }
+        times: dict[str, list[float]] = {name: [] for name in commands}
         for i in range(args.repeat):
             print(f"round {i + 1}")
-            times["baseline"].append(_time(baseline, inp, f"baseline{i}"))
-            times["perovflow"].append(_time(ours, inp, f"perovflow{i}"))
-    best_b, best_p = min(times["baseline"]), min(times["perovflow"])
-    print(f"\n{'':24s}{'plain mpirun -np 2':>20s}{'perovflow defaults':>20s}")
-    print(f"{'best wall time (s)':24s}{best_b:20.2f}{best_p:20.2f}")
-    print(f"{'command':24s}{'pw.x':>20s}{' '.join(ours[3:]):>20s}")
-    print(f"speed-up: {best_b / best_p:.2f}x")
+            for name, argv in commands.items():
+                times[name].append(_time(argv, inp, f"{name}{i}"))
+    best = {name: min(t) for name, t in times.items()}
+    print(f"\n{'':22s}" + "".join(f"{name:>14s}" for name in commands))
+    print(f"{'best wall time (s)':22s}" + "".join(f"{best[n]:14.2f}" for n in commands))
+    print(f"perovflow default: {' '.join(ours)}")
+    print(
+        f"speed-up of the default: {best['serial'] / best['perovflow']:.2f}x over serial, "
+        f"{best['mpirun'] / best['perovflow']:.2f}x over plain mpirun -np {ncores}"
+    )
 
 
 if __name__ == "__main__":

@@ -243,6 +243,7 @@ def run_with_recovery(
     *,
     max_attempts: int = 5,
     label: str = "calculation",
+    describe: Callable[[], str] | None = None,
 ) -> RecoveryOutcome:
     """Run ``execute(params, attempt)`` until ``completed`` or no handler can help.
 
@@ -259,6 +260,9 @@ def run_with_recovery(
         Whether the run ended normally (exit status 0 and the code's end marker).
     max_attempts
         Total number of runs allowed.
+    describe
+        Says in one line how and where the last run ended (e.g. the stage reached when the
+        code's own message is missing); added to the error raised.
 
     Returns
     -------
@@ -283,7 +287,7 @@ def run_with_recovery(
         if handler is None and completed(result):
             return RecoveryOutcome(params, result, total, attempt + 1, recovery)
         if handler is None:
-            raise _crash_error(label, result, recovery)
+            raise _crash_error(label, result, recovery, describe)
         fix = handler.correct(directory, params)
         counts[handler.name] = counts.get(handler.name, 0) + 1
         recovery.append(
@@ -295,9 +299,10 @@ def run_with_recovery(
             }
         )
         params = apply_actions(params, fix.get("actions", []), directory)
+    found = f" ({describe()})" if describe is not None else ""
     raise EngineError(
         f"{label} in {directory} still failing after {max_attempts} attempts "
-        f"({', '.join(r['handler'] for r in recovery)}); last output:\n{result.tail(8)}",
+        f"({', '.join(r['handler'] for r in recovery)}){found}; last output:\n{result.tail(8)}",
         "inspect the output file, fix the input by hand (--set key=value) and rerun",
     )
 
@@ -313,13 +318,19 @@ def _first_firing(
     return None
 
 
-def _crash_error(label: str, result: RunResult, recovery: list[dict[str, Any]]) -> EngineError:
+def _crash_error(
+    label: str,
+    result: RunResult,
+    recovery: list[dict[str, Any]],
+    describe: Callable[[], str] | None = None,
+) -> EngineError:
     how = "timed out" if result.timed_out else f"exited with status {result.returncode}"
     if result.returncode == 0 and not result.timed_out:
         how = "stopped without its end-of-job marker"
     done = f" after {len(recovery)} recovery action(s)" if recovery else ""
+    found = f" ({describe()})" if describe is not None else ""
     return EngineError(
-        f"{label} ({' '.join(result.argv)}) {how}{done}; last output:\n{result.tail(8)}",
+        f"{label} ({' '.join(result.argv)}) {how}{done}{found}; last output:\n{result.tail(8)}",
         f"read {result.stdout_path} and fix the input or the executable settings",
     )
 

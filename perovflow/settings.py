@@ -45,17 +45,31 @@ class _Section(BaseModel):
 class ParallelSettings(_Section):
     """How a parallel code is launched (ASE genericfileio profile parts)."""
 
-    mpi_prefix: str = Field(
-        "", description="Prefix before a parallel binary, e.g. 'mpirun -np 2' or 'srun'."
+    mpi_prefix: str | None = Field(
+        None,
+        description="Prefix before a parallel binary, e.g. 'mpirun -np 2' or 'srun'. None "
+        "(default): 'srun -n $SLURM_NTASKS' inside a SLURM allocation, else 'mpirun -np <cores "
+        "this process may use>'; '' runs the bare binary.",
+    )
+    ranks: int | None = Field(
+        None, ge=1, description="MPI ranks of the automatic prefix (None: all cores / tasks)."
     )
     mpi_suffix: str = Field(
         "", description="Extra arguments after the binary, e.g. '-nk 2' for pw.x pools."
     )
     omp_threads: int = Field(1, ge=1, description="OMP_NUM_THREADS exported to parallel codes.")
 
+    def prefix(self) -> list[str]:
+        """The launch prefix: the user's ``mpi_prefix``, or the automatic one when unset."""
+        if self.mpi_prefix is None:
+            from perovflow.launch import auto_prefix
+
+            return auto_prefix(self.ranks, self.omp_threads)
+        return shlex.split(self.mpi_prefix)
+
     def command(self, binary: str) -> list[str]:
         """Return the argv that launches ``binary`` under this parallel setup."""
-        return [*shlex.split(self.mpi_prefix), *shlex.split(binary), *shlex.split(self.mpi_suffix)]
+        return [*self.prefix(), *shlex.split(binary), *shlex.split(self.mpi_suffix)]
 
 
 class QESettings(_Section):

@@ -305,7 +305,13 @@ def cp2k_input_set(
     if poisson:
         dft["POISSON"] = poisson
     if kgrid is not None:
-        dft["KPOINTS"] = {"SCHEME": "GENERAL", "KPOINT": gamma_centred_kpoints(kgrid)}
+        # PARALLEL_GROUP_SIZE 0: all ranks work on every k-point, so CP2K's I/O rank prints
+        # the MO eigenvalues of all of them (with k-point groups it prints its own group's only)
+        dft["KPOINTS"] = {
+            "SCHEME": "GENERAL",
+            "KPOINT": gamma_centred_kpoints(kgrid),
+            "PARALLEL_GROUP_SIZE": 0,
+        }
     glob: dict[str, Any] = {
         "PROJECT": PROJECT,
         "RUN_TYPE": "GEO_OPT" if calc_type == "relax" else "ENERGY_FORCE",

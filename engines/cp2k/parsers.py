@@ -32,6 +32,7 @@ _ENERGY = re.compile(rf"ENERGY\| Total FORCE_EVAL \( \w+ \) energy[^:]*:\s+({_NU
 _MO_HEAD = re.compile(
     r"^ MO\| (?:(ALPHA|BETA) )?EIGENVALUES AND OCCUPATION NUMBERS(?: FOR K POINT\s+(\d+))?", re.M
 )
+_NKPOINTS = re.compile(r"BRILLOUIN\| List of Kpoints \[2 Pi/Bohr\]\s+(\d+)")
 _MO_ROW = re.compile(rf"^ MO\|\s+\d+\s+({_NUM})\s+({_NUM})\s+({_NUM})\s*$", re.M)
 _FERMI = re.compile(rf"^ MO\| E\(Fermi\):\s+({_NUM})\s+a\.u\.", re.M)
 _FORCES = re.compile(
@@ -94,6 +95,7 @@ def parse_output(path: Path, natoms: int | None = None) -> CP2KResult:
     res.energy_eV = float(energies[-1]) * Hartree
     res.forces = _parse_forces(text, natoms, path)
     res.eigenvalues, res.occupations = _parse_mos(text)
+    _check_all_kpoints(text, res.eigenvalues, path)
     fermi = _FERMI.findall(text)
     res.fermi_eV = float(fermi[-1]) * Hartree if fermi else None
     res.scf_converged = "SCF run NOT converged" not in text
@@ -161,6 +163,18 @@ def _parse_mos(text: str) -> tuple[np.ndarray | None, np.ndarray | None]:
         eig[s, k] = rows[:nmo, 1]
         occ[s, k] = rows[:nmo, 2]
     return eig, occ
+
+
+def _check_all_kpoints(text: str, eig: np.ndarray | None, path: Path) -> None:
+    """Refuse MO eigenvalues printed for only some k-points (a gap from those would be wrong)."""
+    m = _NKPOINTS.search(text)
+    if eig is None or m is None or eig.shape[1] == int(m.group(1)):
+        return
+    raise EngineError(
+        f"CP2K output {path} has MO eigenvalues for {eig.shape[1]} of {m.group(1)} k-points "
+        "(CP2K prints only the first k-point group's under MPI)",
+        "set FORCE_EVAL/DFT/KPOINTS/PARALLEL_GROUP_SIZE 0 (perovflow's input sets do) and rerun",
+    )
 
 
 def read_kpoints(params: dict[str, Any]) -> dict[str, Any] | None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from perovflow.engines.qe.failures import CRASH_FILE, PW_ERR, diagnose, write_exit
 from perovflow.engines.qe.handlers import PW_OUT, TIMEOUT_MARKER, default_handlers
 from perovflow.engines.runner import (
     SLURM_MARGIN_S,
@@ -29,20 +30,10 @@ from perovflow.engines.runner import (
     slurm_stop_after_s,
 )
 from perovflow.errors import EngineError
+from perovflow.launch import mpi_ranks
 
 PW_IN = "espresso.pwi"
 MIN_PW_SECONDS = 60.0  # below this a SLURM job is not worth starting pw.x in
-
-
-def mpi_ranks(argv: list[str]) -> int:
-    """Number of MPI ranks in a launch prefix (``-np N``, ``-n N``, ``--ntasks=N``)."""
-    for i, tok in enumerate(argv):
-        if tok in ("-np", "-n", "--np", "-c") and i + 1 < len(argv) and argv[i + 1].isdigit():
-            return int(argv[i + 1])
-        m = re.fullmatch(r"--(?:ntasks|np)=(\d+)", tok)
-        if m:
-            return int(m.group(1))
-    return 1
 
 
 def choose_npool(nranks: int, nk_irreducible: int) -> int:
@@ -72,9 +63,7 @@ def pw_argv(atoms: Any, kpts: Any, binary: str | None = None) -> list[str]:
     argv = par.command(binary or settings.qe.pw_cmd)
     if any(t in ("-nk", "-npool", "-npools", "-nkpools") for t in argv):
         return argv
-    npool = settings.qe.npool or choose_npool(
-        mpi_ranks(shlex.split(par.mpi_prefix)), irreducible_kpoints(atoms, kpts)
-    )
+    npool = settings.qe.npool or choose_npool(mpi_ranks(argv), irreducible_kpoints(atoms, kpts))
     return [*argv, "-nk", str(npool)] if npool > 1 else argv
 
 
@@ -132,15 +121,18 @@ def run_pw(
     def execute(current: dict[str, Any], attempt: int) -> RunResult:
         if attempt and (directory / PW_OUT).is_file():  # keep the failed run's output
             shutil.copy2(directory / PW_OUT, directory / f"{PW_OUT}.attempt{attempt}")
+        if (directory / CRASH_FILE).is_file():  # pw.x appends to CRASH: start clean
+            os.replace(directory / CRASH_FILE, directory / f"{CRASH_FILE}.attempt{attempt}")
         if auto_stop:  # the user's max_seconds wins; otherwise stop before SLURM kills us
             _slurm_max_seconds(current, directory)
         geometry = _atoms_for_attempt(atoms, current, directory)
         write_pw_input(geometry, current, directory, pseudo_dir)
         argv = [*pw_argv(geometry, current.get("kpts")), "-in", PW_IN]
         result = run_command(
-            argv, directory, PW_OUT, "espresso.err", walltime_s=walltime_s,
+            argv, directory, PW_OUT, PW_ERR, walltime_s=walltime_s,
             env={"OMP_NUM_THREADS": omp},
         )  # fmt: skip
+        write_exit(directory, result.returncode, result.timed_out)
         if result.timed_out:
             (directory / TIMEOUT_MARKER).touch()
         return result
@@ -156,6 +148,7 @@ def run_pw(
         completed,
         max_attempts=max_attempts,
         label="pw.x",
+        describe=lambda: diagnose(directory).summary(),
     )
 
 

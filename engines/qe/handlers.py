@@ -6,8 +6,8 @@ parameter dict (see :mod:`perovflow.engines.runner`). Handlers never edit files 
 not write; a restart geometry is written to ``restart_geometry.json`` and named in
 ``params["_restart_structure"]``.
 
-Handled: SCF not converged, too few bands, diagonalization failure, wall time reached,
-BFGS failure. A crashed executable that no handler recognises ends the loop with an
+Handled: SCF not converged, too few bands, diagonalization failure (also when pw.x's message
+was lost: see :mod:`perovflow.engines.qe.failures`), wall time reached, BFGS failure. A crashed executable that no handler recognises ends the loop with an
 :class:`~perovflow.errors.EngineError` carrying the output tail (see ``run_with_recovery``).
 """
 
@@ -18,20 +18,24 @@ import os
 from pathlib import Path
 from typing import Any
 
+from perovflow.engines.qe.failures import CRASH_FILE, PW_ERR, PW_OUT, diagnose
 from perovflow.engines.runner import ErrorHandler
 
-PW_OUT = "espresso.pwo"
 TIMEOUT_MARKER = ".perovflow_timed_out"
 RESTART_FILE = "restart_geometry.json"
-DIAGONALIZATIONS = ("david", "cg", "ppcg")
+DIAGONALIZATIONS = ("david", "cg", "ppcg", "paro")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
 
 
 def read_output(directory: Path) -> str:
     """Text of the pw.x output in ``directory`` ('' if missing)."""
-    try:
-        return (Path(directory) / PW_OUT).read_text(errors="replace")
-    except OSError:
-        return ""
+    return _read(Path(directory) / PW_OUT)
 
 
 def _get(params: dict[str, Any], section: str, key: str, default: Any) -> Any:
@@ -122,9 +126,18 @@ class TooFewBandsHandler(ErrorHandler):
 
 
 class DiagonalizationHandler(ErrorHandler):
-    """Cholesky / S matrix failures: switch diagonalization david -> cg -> ppcg."""
+    """Davidson/Cholesky failures: switch diagonalization david -> cg -> ppcg -> paro.
+
+    Fires on pw.x's messages (output, ``CRASH`` or stderr) and also when the message is lost:
+    a run that exits non-zero on its own (no signal, disk not full, no text) inside an SCF
+    iteration or the band-structure step. That is where pw.x's LAXlib aborts
+    (``cdiaghg``/``rdiaghg``) without flushing its output under an MPI singleton; errors
+    raised elsewhere in those steps go through ``errore``, which does print. SCF runs restart
+    from the saved charge density when there is one; nscf/bands runs read the scf's anyway.
+    """
 
     error = "diagonalization failed"
+    max_num_corrections = len(DIAGONALIZATIONS) - 1
     markers = (  # error messages only: routine names also appear in the timing report
         "S matrix not positive definite",
         "problems computing cholesky",
@@ -135,15 +148,29 @@ class DiagonalizationHandler(ErrorHandler):
         "eigenvectors failed to converge",
     )
 
+    def _reason(self, directory: Path) -> str | None:
+        texts = [read_output(directory)]
+        texts += [_read(Path(directory) / name) for name in (CRASH_FILE, PW_ERR)]
+        if any(m in text for text in texts for m in self.markers):
+            return self.error
+        found = diagnose(directory)
+        if found.lost_message and found.stage in ("scf", "bands"):
+            return f"{self.error} (message lost: {found.summary()})"
+        return None
+
     def check(self, directory: Path) -> bool:
-        text = read_output(directory)
-        return any(m in text for m in self.markers)
+        return self._reason(directory) is not None
 
     def correct(self, directory: Path, params: dict[str, Any]) -> dict[str, Any]:
+        reason = self._reason(directory) or self.error
         current = _get(params, "electrons", "diagonalization", "david")
         idx = DIAGONALIZATIONS.index(current) if current in DIAGONALIZATIONS else 0
         new = DIAGONALIZATIONS[min(idx + 1, len(DIAGONALIZATIONS) - 1)]
-        return {"errors": [self.error], "actions": [_set(electrons__diagonalization=new)]}
+        actions = [_set(electrons__diagonalization=new)]
+        if _get(params, "control", "calculation", "scf") == "scf":
+            actions += _charge_density_restart(directory, params)
+        (Path(directory) / CRASH_FILE).unlink(missing_ok=True)  # the next run writes its own
+        return {"errors": [reason], "actions": actions}
 
 
 class WalltimeHandler(ErrorHandler):

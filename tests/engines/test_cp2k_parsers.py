@@ -95,3 +95,15 @@ def test_open_shell_cation_has_two_spin_channels_and_no_gap(cp2k_run):
     proj = read_projections(folder, ["Cs", "Br"], [1, 2])
     assert set(proj.spins.tolist()) == {0, 1} and proj.nstates == 2 * res.eigenvalues.shape[2]
     assert np.allclose(proj.weights.sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_mo_eigenvalues_of_only_some_kpoints_are_refused(cp2k_run):
+    # a real cp2k.psmp run under mpirun -np 2 with k-point groups: the I/O rank printed the
+    # MOs of k-points 1-4 of 8, and R (where both band edges lie) was not among them
+    folder = cp2k_run("kpoint_groups")
+    text = (folder / "cp2k.out").read_text()
+    assert "List of Kpoints [2 Pi/Bohr]                                        8" in text
+    assert text.count("EIGENVALUES AND OCCUPATION NUMBERS FOR K POINT") == 4
+    with pytest.raises(EngineError) as err:
+        parse_output(folder / "cp2k.out")
+    assert "4 of 8 k-points" in err.value.problem and "PARALLEL_GROUP_SIZE 0" in err.value.fix

@@ -86,6 +86,7 @@ def test_unknown_keys_are_one_line_errors():
 
 def test_launch_command_comes_from_settings_and_pools_follow_kpoints(monkeypatch):
     atoms = cspbbr3()
+    monkeypatch.setenv("PEROVFLOW_PARALLEL__MPI_PREFIX", "")  # the user asks for a bare binary
     assert pw_argv(atoms, [2, 2, 2]) == ["pw.x"]
     monkeypatch.setenv("PEROVFLOW_QE__PARALLEL", '{"mpi_prefix": "mpirun -np 2"}')
     assert pw_argv(atoms, [2, 2, 2]) == ["mpirun", "-np", "2", "pw.x", "-nk", "2"]
@@ -93,6 +94,9 @@ def test_launch_command_comes_from_settings_and_pools_follow_kpoints(monkeypatch
     monkeypatch.setenv("PEROVFLOW_QE__NPOOL", "1")
     assert pw_argv(atoms, [2, 2, 2]) == ["mpirun", "-np", "2", "pw.x"]  # the setting wins
     assert mpi_ranks(["srun", "--ntasks=8"]) == 8
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    assert mpi_ranks(["srun", "pw.x"]) == 4  # srun without a count starts the allocation's tasks
     assert choose_npool(8, 3) == 2 and choose_npool(6, 10) == 6
 
 

@@ -212,7 +212,8 @@ def test_slurm_remaining_time_sources(tmp_path, monkeypatch):
 def test_max_seconds_from_slurm_and_user_wins(tmp_path, monkeypatch):
     pw = shutil.which("pw.x")
     monkeypatch.setenv("PATH", f"{_fake_squeue(tmp_path, '1:02:03')}:{Path(pw).parent}:/bin")
-    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.setenv("SLURM_JOB_ID", "42")  # a pretend job: no srun into it
+    monkeypatch.setenv("PEROVFLOW_PARALLEL__MPI_PREFIX", "")
     monkeypatch.delenv("SLURM_JOB_END_TIME", raising=False)
     auto = run_qe_task(
         QEStaticMaker(protocol="fast", input_set_overrides=TINY), cspbbr3(), None, tmp_path / "auto"

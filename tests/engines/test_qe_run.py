@@ -188,19 +188,6 @@ def test_crashed_executable_reports_output_tail(tmp_path, monkeypatch):
     assert "exited with status 1" in err.value.problem and "segmentation fault" in err.value.problem
 
 
-def test_diagonalization_failure_switches_solver(tmp_path, monkeypatch):
-    # pw.x's own error text (cdiaghg) replayed once at the executable boundary, then real pw.x
-    wrapper = _script(
-        tmp_path / "pw_fail_once.sh",
-        'if [ ! -f diag_failed ]; then touch diag_failed; echo " Error in routine cdiaghg (41):"; '
-        'echo " problems computing cholesky"; exit 1; fi\nexec pw.x "$@"\n',
-    )
-    monkeypatch.setenv("PEROVFLOW_QE__PW_CMD", str(wrapper))
-    doc = run(QEStaticMaker(protocol="fast", input_set_overrides=TINY), cspbbr3(), tmp_path, "diag")
-    assert [r.handler for r in doc.recovery] == ["DiagonalizationHandler"]
-    assert doc.input_parameters["input_data"]["electrons"]["diagonalization"] == "cg"
-
-
 def test_cli_calc_json_and_missing_pseudo(cli, tmp_path, monkeypatch):
     cif = tmp_path / "CsPbBr3.cif"
     cspbbr3().to(filename=str(cif))

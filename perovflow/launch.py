@@ -1,0 +1,91 @@
+"""How a parallel code is launched on this machine: the automatic MPI prefix and rank count.
+
+The default (``parallel.mpi_prefix`` unset) uses every core the process may run on:
+
+* inside a SLURM allocation (``SLURM_JOB_ID`` set and ``srun`` on PATH):
+  ``srun -n $SLURM_NTASKS`` (``SLURM_NTASKS`` or ``SLURM_NPROCS``; 1 if neither is set);
+* otherwise ``mpirun -np N`` with N = the cores in ``os.sched_getaffinity(0)``, plus
+  ``--allow-run-as-root`` only when running as root (Open MPI refuses root without it);
+* a bare binary when no ``mpirun`` is installed.
+
+A launcher is preferred to a bare binary even on one core: pw.x run as an Open MPI
+*singleton* loses its own error message when it aborts (Open MPI's ``show_help`` fails and
+Fortran's buffered output dies with the process), while under ``mpirun`` it is printed.
+
+Whatever the user sets wins: ``mpi_prefix: ""`` runs the bare binary, any other string is used
+as given, and ``parallel.ranks`` fixes the rank count of the automatic prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+
+
+def available_cores() -> int:
+    """Number of cores this process may run on (its CPU affinity, not the machine's size)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def slurm_ntasks(env: Mapping[str, str] | None = None) -> int | None:
+    """Tasks of the current SLURM allocation; None outside SLURM."""
+    env = os.environ if env is None else env
+    if not env.get("SLURM_JOB_ID"):
+        return None
+    for key in ("SLURM_NTASKS", "SLURM_NPROCS"):
+        value = env.get(key, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 1
+
+
+def auto_prefix(
+    ranks: int | None = None, threads: int = 1, env: Mapping[str, str] | None = None
+) -> list[str]:
+    """The automatic MPI launch prefix (see the module docstring); ``[]`` for a bare binary.
+
+    Parameters
+    ----------
+    ranks
+        Rank count to use instead of the allocation's tasks / the available cores.
+    threads
+        OpenMP threads per rank: locally the ranks are ``cores // threads``.
+    """
+    ntasks = slurm_ntasks(env)
+    if ntasks is not None and shutil.which("srun"):
+        return ["srun", "-n", str(ranks or ntasks)]
+    if not shutil.which("mpirun"):
+        return []
+    root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
+    count = ranks or max(1, available_cores() // max(1, threads))
+    return ["mpirun", *root, "-np", str(count)]
+
+
+_RANK_FLAGS = ("-np", "-n", "--np", "--ntasks", "-c")
+
+
+def mpi_ranks(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
+    """Number of MPI ranks a launch command starts.
+
+    Reads ``-np N``, ``-n N``, ``--ntasks=N``/``--np=N``; a launcher without a count
+    (``srun``, ``mpirun`` inside an allocation) starts ``SLURM_NTASKS`` ranks; a bare
+    binary is one rank.
+    """
+    for i, tok in enumerate(argv):
+        if tok in _RANK_FLAGS and i + 1 < len(argv) and str(argv[i + 1]).isdigit():
+            return int(argv[i + 1])
+        m = re.fullmatch(r"--(?:ntasks|np|n)=(\d+)", str(tok))
+        if m:
+            return int(m.group(1))
+    names = {os.path.basename(str(t)) for t in argv}
+    if names & {"srun", "mpirun", "mpiexec", "orterun"}:
+        ntasks = slurm_ntasks(env)
+        if ntasks is not None:
+            return ntasks
+        return available_cores() if names & {"mpirun", "mpiexec", "orterun"} else 1
+    return 1

@@ -1,0 +1,68 @@
+"""The automatic launch: all cores locally through mpirun, srun inside SLURM, user wins."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from perovflow.launch import auto_prefix, mpi_ranks
+from perovflow.settings import get_settings
+
+ROOT = ["--allow-run-as-root"] if os.geteuid() == 0 else []
+needs_mpirun = pytest.mark.skipif(not shutil.which("mpirun"), reason="needs mpirun (openmpi-bin)")
+
+
+def _clear_slurm(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("SLURM_"):
+            monkeypatch.delenv(key)
+
+
+@needs_mpirun
+def test_default_uses_the_cores_the_process_is_pinned_to():
+    # taskset pins a child process to one core: the prefix it computes must start 1 rank
+    code = "from perovflow.settings import get_settings; print(get_settings().parallel.prefix())"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PEROVFLOW_PARA"))}
+    out = subprocess.run(
+        ["taskset", "-c", "0", sys.executable, "-c", code],
+        capture_output=True, text=True, check=True, env=env,
+    ).stdout  # fmt: skip
+    assert out.strip() == str(["mpirun", *ROOT, "-np", "1"])
+
+
+@needs_mpirun
+def test_default_is_mpirun_on_all_cores_locally(monkeypatch):
+    _clear_slurm(monkeypatch)
+    ncores = len(os.sched_getaffinity(0))
+    assert get_settings().parallel.command("pw.x") == ["mpirun", *ROOT, "-np", str(ncores), "pw.x"]
+    monkeypatch.setenv("PEROVFLOW_PARALLEL__OMP_THREADS", str(ncores))  # threads take the cores
+    assert get_settings().parallel.prefix() == ["mpirun", *ROOT, "-np", "1"]
+
+
+def test_inside_slurm_the_default_is_srun_with_the_allocations_tasks(monkeypatch, tmp_path):
+    _clear_slurm(monkeypatch)
+    fake = tmp_path / "srun"  # only looked up on PATH, never run
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.setenv("SLURM_NTASKS", "6")
+    prefix = auto_prefix()
+    assert prefix == ["srun", "-n", "6"]
+    assert mpi_ranks([*prefix, "pw.x"]) == 6
+
+
+def test_user_settings_win_over_the_automatic_launch(monkeypatch):
+    monkeypatch.setenv("PEROVFLOW_PARALLEL__MPI_PREFIX", "")
+    assert get_settings().parallel.command("pw.x") == ["pw.x"]
+    monkeypatch.setenv("PEROVFLOW_PARALLEL__MPI_PREFIX", "mpiexec -n 3")
+    assert get_settings().parallel.command("pw.x") == ["mpiexec", "-n", "3", "pw.x"]
+    monkeypatch.delenv("PEROVFLOW_PARALLEL__MPI_PREFIX")
+    monkeypatch.setenv("PEROVFLOW_PARALLEL__RANKS", "5")
+    _clear_slurm(monkeypatch)
+    if shutil.which("mpirun"):
+        assert get_settings().parallel.prefix()[-2:] == ["-np", "5"]
