@@ -2,11 +2,16 @@
 
 The default (``parallel.mpi_prefix`` unset) uses every core the process may run on:
 
-* inside a SLURM allocation (``SLURM_JOB_ID`` set and ``srun`` on PATH):
-  ``srun -n $SLURM_NTASKS`` (``SLURM_NTASKS`` or ``SLURM_NPROCS``; 1 if neither is set);
-* otherwise ``mpirun -np N`` with N = the cores in ``os.sched_getaffinity(0)``, plus
-  ``--allow-run-as-root`` only when running as root (Open MPI refuses root without it);
-* a bare binary when no ``mpirun`` is installed.
+* inside a SLURM allocation (``SLURM_JOB_ID`` set): the allocation's tasks
+  (``SLURM_NTASKS`` or ``SLURM_NPROCS``; 1 if neither is set), through ``mpirun -np N``;
+  Open MPI's and Intel MPI's ``mpirun`` read the allocation themselves. ``srun -n N`` is used
+  with ``parallel.launcher: srun`` (or when there is no ``mpirun``): a direct ``srun`` launch
+  needs an MPI built with SLURM's PMI, which Debian's Open MPI is not ("OMPI was not built
+  with SLURM's PMI support");
+* otherwise ``mpirun -np N`` with N = the cores in ``os.sched_getaffinity(0)`` divided by
+  the OpenMP threads per rank;
+* ``--allow-run-as-root`` only when running as root (Open MPI refuses root without it);
+* a bare binary when neither launcher is installed.
 
 A launcher is preferred to a bare binary even on one core: pw.x run as an Open MPI
 *singleton* loses its own error message when it aborts (Open MPI's ``show_help`` fails and
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 from collections.abc import Mapping, Sequence
 
@@ -45,7 +51,10 @@ def slurm_ntasks(env: Mapping[str, str] | None = None) -> int | None:
 
 
 def auto_prefix(
-    ranks: int | None = None, threads: int = 1, env: Mapping[str, str] | None = None
+    ranks: int | None = None,
+    threads: int = 1,
+    env: Mapping[str, str] | None = None,
+    launcher: str = "auto",
 ) -> list[str]:
     """The automatic MPI launch prefix (see the module docstring); ``[]`` for a bare binary.
 
@@ -55,15 +64,39 @@ def auto_prefix(
         Rank count to use instead of the allocation's tasks / the available cores.
     threads
         OpenMP threads per rank: locally the ranks are ``cores // threads``.
+    env
+        Environment to read SLURM variables from (default ``os.environ``).
+    launcher
+        ``auto`` (mpirun, else srun inside SLURM), ``mpirun`` or ``srun``.
     """
     ntasks = slurm_ntasks(env)
-    if ntasks is not None and shutil.which("srun"):
-        return ["srun", "-n", str(ranks or ntasks)]
+    count = ranks or ntasks or max(1, available_cores() // max(1, threads))
+    use_srun = launcher == "srun" or (launcher == "auto" and not shutil.which("mpirun"))
+    if use_srun and ntasks is not None and shutil.which("srun"):
+        return ["srun", "-n", str(count)]
     if not shutil.which("mpirun"):
         return []
     root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
-    count = ranks or max(1, available_cores() // max(1, threads))
     return ["mpirun", *root, "-np", str(count)]
+
+
+def require_executable(binary: str) -> None:
+    """Raise a one-line error when ``binary`` (a name on PATH or a path) cannot be run.
+
+    Checked before launching: under ``mpirun``/``srun`` a missing code would otherwise be
+    the launcher's multi-line complaint rather than perovflow's one-line error.
+    """
+    from perovflow.errors import EngineError
+
+    name = shlex.split(binary)[0] if binary.strip() else binary
+    found = shutil.which(name)
+    if found is None:
+        why = "not found on PATH" if os.sep not in name else "missing or not executable"
+        raise EngineError(
+            f"cannot start '{name}': {why}",
+            "install it or point the perovflow settings at the right executable "
+            "(perovflow doctor lists what is missing)",
+        )
 
 
 _RANK_FLAGS = ("-np", "-n", "--np", "--ntasks", "-c")

@@ -48,8 +48,12 @@ class ParallelSettings(_Section):
     mpi_prefix: str | None = Field(
         None,
         description="Prefix before a parallel binary, e.g. 'mpirun -np 2' or 'srun'. None "
-        "(default): 'srun -n $SLURM_NTASKS' inside a SLURM allocation, else 'mpirun -np <cores "
-        "this process may use>'; '' runs the bare binary.",
+        "(default): 'mpirun -np N' with N the SLURM allocation's tasks, or locally the cores this "
+        "process may use; '' runs the bare binary.",
+    )
+    launcher: Literal["auto", "mpirun", "srun"] = Field(
+        "auto",
+        description="Launcher of the automatic prefix: srun needs an MPI built with SLURM's PMI.",
     )
     ranks: int | None = Field(
         None, ge=1, description="MPI ranks of the automatic prefix (None: all cores / tasks)."
@@ -64,11 +68,20 @@ class ParallelSettings(_Section):
         if self.mpi_prefix is None:
             from perovflow.launch import auto_prefix
 
-            return auto_prefix(self.ranks, self.omp_threads)
+            return auto_prefix(self.ranks, self.omp_threads, launcher=self.launcher)
         return shlex.split(self.mpi_prefix)
 
     def command(self, binary: str) -> list[str]:
-        """Return the argv that launches ``binary`` under this parallel setup."""
+        """Return the argv that launches ``binary`` under this parallel setup.
+
+        Raises
+        ------
+        EngineError
+            If ``binary`` is not an executable (name on PATH or path).
+        """
+        from perovflow.launch import require_executable
+
+        require_executable(binary)
         return [*self.prefix(), *shlex.split(binary), *shlex.split(self.mpi_suffix)]
 
 

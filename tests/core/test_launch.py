@@ -43,17 +43,22 @@ def test_default_is_mpirun_on_all_cores_locally(monkeypatch):
     assert get_settings().parallel.prefix() == ["mpirun", *ROOT, "-np", "1"]
 
 
-def test_inside_slurm_the_default_is_srun_with_the_allocations_tasks(monkeypatch, tmp_path):
+def test_inside_slurm_the_allocations_tasks_are_used(monkeypatch, tmp_path):
     _clear_slurm(monkeypatch)
-    fake = tmp_path / "srun"  # only looked up on PATH, never run
-    fake.write_text("#!/bin/sh\n")
-    fake.chmod(0o755)
+    for name in ("srun", "mpirun"):  # only looked up on PATH, never run
+        fake = tmp_path / name
+        fake.write_text("#!/bin/sh\n")
+        fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("SLURM_JOB_ID", "7")
     monkeypatch.setenv("SLURM_NTASKS", "6")
     prefix = auto_prefix()
-    assert prefix == ["srun", "-n", "6"]
+    assert prefix == ["mpirun", *ROOT, "-np", "6"]  # Open MPI's mpirun reads the allocation
     assert mpi_ranks([*prefix, "pw.x"]) == 6
+    monkeypatch.setenv("PEROVFLOW_PARALLEL__LAUNCHER", "srun")  # an MPI built with SLURM's PMI
+    srun = get_settings().parallel.prefix()
+    assert srun == ["srun", "-n", "6"] and mpi_ranks([*srun, "pw.x"]) == 6
+    assert mpi_ranks(["srun", "pw.x"]) == 6  # srun without a count starts the allocation's tasks
 
 
 def test_user_settings_win_over_the_automatic_launch(monkeypatch):
