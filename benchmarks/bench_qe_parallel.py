@@ -11,8 +11,11 @@ All three runs use the same ``espresso.pwi`` (cubic CsPbBr3, 5 atoms, fast proto
   on small cells).
 
 Each is run ``--repeat`` times in turn; the best time of each is printed side by side.
+``--demo`` also times the main job (``perovflow demo``, each launch in a fresh project so
+nothing is reused) under the same three launches (``serial`` = ``mpi_prefix: ""``,
+``mpirun`` = ``mpi_prefix: "mpirun -np N"`` with ``qe.npool: 1``, ``perovflow`` = nothing set).
 
-Run: ``.venv/bin/python benchmarks/bench_qe_parallel.py [--repeat 2]``
+Run: ``.venv/bin/python benchmarks/bench_qe_parallel.py [--repeat 2] [--demo]``
 """
 
 from __future__ import annotations
@@ -59,10 +62,53 @@ def _time(argv: list[str], inp: Path, label: str) -> float:
     return res.walltime_s
 
 
+def _time_demo(name: str, env: dict[str, str], work: Path) -> float:
+    import subprocess
+    import sys
+    import time
+
+    run_env = {k: v for k, v in os.environ.items() if not k.startswith("PEROVFLOW_")}
+    home = work / f"demo-{name}"
+    run_env |= {
+        "PEROVFLOW_PROJECT_DIR": str(home / "project"),
+        "PEROVFLOW_SCRATCH_DIR": str(home / "scratch"),
+        "PEROVFLOW_CONFIG_FILE": str(home / "none.yaml"),
+        "OMP_NUM_THREADS": "1",
+        **env,
+    }
+    start = time.monotonic()
+    argv = [str(Path(sys.executable).with_name("perovflow")), "demo", "-o", str(home / "out"), "--json"]
+    done = subprocess.run(argv, env=run_env, capture_output=True, text=True, check=False)
+    wall = time.monotonic() - start
+    if done.returncode != 0:
+        raise SystemExit(f"demo with {name} launch failed:\n{done.stderr[-2000:]}")
+    print(f"  demo {name:10s} {wall:7.1f} s")
+    return wall
+
+
+def _demo(ncores: int, work: Path) -> None:
+    root = "--allow-run-as-root " if os.geteuid() == 0 else ""
+    launches = {
+        "serial": {"PEROVFLOW_PARALLEL__MPI_PREFIX": ""},
+        "mpirun": {
+            "PEROVFLOW_PARALLEL__MPI_PREFIX": f"mpirun {root}-np {ncores}",
+            "PEROVFLOW_QE__NPOOL": "1",
+        },
+        "perovflow": {},
+    }
+    walls = {name: _time_demo(name, env, work) for name, env in launches.items()}
+    print(f"\n{'main job wall (s)':22s}" + "".join(f"{walls[n]:14.1f}" for n in launches))
+    print(
+        f"main job: {walls['serial'] / walls['perovflow']:.2f}x faster than serial, "
+        f"{walls['mpirun'] / walls['perovflow']:.2f}x vs plain mpirun -np {ncores}"
+    )
+
+
 def main() -> None:
     """Run the three launches in turn and print the best wall times side by side."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--demo", action="store_true", help="also time the main job")
     args = parser.parse_args()
     from perovflow.launch import available_cores
 
@@ -86,6 +132,8 @@ def main() -> None:
             print(f"round {i + 1}")
             for name, argv in commands.items():
                 times[name].append(_time(argv, inp, f"{name}{i}"))
+        if args.demo:
+            _demo(ncores, work)
     best = {name: min(t) for name, t in times.items()}
     print(f"\n{'':22s}" + "".join(f"{name:>14s}" for name in commands))
     print(f"{'best wall time (s)':22s}" + "".join(f"{best[n]:14.2f}" for n in commands))
