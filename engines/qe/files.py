@@ -4,7 +4,7 @@
 * ``find_pw_output`` / ``find_projwfc_output``: the standard outputs, recognised by their
   ``Program PWSCF`` / ``Program PROJWFC`` banner (``*.out``, ``*.pwo`` as ASE's calculator
   names it, ``*.log``, ``*.txt``, ``stdout*``);
-* ``find_data_file``: ``<outdir>/<prefix>.save/data-file-schema.xml``, the file pw.x always
+* ``find_data_file``: ``<outdir>/<prefix>.save/data-file-schema.xml`` (or ``.xml.gz``), the file pw.x always
   writes and projwfc.x itself reads (the directory projwfc.x printed, else ``projwfc.in``'s
   ``outdir``/``prefix``, else any ``*.save`` folder one or two levels down);
 * ``element_of``: the chemical element of a species label.
@@ -84,6 +84,7 @@ def find_data_file(folder: Path, projwfc_text: str | None = None) -> Path | None
         m = _XML_DIR_RE.search(projwfc_text[:20000])
         if m:
             candidates.append(folder / m.group(1) / DATA_FILE)
+            candidates.append(folder / m.group(1) / f"{DATA_FILE}.gz")
     inp = folder / "projwfc.in"
     if inp.is_file():
         text = inp.read_text(errors="replace")
@@ -91,8 +92,8 @@ def find_data_file(folder: Path, projwfc_text: str | None = None) -> Path | None
         outdir = re.search(_NAMELIST_RE.format(key="outdir"), text, re.I)
         save = f"{prefix.group(1) if prefix else 'pwscf'}.save"
         candidates.append(folder / (outdir.group(1) if outdir else ".") / save / DATA_FILE)
-    candidates += sorted(folder.glob(f"*.save/{DATA_FILE}"))
-    candidates += sorted(folder.glob(f"*/*.save/{DATA_FILE}"))
+    for pattern in (f"*.save/{DATA_FILE}", f"*/*.save/{DATA_FILE}"):
+        candidates += sorted(folder.glob(pattern)) + sorted(folder.glob(f"{pattern}.gz"))
     return next((p for p in candidates if p.is_file()), None)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from perovflow.engines.qe.files import element_of
+from perovflow.engines.qe.files import element_of, read_text
 from perovflow.engines.qe.inputs import BOHR_A, RY_EV
 from perovflow.errors import InputError
 
@@ -56,7 +56,10 @@ def read_pw_xml(path: str | Path) -> dict[str, Any]:
     """
     doc = _document_class()
     try:
-        doc.read(str(path), validation="skip")
+        if str(path).endswith(".gz"):
+            doc.from_xml(read_text(path), validation="skip")
+        else:
+            doc.read(str(path), validation="skip")
         root = doc.to_dict(validation="skip")
         out = next(iter(root.values()))["output"]
         bands = out["band_structure"]
