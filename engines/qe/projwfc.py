@@ -10,7 +10,9 @@ What is read
 * the run's ``data-file-schema.xml`` (:mod:`perovflow.engines.qe.xml`), which projwfc.x itself
   reads: spin (LSDA, non-collinear, spin–orbit), k weights, occupations, Fermi level or
   HOMO/LUMO, eigenvalues and the structure. Without it the pw.x standard output of the same
-  run (:mod:`perovflow.engines.qe.pwout`) gives what it prints.
+  run (:mod:`perovflow.engines.qe.pwout`) gives what it prints. Which file is used, and how
+  its facts become per-state arrays, is :mod:`perovflow.engines.qe.runinfo`; where the files
+  sit in a folder is :mod:`perovflow.engines.qe.files`.
 
 States are flattened over (spin, k, band): state ``i`` = band ``i % nbnd`` of k-point
 ``kindex[i]`` in spin channel ``spins[i]``. For LSDA runs projwfc.x numbers the k-points of
@@ -34,7 +36,6 @@ import numpy as np
 from perovflow.analysis.projections import StateProjections
 from perovflow.engines.qe.files import (
     element_of,
-    find_data_file,
     find_projwfc_output,
     find_pw_output,
     read_bytes,
@@ -42,6 +43,7 @@ from perovflow.engines.qe.files import (
 )
 from perovflow.engines.qe.filproj import full_precision, read_filproj, sum_dense
 from perovflow.engines.qe.pwout import read_pw_info
+from perovflow.engines.qe.runinfo import read_run_info, run_meta, state_layout
 from perovflow.errors import InputError
 
 __all__ = [
@@ -208,27 +210,6 @@ def _sum_sparse(state, atom, lval, vals, nstates, natoms, keep_l, dtype):
     return weights.reshape(nstates, natoms), orb
 
 
-def read_run_info(folder: Path, pw_output: str | Path | None, projwfc_text: str = "") -> dict:
-    """Facts of the pw.x run behind a projwfc.x run: its XML data file, else its stdout.
-
-    ``pw_output`` (a pw.x standard output or a ``data-file-schema.xml``) wins; otherwise
-    the data file projwfc.x read (:func:`~perovflow.engines.qe.files.find_data_file`), else
-    the pw.x output in ``folder``. Returns :func:`~perovflow.engines.qe.xml.read_pw_xml`'s
-    dict (``source``: ``xml``, ``stdout`` or None when nothing was found).
-    """
-    from perovflow.engines.qe.xml import read_pw_xml
-
-    if pw_output is not None and str(pw_output).endswith(".xml"):
-        return {**read_pw_xml(pw_output), "source": "xml"}
-    if pw_output is None:
-        xml = find_data_file(folder, projwfc_text)
-        if xml is not None:
-            return {**read_pw_xml(xml), "source": "xml"}
-        pw_output = find_pw_output(folder)
-    info = read_pw_info(pw_output)
-    return {**info, "source": None if pw_output is None else "stdout"}
-
-
 def parse_projwfc(
     path: str | Path,
     pw_output: str | Path | None = None,
@@ -261,32 +242,15 @@ def parse_projwfc(
         Truncated or corrupt output, a run without atomic projections, or a data file of
         another run.
     """
-    path = Path(path)
-    folder = path if path.is_dir() else path.parent
-    if path.is_dir():
-        found = find_projwfc_output(path)
-        if found is None:
-            raise InputError(f"no projwfc.x output in {path}", "run projwfc.x in that folder")
-        path = found
-    data, src = read_bytes(path), path.name
+    path, data = _open_output(Path(path))
+    folder, src = path.parent, path.name
     start = data.find(b"==== e(")
     head = data[: start if start >= 0 else len(data)].decode(errors="replace")
     body = data[start:] if start >= 0 else b""
     if "Program PROJWFC" not in head:
         raise InputError(f"{src} is not a projwfc.x output", "give the projwfc.x standard output")
     wfc_atom, wfc_l, labels, spinorbit = _states_table(head, src)
-    sizes = _problem_sizes(head)
-    energies, starts = _energies(body, src)
-    kpts = _kpoints(data)
-    nbnd = sizes.get("nbnd") or (len(energies) // max(len(kpts), 1))
-    nk = sizes.get("nkstot", len(kpts))
-    done = b"JOB DONE" in data[-100_000:]
-    if len(energies) != nk * nbnd or len(kpts) != nk or not done:
-        raise InputError(
-            f"{src} is truncated: {len(energies)} of {nk * nbnd} band blocks "
-            f"({len(kpts)} of {nk} k-points)" + ("" if done else ", no JOB DONE"),
-            "rerun projwfc.x and let it finish",
-        )
+    energies, starts, kpts, nbnd, nk = _bands(head, body, data, src)
     natoms, nstates = len(labels), len(energies)
     keep_l = orbitals if orbitals is not None else nstates * natoms * 4 <= ORBITAL_SPLIT_LIMIT
     full = full_precision(folder, filproj, len(wfc_atom), nstates, dtype)
@@ -300,7 +264,7 @@ def parse_projwfc(
         )
         precision = "stdout (3 decimals, components < 0.001 dropped)"
     run = read_run_info(folder, pw_output, head)
-    layout = _state_layout(run, nk, nbnd, energies, src)
+    layout = state_layout(run, nk, nbnd, energies, src)
     elements = {lab: element_of(lab) for lab in set(labels)}
     return StateProjections(
         energies=energies,
@@ -317,89 +281,35 @@ def parse_projwfc(
             "basis": "l, j, m_j"
             if spinorbit
             else "l, m" + (", s_z" if run["noncollinear"] else ""),
-            **_run_meta(run),
+            **run_meta(run),
         },
         structure=run["structure"],
         **layout,
     )
 
 
-def _run_meta(run: dict) -> dict:
-    """What the task document keeps of the pw.x run (spin flags, levels, where from)."""
-    nspin = run["nspin"] or (4 if run["noncollinear"] else (2 if run["lsda"] else 1))
-    return {
-        "pw_output": run["path"],
-        "run_info": run["source"],
-        "homo_eV": run["homo_eV"],
-        "lumo_eV": run["lumo_eV"],
-        "nelec": run["nelec"],
-        "nspin": nspin,
-        "noncolin": bool(run["noncollinear"]),
-        "noncollinear": bool(run["noncollinear"]),
-        "lspinorb": bool(run["lspinorb"]),
-    }
+def _open_output(path: Path) -> tuple[Path, bytes]:
+    """The projwfc.x output (``path`` or the one inside the folder ``path``) and its bytes."""
+    if path.is_dir():
+        found = find_projwfc_output(path)
+        if found is None:
+            raise InputError(f"no projwfc.x output in {path}", "run projwfc.x in that folder")
+        path = found
+    return path, read_bytes(path)
 
 
-def _state_layout(run: dict, nk: int, nbnd: int, energies: np.ndarray, src: str) -> dict:
-    """Spin channel, k index within it, k weight, occupation of each state; Fermi level."""
-    nchan = 2 if run["lsda"] else 1
-    if nk % nchan:
+def _bands(head: str, body: bytes, data: bytes, src: str) -> tuple:
+    """Energies and block offsets, k-points, nbnd and nkstot, checked for completeness."""
+    sizes = _problem_sizes(head)
+    energies, starts = _energies(body, src)
+    kpts = _kpoints(data)
+    nbnd = sizes.get("nbnd") or (len(energies) // max(len(kpts), 1))
+    nk = sizes.get("nkstot", len(kpts))
+    done = b"JOB DONE" in data[-100_000:]
+    if len(energies) != nk * nbnd or len(kpts) != nk or not done:
         raise InputError(
-            f"{src} lists {nk} k-points, which cannot be split into two spin channels",
-            "give the data file of the same (LSDA) run",
+            f"{src} is truncated: {len(energies)} of {nk * nbnd} band blocks "
+            f"({len(kpts)} of {nk} k-points)" + ("" if done else ", no JOB DONE"),
+            "rerun projwfc.x and let it finish",
         )
-    nks = nk // nchan
-    spins = np.repeat(np.arange(nchan), nks * nbnd)
-    kindex = np.tile(np.repeat(np.arange(nks), nbnd), nchan)
-    wk = run["kweights"]
-    if wk is not None and len(wk) == nk and nchan == 2:  # pw.x stdout lists both spins
-        wk = wk[:nks] / wk[:nks].sum()
-    if wk is None or len(wk) != nks:
-        wk = np.full(nks, 1.0 / nks)
-    if run["occupations"] is not None:
-        occ = _xml_occupations(run, (nchan, nks, nbnd), energies, src)
-        homo, fermi = run["homo_eV"], run["fermi_eV"]
-        ref = homo if homo is not None else (np.mean(fermi) if fermi is not None else None)
-        fermi_ref = None if ref is None else float(ref)
-    else:
-        fermi_ref, occ = _occupations(run, energies, spins, nbnd)
-    return {
-        "spins": spins,
-        "kindex": kindex,
-        "kweights": np.asarray(wk, dtype=float)[kindex],
-        "occupations": occ,
-        "fermi_eV": fermi_ref,
-    }
-
-
-def _xml_occupations(run: dict, shape: tuple, energies: np.ndarray, src: str) -> np.ndarray:
-    """The data file's occupations in projwfc.x's state order, checked against its energies."""
-    eig = run["eigenvalues_eV"]
-    if eig.shape != shape or np.abs(eig.reshape(-1) - energies).max() > 2e-3:
-        raise InputError(
-            f"{run['path']} does not belong to the run of {src} (bands {eig.shape} vs {shape}, "
-            "or other eigenvalues)",
-            "rerun projwfc.x after the last pw.x run, or give pw_output explicitly",
-        )
-    return np.asarray(run["occupations"], dtype=float).reshape(-1)
-
-
-def _occupations(
-    run: dict, energies: np.ndarray, spins: np.ndarray, nbnd: int
-) -> tuple[float | None, np.ndarray | None]:
-    """Occupation (0/1) of each state from the printed HOMO or Fermi level, or None."""
-    fermi = run["fermi_eV"]
-    if run["homo_eV"] is not None:
-        return run["homo_eV"], (energies <= run["homo_eV"] + 1e-4).astype(float)
-    if isinstance(fermi, list):
-        per_state = np.where(spins == 0, fermi[0], fermi[1])
-        return float(np.mean(fermi)), (energies <= per_state).astype(float)
-    if fermi is not None:
-        return float(fermi), (energies <= fermi).astype(float)
-    if run["nelec"] is not None:
-        per_band = 1.0 if (run["noncollinear"] or run["lsda"]) else 2.0
-        nocc = round(run["nelec"] / per_band)
-        if not run["lsda"] and abs(nocc * per_band - run["nelec"]) < 1e-6:
-            occ = (np.arange(len(energies)) % nbnd < nocc).astype(float)
-            return float(energies[occ > 0].max()), occ
-    return None, None
+    return energies, starts, kpts, nbnd, nk
