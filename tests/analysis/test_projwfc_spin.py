@@ -165,6 +165,18 @@ def test_spin_orbit_j_states(runs, tmp_path: Path):
     assert _charges(p) == pytest.approx(total, abs=2e-4)
     s_and_p = p.orbital_weights[:, 0, :2].astype(float).T @ (p.kweights * p.occupations)
     assert s_and_p == pytest.approx(
-        [float(x) for x in re.findall(r"Atom #   1: total charge =\s*\S+, [sp] =\s*([\d.]+)", text)],
+        [
+            float(x)
+            for x in re.findall(r"Atom #   1: total charge =\s*\S+, [sp] =\s*([\d.]+)", text)
+        ],
         abs=2e-4,
     )
+
+
+def test_a_data_file_of_another_run_is_a_one_line_error(runs):
+    from perovflow.errors import InputError
+
+    other = runs["noncollinear"] / "out" / "br2.save" / "data-file-schema.xml"
+    with pytest.raises(InputError, match="does not belong to the run") as err:
+        parse_projwfc(runs["lsda"], pw_output=other)
+    assert "\n" not in str(err.value)
