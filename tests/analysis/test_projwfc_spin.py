@@ -180,3 +180,16 @@ def test_a_data_file_of_another_run_is_a_one_line_error(runs):
     with pytest.raises(InputError, match="does not belong to the run") as err:
         parse_projwfc(runs["lsda"], pw_output=other)
     assert "\n" not in str(err.value)
+
+
+def test_analyze_pdos_and_ipr_run_on_the_xml_only_lsda_folder(runs, cli, tmp_path: Path):
+    import json
+
+    calc = _xml_only(runs["lsda"], tmp_path)
+    code, out, err = cli("analyze", "pdos", calc, "--json")
+    assert code == 0, err
+    pdos = json.loads(out)
+    assert pdos["vbm_eV"] is not None  # occupations known: the VBM is the reference
+    code, out, err = cli("analyze", "ipr", calc, "--json")
+    assert code == 0, err
+    assert {s["spin"] for s in json.loads(out)["states"]} == {0, 1}
