@@ -193,3 +193,16 @@ def test_analyze_pdos_and_ipr_run_on_the_xml_only_lsda_folder(runs, cli, tmp_pat
     code, out, err = cli("analyze", "ipr", calc, "--json")
     assert code == 0, err
     assert {s["spin"] for s in json.loads(out)["states"]} == {0, 1}
+
+
+def test_gzipped_outputs_and_data_file_parse_the_same(runs, tmp_path: Path):
+    import gzip
+
+    ref = parse_projwfc(runs["lsda"])
+    calc = _xml_only(runs["lsda"], tmp_path)
+    for path in (calc / "projwfc.out", calc / "out" / "br2.save" / "data-file-schema.xml"):
+        path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
+        path.unlink()
+    p = parse_projwfc(calc)
+    assert p.meta["run_info"] == "xml" and p.meta["pw_output"].endswith(".xml.gz")
+    assert np.array_equal(p.occupations, ref.occupations) and np.array_equal(p.spins, ref.spins)
