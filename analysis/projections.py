@@ -38,9 +38,10 @@ class StateProjections:
     spins
         Spin channel (0 or 1) of each state, shape (nstates,).
     kindex
-        k-point index of each state, shape (nstates,).
+        k-point index of each state within its spin channel, shape (nstates,).
     occupations
-        Occupation (0..1 per spin channel) of each state, shape (nstates,); may be None.
+        Occupation (0..1 per spin channel; one electron per state for non-collinear runs)
+        of each state, shape (nstates,), as the code smeared it; may be None.
     orbital_weights
         Optional split by l, shape (nstates, natoms, 4).
     fermi_eV
@@ -48,7 +49,9 @@ class StateProjections:
     source
         Free text: which code/file produced it.
     meta
-        Free-form extras (labels, precision, band count...).
+        Free-form extras (labels, precision, band count; for QE ``nspin`` (1, 2, 4),
+        ``noncolin``, ``lspinorb``, ``homo_eV``/``lumo_eV`` and where the run facts came
+        from, ``run_info``: ``xml`` or ``stdout``).
     structure
         The structure the atoms belong to (pymatgen ``Structure.as_dict()``), if known;
         needed for geometric atom groups (defect shells, nearest atoms).

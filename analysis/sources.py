@@ -1,7 +1,9 @@
 """Where analysis inputs come from: a calculation folder/file or a stored task id.
 
 * A **folder or file**: the code is detected from the files (``Program PROJWFC``/``Program
-  PWSCF`` for QE, ``CP2K|`` for CP2K).
+  PWSCF`` for QE, in ``*.out``, ``*.pwo`` as ASE names pw.x's output, ``*.log``...; ``CP2K|``
+  for CP2K). QE projections come from the projwfc.x output with the run's facts from its
+  ``data-file-schema.xml`` (:func:`perovflow.engines.qe.projwfc.parse_projwfc`).
 * A **task id** (the uuid of a job in the results store, ``perovflow.hpc.store``): the job
   output document is loaded with its big fields (projections, bandstructure, trajectory).
 """
@@ -44,7 +46,7 @@ def load_task_output(task_id: str) -> dict[str, Any]:
 
 def detect_code(folder: Path) -> str:
     """``qe`` or ``cp2k`` from the output files of ``folder`` (or of a file's folder)."""
-    from perovflow.engines.qe.projwfc import find_projwfc_output, find_pw_output
+    from perovflow.engines.qe.files import find_projwfc_output, find_pw_output
 
     folder = folder if folder.is_dir() else folder.parent
     if find_projwfc_output(folder) or find_pw_output(folder):
@@ -76,14 +78,22 @@ def load_projections(ref: str | Path) -> StateProjections:
         return proj
     path = Path(ref)
     code = detect_code(path)
-    if code == "qe":
-        from perovflow.engines.qe.projwfc import parse_projwfc
-
-        proj = parse_projwfc(path)
-    else:
-        proj = _cp2k_projections(path)
+    proj = _qe_projections(path) if code == "qe" else _cp2k_projections(path)
     proj.meta.setdefault("dir_name", str(path.resolve()))
     return proj
+
+
+def _qe_projections(path: Path) -> StateProjections:
+    """QE projections of a projwfc.x folder or output file."""
+    from perovflow.engines.qe.files import find_projwfc_output
+    from perovflow.engines.qe.projwfc import parse_projwfc
+
+    if path.is_dir() and find_projwfc_output(path) is None:
+        raise InputError(
+            f"{path} holds a pw.x run but no projwfc.x output, so no per-atom projections",
+            "give the folder of the DOS job (nscf + projwfc.x), or run projwfc.x in this one",
+        )
+    return parse_projwfc(path)
 
 
 def _cp2k_projections(path: Path) -> StateProjections:

@@ -1,7 +1,8 @@
 """projwfc.x after a uniform nscf: atom-projected DOS files and per-state projections.
 
 The projwfc.x *output parser* (``parse_projwfc(dir) -> StateProjections``) lives in
-:mod:`perovflow.engines.qe.projwfc`; it is imported here only when present.
+:mod:`perovflow.engines.qe.projwfc`; it takes spin, k weights, occupations and levels from
+the nscf run's ``data-file-schema.xml`` (:mod:`perovflow.engines.qe.xml`).
 """
 
 from __future__ import annotations
@@ -80,16 +81,10 @@ def run_projwfc(
         "dos": read_total_dos(directory, prefix),
         "files": {"projwfc_output": str(Path(directory) / PROJWFC_OUT)},
     }
-    out["projections"] = _projections(directory)
+    from perovflow.engines.qe.projwfc import parse_projwfc
+
+    out["projections"] = parse_projwfc(directory).to_dict()
     return out
-
-
-def _projections(directory: Path) -> dict[str, Any] | None:
-    try:
-        from perovflow.engines.qe.projwfc import parse_projwfc
-    except ImportError:
-        return None
-    return parse_projwfc(directory).to_dict()
 
 
 __all__ = ["RY_EV", "read_total_dos", "run_projwfc", "write_projwfc_input"]

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from perovflow.engines.qe.projwfc import read_text as read_gz
 
@@ -112,3 +113,43 @@ def test_cp2k_folder_without_projections_is_a_one_line_error(cli, cp2k_run):
     code, _, err = cli("analyze", "ipr", cp2k_run("cspbbr3_kpoints"))
     assert code == 2
     assert "no per-atom projections" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.qe
+@pytest.mark.cp2k
+def test_every_qe_folder_of_the_makers_chain(cli, tmp_path: Path):
+    """scf -> bands -> dos (nscf + projwfc.x) with the QE makers, as the demo runs them
+    (ASE's espresso.pwo, pwscf.save), on CsBr (CsCl type, 2 atoms, 20 Ry): ``analyze``
+    reads each folder; the pw.x-only ones give a one-line error for projections."""
+    from pymatgen.core import Lattice, Structure
+
+    from perovflow.engines.qe.jobs import QEBandsMaker, QEDosMaker, QEStaticMaker, run_qe_task
+
+    csbr = Structure(Lattice.cubic(4.296), ["Cs", "Br"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    tiny = {"ecutwfc": 20, "ecutrho": 80, "conv_thr": 1e-6}
+    dirs = {}
+    for name, maker in (
+        ("scf", QEStaticMaker(protocol="fast", input_set_overrides=tiny | {"kpts": [2, 2, 2]})),
+        ("bands", QEBandsMaker(protocol="fast", input_set_overrides=tiny, line_density=3)),
+        ("dos", QEDosMaker(protocol="fast", input_set_overrides=tiny | {"kpts": [2, 2, 2]})),
+    ):
+        dirs[name] = tmp_path / name
+        dirs[name].mkdir()
+        run_qe_task(maker, csbr, None if name == "scf" else str(dirs["scf"]), dirs[name])
+    code, out, err = cli("analyze", "bands", dirs["bands"], "--json")
+    assert code == 0, err
+    bands = json.loads(out)
+    # CsBr (CsCl type): a wide-gap ionic insulator (PBE ~4 eV, experiment 7.3 eV)
+    assert 2.5 < bands["band_gap_eV"] < 7.5 and not bands["is_metal"]
+    for cmd in ("pdos", "ipr"):
+        code, out, err = cli("analyze", cmd, dirs["dos"], "--json")
+        assert code == 0, err
+    data = json.loads(out)
+    # 16 valence electrons (Cs 9 + Br 7): 8 occupied bands at each of the 4 k-points
+    occupied = [s for s in data["states"] if s["occupation"] > 0.5]
+    assert len(occupied) == 8 * len({s["k"] for s in data["states"]})
+    vbm = max(occupied, key=lambda s: s["energy_eV"])
+    assert vbm["shares"]["Br"] > 0.5  # the valence band top is Br 4p
+    for name in ("scf", "bands"):
+        code, _, err = cli("analyze", "ipr", dirs[name])
+        assert code == 2 and "no projwfc.x output" in err and len(err.strip().splitlines()) == 1

@@ -23,9 +23,9 @@ def two_atom() -> StateProjections:
 
 def test_two_atom_hand_computed():
     values = ipr_values(two_atom().weights)
-    # sum w^4 / (sum w^2)^2 by hand:
-    # (1)/(1)^2 = 1 ; (2*0.0625)/(0.5)^2 = 0.5 ; (0.31640625+0.00390625)/(0.625)^2 = 0.82
-    assert values == pytest.approx([1.0, 0.5, 0.82])
+    # sum p^2 / (sum p)^2 by hand:
+    # 1/1 = 1 ; (0.25+0.25)/1 = 0.5 ; (0.5625+0.0625)/1 = 0.625
+    assert values == pytest.approx([1.0, 0.5, 0.625])
 
 
 def test_bounds_one_over_n_and_one():
@@ -43,7 +43,7 @@ def test_scale_invariant_and_float32_chunked_equal():
     assert ipr_values(3.7 * w) == pytest.approx(ref)
     small_chunks = ipr_values(w.astype(np.float32), chunk_elements=100)
     assert small_chunks == pytest.approx(ref, rel=1e-5)
-    naive = [np.sum(r**4) / np.sum(r**2) ** 2 for r in w]
+    naive = [np.sum(r**2) / np.sum(r) ** 2 for r in w]
     assert ref == pytest.approx(naive)
 
 

@@ -92,3 +92,19 @@ def test_corrupt_component_index(tmp_path: Path, qe_data: Path):
     bad = text.replace("*[#   1]", "*[#9999]", 1)
     with pytest.raises(InputError, match="corrupt"):
         parse_projwfc(_write(tmp_path / "projwfc.out", bad))
+
+
+def test_other_column_widths_parse_the_same(copy_calc, tmp_path: Path):
+    """Wider fields (as other QE versions print) take the general path, same numbers."""
+    import re
+
+    calc = copy_calc("cs4pbbr6")
+    (calc / "pwscf.proj.projwfc_up.gz").unlink()  # the weights from the stdout components
+    ref = parse_projwfc(calc)
+    text = read_gz(calc / "projwfc.out.gz")
+    wide = re.sub(r"\*\[#(\s*\d+)\]", r"*[# \1]", text).replace("==== e(", "==== e( ")
+    (calc / "projwfc.out.gz").unlink()
+    (calc / "projwfc.out").write_text(wide)
+    p = parse_projwfc(calc)
+    assert np.array_equal(p.energies, ref.energies)
+    assert np.array_equal(p.weights, ref.weights)
