@@ -49,13 +49,13 @@ class BandsResult:
     summary = to_dict
 
 
-def _bs_from_pw_output(path: Path, structure: Any = None, nelec: float | None = None):
+def _bs_from_pw_output(
+    path: Path, structure: Any = None, nelec: float | None = None, labels: Any = None
+):
     """Build a BandStructureSymmLine from a pw.x output file."""
     import io
 
     from ase.io.espresso import read_espresso_out
-    from pymatgen.electronic_structure.bandstructure import BandStructureSymmLine
-    from pymatgen.electronic_structure.core import Spin
     from pymatgen.io.ase import AseAtomsAdaptor
 
     from perovflow.engines.qe.projwfc import read_pw_info, read_text
@@ -79,19 +79,51 @@ def _bs_from_pw_output(path: Path, structure: Any = None, nelec: float | None = 
     struct = structure or AseAtomsAdaptor.get_structure(atoms)
     nspin = max(k.s for k in kpts) + 1
     frac = np.array([k.k for k in kpts if k.s == 0])
-    eig = {
-        (Spin.up, Spin.down)[s]: np.array([k.eps_n for k in kpts if k.s == s]).T
-        for s in range(nspin)
-    }
+    eig = [np.array([k.eps_n for k in kpts if k.s == s]).T for s in range(nspin)]
     nel = nelec if nelec is not None else info["nelec"]
     per_band = 1 if (nspin == 2 or info["noncollinear"]) else 2
-    efermi = _midgap(eig, nel, per_band, info)
-    labels = _label_kpoints(struct, frac)
-    frac, eig = _split_joints(frac, eig, labels)
+    return _bs_from_arrays(frac, eig, struct, (nel, per_band, info), labels)
+
+
+def _bs_from_arrays(frac: np.ndarray, eig: list, struct: Any, occ: tuple, labels: Any):
+    """BandStructureSymmLine from k-points, per-spin (n_bands, n_k) energies and labels.
+
+    ``occ`` = (electrons, electrons per band, pw.x info) fixes the Fermi level; ``labels``
+    (k index -> name, what the bands job recorded) wins over matching the cell's own path.
+    """
+    from pymatgen.electronic_structure.bandstructure import BandStructureSymmLine
+    from pymatgen.electronic_structure.core import Spin
+
+    eig = {(Spin.up, Spin.down)[s]: np.asarray(e, dtype=float) for s, e in enumerate(eig)}
+    efermi = _midgap(eig, *occ)
+    if labels:
+        named = {int(i): n for i, n in labels.items()}
+        label_coords = {n: frac[i] for i, n in sorted(named.items(), reverse=True)}
+    else:
+        label_coords = _label_kpoints(struct, frac)
+    frac, eig = _split_joints(frac, eig, label_coords)
     rec = struct.lattice.reciprocal_lattice
     return BandStructureSymmLine(
-        frac, eig, rec, efermi, labels, coords_are_cartesian=False, structure=struct
+        frac, eig, rec, efermi, label_coords, coords_are_cartesian=False, structure=struct
     )
+
+
+def _bs_from_document(doc: dict[str, Any], structure: Any, nelec: float | None) -> Any:
+    """BandStructureSymmLine from a bands task document's ``bandstructure`` entry."""
+    from pymatgen.core import Structure
+
+    if structure is None or doc.get("kpoints_frac") is None:
+        raise InputError(
+            "the stored band structure has no structure or k-points",
+            "pass the task's structure (output.structure) with its bandstructure",
+        )
+    struct = structure if isinstance(structure, Structure) else Structure.from_dict(structure)
+    eig = np.asarray(doc["eigenvalues"], dtype=float)  # (spin, k, band)
+    info = {"fermi_eV": doc.get("efermi_eV")}
+    return _bs_from_arrays(
+        np.asarray(doc["kpoints_frac"], dtype=float), [e.T for e in eig], struct,
+        (nelec, 1 if len(eig) == 2 else 2, info), doc.get("labels"),
+    )  # fmt: skip
 
 
 def _split_joints(frac: np.ndarray, eig: dict, labels: dict) -> tuple[np.ndarray, dict]:
@@ -142,20 +174,23 @@ def _midgap(eig: dict, nelec: float | None, per_band: int, info: dict) -> float:
 
 
 def _label_kpoints(structure: Any, frac: np.ndarray) -> dict[str, np.ndarray]:
-    """High-symmetry labels of the path k-points (pymatgen HighSymmKpath conventions)."""
-    from pymatgen.symmetry.bandstructure import HighSymmKpath
+    """Labels of the k-points that are high-symmetry points of the cell's own path.
 
+    The points are those of :func:`perovflow.analysis.kpath.cell_kpath`, in this cell's
+    reciprocal basis (a k-point matches a label up to a reciprocal lattice vector).
+    """
+    from perovflow.analysis.kpath import cell_kpath
+
+    try:
+        points = cell_kpath(structure).points
+    except InputError:
+        return {}
     labels: dict[str, np.ndarray] = {}
-    for path_type in ("setyawan_curtarolo", "hinuma", "latimer_munro"):
-        try:
-            kp = HighSymmKpath(structure, path_type=path_type)
-        except Exception:
-            continue
-        for name, coords in kp.kpath["kpoints"].items():
-            if np.any(np.linalg.norm(frac - np.asarray(coords), axis=1) < 1e-4):
-                labels.setdefault(name, np.asarray(coords))
-        if labels:
-            break
+    for name, coords in points.items():
+        delta = frac - coords
+        hit = np.flatnonzero(np.linalg.norm(delta - np.rint(delta), axis=1) < 1e-4)
+        if hit.size:
+            labels[name] = frac[hit[0]]
     return labels
 
 
@@ -171,12 +206,21 @@ def _find_bands_output(folder: Path) -> Path | None:
     return find_pw_output(folder)
 
 
-def load_bandstructure(source: Any, structure: Any = None, nelec: float | None = None):
-    """A pymatgen BandStructureSymmLine from an object, a dict or a pw.x output/folder."""
+def load_bandstructure(
+    source: Any, structure: Any = None, nelec: float | None = None, labels: Any = None
+):
+    """A pymatgen BandStructureSymmLine from an object, a dict or a pw.x output/folder.
+
+    A dict is either ``BandStructureSymmLine.as_dict()`` or a bands task document's
+    ``bandstructure`` entry (then ``structure`` is the task's structure). ``labels``
+    (k index -> name) are the path's labels as the bands job recorded them.
+    """
     from pymatgen.electronic_structure.bandstructure import BandStructureSymmLine
 
     if isinstance(source, BandStructureSymmLine):
         return source
+    if isinstance(source, dict) and "kpoints_frac" in source:
+        return _bs_from_document(source, structure, nelec)
     if isinstance(source, dict):
         try:
             return BandStructureSymmLine.from_dict(source)
@@ -191,7 +235,7 @@ def load_bandstructure(source: Any, structure: Any = None, nelec: float | None =
         if found is None:
             raise InputError(f"no pw.x output in {path}", "give the bands run's folder or file")
         path = found
-    return _bs_from_pw_output(path, structure, nelec)
+    return _bs_from_pw_output(path, structure, nelec, labels)
 
 
 def _kinfo(bs: Any, kidx: int) -> dict[str, Any]:
@@ -309,13 +353,41 @@ def analyze_bands(
 
 
 def plot_bands(
-    source: Any, path: str | Path, structure: Any = None, nelec: float | None = None
+    source: Any,
+    path: str | Path,
+    structure: Any = None,
+    nelec: float | None = None,
+    *,
+    labels: Any = None,
+    dos: Any = None,
+    levels: list[tuple[float, str]] | None = None,
+    vbm_eV: float | None = None,
+    window: tuple[float, float] = (-3.0, 4.0),
 ) -> Path:
-    """Bands along the labelled path, energies relative to the VBM, as PNG (pymatgen BSPlotter)."""
-    from pymatgen.electronic_structure.plotter import BSPlotter
+    """Bands along the labelled path from the VBM, with an optional DOS panel, as PNG.
 
-    from perovflow.analysis.plots import save_figure
+    Parameters
+    ----------
+    source, structure, nelec, labels
+        As :func:`load_bandstructure`.
+    dos
+        A :class:`~perovflow.analysis.pdos.PDOSResult` of the same calculation (same
+        absolute energy scale), drawn beside the bands.
+    levels
+        (absolute energy eV, label) of defect/in-gap levels to mark.
+    vbm_eV
+        The zero (absolute eV); default the band structure's VBM (its Fermi level if metallic).
+    window
+        Energy range shown, eV from the zero.
+    """
+    from perovflow.analysis.plots import band_dos_figure
 
-    bs = load_bandstructure(source, structure, nelec)
-    ax = BSPlotter(bs).get_plot(zero_to_efermi=True, vbm_cbm_marker=not bs.is_metal())
-    return save_figure(ax.get_figure(), path)
+    bs = load_bandstructure(source, structure, nelec, labels)
+    if vbm_eV is None:
+        vbm_eV = bs.efermi if bs.is_metal() else float(bs.get_vbm()["energy"])
+    kfrac = np.array([k.frac_coords for k in bs.kpoints])
+    named = {i: k.label for i, k in enumerate(bs.kpoints) if k.label}
+    bands = {("up" if int(spin) == 1 else "down"): np.asarray(e) for spin, e in bs.bands.items()}
+    return band_dos_figure(
+        kfrac, bs.lattice_rec.matrix, named, bands, vbm_eV, path, dos, levels, window
+    )
