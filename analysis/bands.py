@@ -247,6 +247,13 @@ def _kinfo(bs: Any, kidx: int) -> dict[str, Any]:
     }
 
 
+def _kname(bs: Any, kidx: int) -> str:
+    """Γ, B₁ ... for a labelled k-point, ``k12`` (its index on the path) otherwise."""
+    from perovflow.analysis.kpath import pretty_label
+
+    return pretty_label(bs.kpoints[kidx].label) or f"k{kidx}"
+
+
 def _branches_through(bs: Any, kidx: int) -> list[dict[str, Any]]:
     return [b for b in bs.branches if b["start_index"] <= kidx <= b["end_index"]]
 
@@ -287,9 +294,8 @@ def effective_masses(bs: Any, fit_points: int = 3) -> list[dict[str, Any]]:
                                     "carrier": carrier,
                                     "spin": int(spin),
                                     "band": int(band),
-                                    "kpoint": _kinfo(bs, kidx)["label"] or kidx,
-                                    "direction": f"{bs.kpoints[idx[0]].label or idx[0]}->"
-                                    f"{bs.kpoints[stop].label or stop}",
+                                    "kpoint": _kname(bs, kidx),
+                                    "direction": f"{_kname(bs, idx[0])}→{_kname(bs, stop)}",
                                     "mass_me": abs(mass),
                                     "curvature_ok": (mass < 0) if carrier == "hole" else (mass > 0),
                                     "fit_points": len(idx),
@@ -299,7 +305,11 @@ def effective_masses(bs: Any, fit_points: int = 3) -> list[dict[str, Any]]:
 
 
 def analyze_bands(
-    source: Any, structure: Any = None, nelec: float | None = None, fit_points: int = 3
+    source: Any,
+    structure: Any = None,
+    nelec: float | None = None,
+    fit_points: int = 3,
+    labels: Any = None,
 ) -> BandsResult:
     """Gap (direct/indirect, where), band edges and effective masses.
 
@@ -313,10 +323,13 @@ def analyze_bands(
         Number of valence electrons (default: read from the pw.x output).
     fit_points
         k-points used on each side of an edge for the parabolic fit (>= 2).
+    labels
+        k index -> label of the path, as the bands job recorded them (default: matched to
+        the cell's own high-symmetry points).
     """
     if fit_points < 2:
         raise InputError(f"fit_points={fit_points} is too few for a parabola", "use 2 or more")
-    bs = load_bandstructure(source, structure, nelec)
+    bs = load_bandstructure(source, structure, nelec, labels)
     if bs.is_metal():
         return BandsResult(
             0.0,

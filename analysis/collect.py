@@ -201,7 +201,7 @@ def _folder_sections(folder: Path, figdir: Path) -> list[dict[str, Any]]:
 
 
 def _store_sections(study: str, figdir: Path) -> list[dict[str, Any]]:
-    from perovflow.analysis.bands import analyze_bands, plot_bands
+    from perovflow.analysis.bands import analyze_bands, load_bandstructure, plot_bands
     from perovflow.analysis.projections import StateProjections
     from perovflow.analysis.report import section
     from perovflow.hpc.store import get_job_store
@@ -233,8 +233,11 @@ def _store_sections(study: str, figdir: Path) -> list[dict[str, Any]]:
             proj.structure = proj.structure or o.get("structure")
             out += _projection_sections(proj, name, prov, figdir)
         if o.get("bandstructure"):
-            res = analyze_bands(o["bandstructure"])
-            png = plot_bands(o["bandstructure"], figdir / f"{name}_bands.png")
+            bs = load_bandstructure(
+                o["bandstructure"], o.get("structure"), (o.get("electronic") or {}).get("nelect")
+            )
+            res = analyze_bands(bs)
+            png = plot_bands(bs, figdir / f"{name}_bands.png")
             out.append(section(res, f"{name}: band structure", [png], prov, kind="bands"))
         elif o.get("energy_eV") is not None:
             summary = {
@@ -255,7 +258,11 @@ def _store_sections(study: str, figdir: Path) -> list[dict[str, Any]]:
 
 
 def study_sections(study: str, figdir: str | Path) -> list[dict[str, Any]]:
-    """Report sections for every analysable calculation of a study (folder or store label)."""
+    """Report sections for every analysable calculation of a study (folder or store label).
+
+    Plots are written to ``figdir``; give the report's own ``figures/`` folder so that the
+    report links them where they are (no second copy).
+    """
     figdir = Path(figdir)
     figdir.mkdir(parents=True, exist_ok=True)
     path = Path(study)

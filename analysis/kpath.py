@@ -22,6 +22,7 @@ a cell gets the path of its own symmetry.
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from itertools import pairwise
@@ -37,13 +38,12 @@ _SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
 
 def pretty_label(name: str | None) -> str:
-    """A k-point label for text and HTML: ``\\Gamma`` -> Γ, ``B_1`` -> B₁, ``S_0`` -> S₀."""
+    """A k-point label for text and HTML: ``\\Gamma`` -> Γ, ``B_1`` -> B₁ (``V_Br`` unchanged)."""
     if not name:
         return ""
     for tex, uni in _GREEK.items():
         name = name.replace(tex, uni)
-    head, _, sub = name.partition("_")
-    return head + sub.translate(_SUBSCRIPTS)
+    return re.sub(r"_(\d+)", lambda m: m.group(1).translate(_SUBSCRIPTS), name)
 
 
 def mathtext_label(name: str | None) -> str:

@@ -46,7 +46,7 @@ def new_figure(width: float = 5.0, height: float = 3.5, **kwargs: Any) -> tuple[
     return fig, ax
 
 
-def _readable_mode() -> int:
+def readable_mode() -> int:
     """0644 less the process umask (what a plain ``open()`` would give)."""
     umask = os.umask(0)
     os.umask(umask)
@@ -65,7 +65,7 @@ def save_figure(fig: Any, path: str | Path) -> Path:
         with plt.rc_context(STYLE):
             fig.tight_layout()
             fig.savefig(tmp, format="png")
-        os.chmod(tmp, _readable_mode())
+        os.chmod(tmp, readable_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -268,6 +268,6 @@ def register(app: typer.Typer) -> None:
         from perovflow.analysis.collect import study_sections
         from perovflow.analysis.report import write_report
 
-        sections = study_sections(study, out / "figures-src")
+        sections = study_sections(study, out / "figures")
         paths = write_report(sections, out, title=f"perovflow report: {study}")
         emit({k: str(v) for k, v in paths.items()} | {"sections": len(sections)}, as_json)
