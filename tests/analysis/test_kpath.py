@@ -59,6 +59,16 @@ def _rhl1(a: float, alpha_deg: float):
     return lat, pts
 
 
+def _bct2(a: float, c: float):
+    assert c > a  # BCT2
+    lat = np.array([[-a / 2, a / 2, c / 2], [a / 2, -a / 2, c / 2], [a / 2, a / 2, -c / 2]])
+    eta, zeta = (1 + a**2 / c**2) / 4, a**2 / (2 * c**2)
+    pts = {"\\Gamma": (0, 0, 0), "N": (0, 0.5, 0), "P": (0.25, 0.25, 0.25),
+           "\\Sigma": (-eta, eta, eta), "\\Sigma_1": (eta, 1 - eta, -eta), "X": (0, 0, 0.5),
+           "Y": (-zeta, zeta, 0.5), "Y_1": (0.5, 0.5, -zeta), "Z": (0.5, 0.5, -0.5)}  # fmt: skip
+    return lat, pts
+
+
 def _integer_maps(cell: np.ndarray, textbook: np.ndarray) -> np.ndarray:
     """All M (entries -1..1) with cell = M textbook up to a rotation (metric tensors)."""
     g_cell, g_text = cell @ cell.T, textbook @ textbook.T
@@ -94,6 +104,8 @@ CASES = {
     "CsPbBr3-ortho": ("conventional", lambda s: _orc(*sorted(s.lattice.abc))),
     "Cs2NaBiCl6": ("primitive", lambda s: _fcc(s.lattice.a * np.sqrt(2))),
     "CsPbBr3-cubic": ("conventional", lambda s: _cub(s.lattice.a)),
+    # I4/mcm: body-centred tetragonal; a and c of the conventional cell
+    "CsPb2Br5": ("primitive", lambda s: _bct2(*build_prototype("CsPb2Br5").lattice.abc[::2])),
 }
 
 
