@@ -149,8 +149,7 @@ def cell_kpath(structure: Any, reference: Any = None, symprec: float = 0.01) -> 
         The cell the bands are calculated on (pymatgen Structure or ASE Atoms).
     reference
         The crystal whose path is wanted, in the same orientation (the pristine host of a
-        defect or supercell); its lattice must be a sublattice-generating cell of
-        ``structure``'s lattice.
+        defect or supercell); ``structure``'s cell must be a supercell of its lattice.
     symprec
         Symmetry tolerance (Å) for spglib.
     """

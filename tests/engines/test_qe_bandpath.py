@@ -9,7 +9,7 @@ from pymatgen.core import Lattice, Structure
 from perovflow.engines.protocols import get_protocol
 from perovflow.engines.qe.jobs import QEBandsMaker, QEDosMaker, QEStaticMaker, run_qe_task
 
-pytestmark = [pytest.mark.qe, pytest.mark.cp2k]  # GTH potentials come from cp2k-data
+pytestmark = [pytest.mark.qe, pytest.mark.cp2k, pytest.mark.slow]  # GTH: cp2k-data; ~1-4 min
 TINY = {"ecutwfc": 20, "ecutrho": 80, "conv_thr": 1e-6}
 
 
