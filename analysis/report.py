@@ -160,7 +160,10 @@ def _text(v: Any) -> str:
         return f"{v:.4g}"
     if isinstance(v, list | tuple):
         return ", ".join(_text(x) for x in v)
-    return pretty_label(str(v)).replace("->", "→")
+    text = str(v)
+    if "/" in text or len(text) > 24:  # a path or a sentence, not a k label
+        return text
+    return pretty_label(text).replace("->", "→")
 
 
 def quantity_name(key: str) -> str:
