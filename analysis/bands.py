@@ -14,6 +14,7 @@ both holes and electrons, with the curvature sign checked).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,7 +163,7 @@ def _midgap(eig: dict, nelec: float | None, per_band: int, info: dict) -> float:
         n = round(nelec * nk)
         return float((allv[n - 1] + allv[n]) / 2)
     e = next(iter(eig.values()))
-    nocc = round(nelec / per_band)
+    nocc = math.ceil(nelec / per_band - 1e-6)  # a partly filled band (odd electrons) is occupied
     if nocc >= e.shape[0]:
         raise InputError(
             f"{e.shape[0]} bands hold no empty band for {nelec:g} electrons",
@@ -375,7 +376,7 @@ def plot_bands(
     dos: Any = None,
     levels: list[tuple[float, str]] | None = None,
     vbm_eV: float | None = None,
-    window: tuple[float, float] = (-3.0, 4.0),
+    window: tuple[float, float] | None = None,
 ) -> Path:
     """Bands along the labelled path from the VBM, with an optional DOS panel, as PNG.
 
@@ -391,13 +392,16 @@ def plot_bands(
     vbm_eV
         The zero (absolute eV); default the band structure's VBM (its Fermi level if metallic).
     window
-        Energy range shown, eV from the zero.
+        Energy range shown, eV from the zero (default: 3 eV below to 1.5 eV above the CBM).
     """
     from perovflow.analysis.plots import band_dos_figure
 
     bs = load_bandstructure(source, structure, nelec, labels)
     if vbm_eV is None:
         vbm_eV = bs.efermi if bs.is_metal() else float(bs.get_vbm()["energy"])
+    if window is None:
+        top = 3.0 if bs.is_metal() else float(bs.get_cbm()["energy"]) - vbm_eV + 1.5
+        window = (-3.0, max(top, 3.0))
     kfrac = np.array([k.frac_coords for k in bs.kpoints])
     named = {i: k.label for i, k in enumerate(bs.kpoints) if k.label}
     bands = {("up" if int(spin) == 1 else "down"): np.asarray(e) for spin, e in bs.bands.items()}

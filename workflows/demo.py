@@ -99,7 +99,9 @@ def _band_figure(
     if level.get("midgap_level"):
         occupied = [s["energy_eV"] for s in states if (s.get("occupation") or 0) > 0]
         top = max(occupied)
-        zero, marks = top - level["level_above_vbm_eV"], [(top, f"{name} level")]
+        head, _, sub = name.partition("_")
+        tex = f"$\\mathrm{{{head}}}_\\mathrm{{{sub}}}$" if sub else name  # V_Br -> V with Br below
+        zero, marks = top - level["level_above_vbm_eV"], [(top, f"{tex} level")]
     return plot_bands(band_source, path, labels=labels, dos=pdos, levels=marks, vbm_eV=zero)
 
 
