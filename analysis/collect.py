@@ -273,3 +273,27 @@ def study_sections(study: str, figdir: str | Path) -> list[dict[str, Any]]:
             "give a folder of finished calculations or a study label present in the store",
         )
     return sections
+
+
+def _one_finding(sec: dict[str, Any]) -> str | None:
+    """The key number of one section, as a clause (None if it has none)."""
+    from perovflow.analysis.kpath import pretty_label
+
+    s, name = sec.get("summary", {}), sec["title"].split(":")[0]
+    if sec.get("kind") == "bands" and s.get("band_gap_eV") is not None:
+        where = pretty_label(s.get("vbm_kpoint")) if s.get("is_direct") else "indirect"
+        return f"{name} has a {s['band_gap_eV']:.2f} eV gap ({'direct at ' + where if s.get('is_direct') else where})"
+    if sec.get("kind") == "ipr" and s.get("n_localized") is not None:
+        return f"{name} has {s['n_localized']} localized states (IPR > {s.get('threshold', 0):.3g})"
+    if sec.get("kind") == "neb" and s.get("barrier_forward_eV") is not None:
+        return f"{name}: barrier {s['barrier_forward_eV']:.2f} eV"
+    return None
+
+
+def study_answer(sections: list[dict[str, Any]], limit: int = 4) -> str:
+    """One sentence with the study's key numbers (gaps, localized states, barriers)."""
+    found = [f for f in (_one_finding(sec) for sec in sections) if f]
+    if not found:
+        return f"{len(sections)} calculations analysed; see the sections below."
+    more = f"; and {len(found) - limit} more below" if len(found) > limit else ""
+    return "; ".join(found[:limit]) + more + "."
