@@ -14,6 +14,7 @@ both holes and electrons, with the curvature sign checked).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,13 +50,13 @@ class BandsResult:
     summary = to_dict
 
 
-def _bs_from_pw_output(path: Path, structure: Any = None, nelec: float | None = None):
+def _bs_from_pw_output(
+    path: Path, structure: Any = None, nelec: float | None = None, labels: Any = None
+):
     """Build a BandStructureSymmLine from a pw.x output file."""
     import io
 
     from ase.io.espresso import read_espresso_out
-    from pymatgen.electronic_structure.bandstructure import BandStructureSymmLine
-    from pymatgen.electronic_structure.core import Spin
     from pymatgen.io.ase import AseAtomsAdaptor
 
     from perovflow.engines.qe.projwfc import read_pw_info, read_text
@@ -79,19 +80,51 @@ def _bs_from_pw_output(path: Path, structure: Any = None, nelec: float | None = 
     struct = structure or AseAtomsAdaptor.get_structure(atoms)
     nspin = max(k.s for k in kpts) + 1
     frac = np.array([k.k for k in kpts if k.s == 0])
-    eig = {
-        (Spin.up, Spin.down)[s]: np.array([k.eps_n for k in kpts if k.s == s]).T
-        for s in range(nspin)
-    }
+    eig = [np.array([k.eps_n for k in kpts if k.s == s]).T for s in range(nspin)]
     nel = nelec if nelec is not None else info["nelec"]
     per_band = 1 if (nspin == 2 or info["noncollinear"]) else 2
-    efermi = _midgap(eig, nel, per_band, info)
-    labels = _label_kpoints(struct, frac)
-    frac, eig = _split_joints(frac, eig, labels)
+    return _bs_from_arrays(frac, eig, struct, (nel, per_band, info), labels)
+
+
+def _bs_from_arrays(frac: np.ndarray, eig: list, struct: Any, occ: tuple, labels: Any):
+    """BandStructureSymmLine from k-points, per-spin (n_bands, n_k) energies and labels.
+
+    ``occ`` = (electrons, electrons per band, pw.x info) fixes the Fermi level; ``labels``
+    (k index -> name, what the bands job recorded) wins over matching the cell's own path.
+    """
+    from pymatgen.electronic_structure.bandstructure import BandStructureSymmLine
+    from pymatgen.electronic_structure.core import Spin
+
+    eig = {(Spin.up, Spin.down)[s]: np.asarray(e, dtype=float) for s, e in enumerate(eig)}
+    efermi = _midgap(eig, *occ)
+    if labels:
+        named = {int(i): n for i, n in labels.items()}
+        label_coords = {n: frac[i] for i, n in sorted(named.items(), reverse=True)}
+    else:
+        label_coords = _label_kpoints(struct, frac)
+    frac, eig = _split_joints(frac, eig, label_coords)
     rec = struct.lattice.reciprocal_lattice
     return BandStructureSymmLine(
-        frac, eig, rec, efermi, labels, coords_are_cartesian=False, structure=struct
+        frac, eig, rec, efermi, label_coords, coords_are_cartesian=False, structure=struct
     )
+
+
+def _bs_from_document(doc: dict[str, Any], structure: Any, nelec: float | None) -> Any:
+    """BandStructureSymmLine from a bands task document's ``bandstructure`` entry."""
+    from pymatgen.core import Structure
+
+    if structure is None or doc.get("kpoints_frac") is None:
+        raise InputError(
+            "the stored band structure has no structure or k-points",
+            "pass the task's structure (output.structure) with its bandstructure",
+        )
+    struct = structure if isinstance(structure, Structure) else Structure.from_dict(structure)
+    eig = np.asarray(doc["eigenvalues"], dtype=float)  # (spin, k, band)
+    info = {"fermi_eV": doc.get("efermi_eV")}
+    return _bs_from_arrays(
+        np.asarray(doc["kpoints_frac"], dtype=float), [e.T for e in eig], struct,
+        (nelec, 1 if len(eig) == 2 else 2, info), doc.get("labels"),
+    )  # fmt: skip
 
 
 def _split_joints(frac: np.ndarray, eig: dict, labels: dict) -> tuple[np.ndarray, dict]:
@@ -130,7 +163,7 @@ def _midgap(eig: dict, nelec: float | None, per_band: int, info: dict) -> float:
         n = round(nelec * nk)
         return float((allv[n - 1] + allv[n]) / 2)
     e = next(iter(eig.values()))
-    nocc = round(nelec / per_band)
+    nocc = math.ceil(nelec / per_band - 1e-6)  # a partly filled band (odd electrons) is occupied
     if nocc >= e.shape[0]:
         raise InputError(
             f"{e.shape[0]} bands hold no empty band for {nelec:g} electrons",
@@ -142,20 +175,23 @@ def _midgap(eig: dict, nelec: float | None, per_band: int, info: dict) -> float:
 
 
 def _label_kpoints(structure: Any, frac: np.ndarray) -> dict[str, np.ndarray]:
-    """High-symmetry labels of the path k-points (pymatgen HighSymmKpath conventions)."""
-    from pymatgen.symmetry.bandstructure import HighSymmKpath
+    """Labels of the k-points that are high-symmetry points of the cell's own path.
 
+    The points are those of :func:`perovflow.analysis.kpath.cell_kpath`, in this cell's
+    reciprocal basis (a k-point matches a label up to a reciprocal lattice vector).
+    """
+    from perovflow.analysis.kpath import cell_kpath
+
+    try:
+        points = cell_kpath(structure).points
+    except InputError:
+        return {}
     labels: dict[str, np.ndarray] = {}
-    for path_type in ("setyawan_curtarolo", "hinuma", "latimer_munro"):
-        try:
-            kp = HighSymmKpath(structure, path_type=path_type)
-        except Exception:
-            continue
-        for name, coords in kp.kpath["kpoints"].items():
-            if np.any(np.linalg.norm(frac - np.asarray(coords), axis=1) < 1e-4):
-                labels.setdefault(name, np.asarray(coords))
-        if labels:
-            break
+    for name, coords in points.items():
+        delta = frac - coords
+        hit = np.flatnonzero(np.linalg.norm(delta - np.rint(delta), axis=1) < 1e-4)
+        if hit.size:
+            labels[name] = frac[hit[0]]
     return labels
 
 
@@ -171,12 +207,21 @@ def _find_bands_output(folder: Path) -> Path | None:
     return find_pw_output(folder)
 
 
-def load_bandstructure(source: Any, structure: Any = None, nelec: float | None = None):
-    """A pymatgen BandStructureSymmLine from an object, a dict or a pw.x output/folder."""
+def load_bandstructure(
+    source: Any, structure: Any = None, nelec: float | None = None, labels: Any = None
+):
+    """A pymatgen BandStructureSymmLine from an object, a dict or a pw.x output/folder.
+
+    A dict is either ``BandStructureSymmLine.as_dict()`` or a bands task document's
+    ``bandstructure`` entry (then ``structure`` is the task's structure). ``labels``
+    (k index -> name) are the path's labels as the bands job recorded them.
+    """
     from pymatgen.electronic_structure.bandstructure import BandStructureSymmLine
 
     if isinstance(source, BandStructureSymmLine):
         return source
+    if isinstance(source, dict) and "kpoints_frac" in source:
+        return _bs_from_document(source, structure, nelec)
     if isinstance(source, dict):
         try:
             return BandStructureSymmLine.from_dict(source)
@@ -191,7 +236,7 @@ def load_bandstructure(source: Any, structure: Any = None, nelec: float | None =
         if found is None:
             raise InputError(f"no pw.x output in {path}", "give the bands run's folder or file")
         path = found
-    return _bs_from_pw_output(path, structure, nelec)
+    return _bs_from_pw_output(path, structure, nelec, labels)
 
 
 def _kinfo(bs: Any, kidx: int) -> dict[str, Any]:
@@ -201,6 +246,13 @@ def _kinfo(bs: Any, kidx: int) -> dict[str, Any]:
         "label": k.label,
         "frac_coords": [round(float(x), 6) for x in k.frac_coords],
     }
+
+
+def _kname(bs: Any, kidx: int) -> str:
+    """Γ, B₁ ... for a labelled k-point, ``k12`` (its index on the path) otherwise."""
+    from perovflow.analysis.kpath import pretty_label
+
+    return pretty_label(bs.kpoints[kidx].label) or f"k{kidx}"
 
 
 def _branches_through(bs: Any, kidx: int) -> list[dict[str, Any]]:
@@ -243,9 +295,8 @@ def effective_masses(bs: Any, fit_points: int = 3) -> list[dict[str, Any]]:
                                     "carrier": carrier,
                                     "spin": int(spin),
                                     "band": int(band),
-                                    "kpoint": _kinfo(bs, kidx)["label"] or kidx,
-                                    "direction": f"{bs.kpoints[idx[0]].label or idx[0]}->"
-                                    f"{bs.kpoints[stop].label or stop}",
+                                    "kpoint": _kname(bs, kidx),
+                                    "direction": f"{_kname(bs, idx[0])}→{_kname(bs, stop)}",
                                     "mass_me": abs(mass),
                                     "curvature_ok": (mass < 0) if carrier == "hole" else (mass > 0),
                                     "fit_points": len(idx),
@@ -255,7 +306,11 @@ def effective_masses(bs: Any, fit_points: int = 3) -> list[dict[str, Any]]:
 
 
 def analyze_bands(
-    source: Any, structure: Any = None, nelec: float | None = None, fit_points: int = 3
+    source: Any,
+    structure: Any = None,
+    nelec: float | None = None,
+    fit_points: int = 3,
+    labels: Any = None,
 ) -> BandsResult:
     """Gap (direct/indirect, where), band edges and effective masses.
 
@@ -269,10 +324,13 @@ def analyze_bands(
         Number of valence electrons (default: read from the pw.x output).
     fit_points
         k-points used on each side of an edge for the parabolic fit (>= 2).
+    labels
+        k index -> label of the path, as the bands job recorded them (default: matched to
+        the cell's own high-symmetry points).
     """
     if fit_points < 2:
         raise InputError(f"fit_points={fit_points} is too few for a parabola", "use 2 or more")
-    bs = load_bandstructure(source, structure, nelec)
+    bs = load_bandstructure(source, structure, nelec, labels)
     if bs.is_metal():
         return BandsResult(
             0.0,
@@ -309,13 +367,44 @@ def analyze_bands(
 
 
 def plot_bands(
-    source: Any, path: str | Path, structure: Any = None, nelec: float | None = None
+    source: Any,
+    path: str | Path,
+    structure: Any = None,
+    nelec: float | None = None,
+    *,
+    labels: Any = None,
+    dos: Any = None,
+    levels: list[tuple[float, str]] | None = None,
+    vbm_eV: float | None = None,
+    window: tuple[float, float] | None = None,
 ) -> Path:
-    """Bands along the labelled path, energies relative to the VBM, as PNG (pymatgen BSPlotter)."""
-    from pymatgen.electronic_structure.plotter import BSPlotter
+    """Bands along the labelled path from the VBM, with an optional DOS panel, as PNG.
 
-    from perovflow.analysis.plots import save_figure
+    Parameters
+    ----------
+    source, structure, nelec, labels
+        As :func:`load_bandstructure`.
+    dos
+        A :class:`~perovflow.analysis.pdos.PDOSResult` of the same calculation (same
+        absolute energy scale), drawn beside the bands.
+    levels
+        (absolute energy eV, label) of defect/in-gap levels to mark.
+    vbm_eV
+        The zero (absolute eV); default the band structure's VBM (its Fermi level if metallic).
+    window
+        Energy range shown, eV from the zero (default: 3 eV below to 1.5 eV above the CBM).
+    """
+    from perovflow.analysis.plots import band_dos_figure
 
-    bs = load_bandstructure(source, structure, nelec)
-    ax = BSPlotter(bs).get_plot(zero_to_efermi=True, vbm_cbm_marker=not bs.is_metal())
-    return save_figure(ax.get_figure(), path)
+    bs = load_bandstructure(source, structure, nelec, labels)
+    if vbm_eV is None:
+        vbm_eV = bs.efermi if bs.is_metal() else float(bs.get_vbm()["energy"])
+    if window is None:
+        top = 3.0 if bs.is_metal() else float(bs.get_cbm()["energy"]) - vbm_eV + 1.5
+        window = (-3.0, max(top, 3.0))
+    kfrac = np.array([k.frac_coords for k in bs.kpoints])
+    named = {i: k.label for i, k in enumerate(bs.kpoints) if k.label}
+    bands = {("up" if int(spin) == 1 else "down"): np.asarray(e) for spin, e in bs.bands.items()}
+    return band_dos_figure(
+        kfrac, bs.lattice_rec.matrix, named, bands, vbm_eV, path, dos, levels, window
+    )

@@ -201,7 +201,7 @@ def _folder_sections(folder: Path, figdir: Path) -> list[dict[str, Any]]:
 
 
 def _store_sections(study: str, figdir: Path) -> list[dict[str, Any]]:
-    from perovflow.analysis.bands import analyze_bands, plot_bands
+    from perovflow.analysis.bands import analyze_bands, load_bandstructure, plot_bands
     from perovflow.analysis.projections import StateProjections
     from perovflow.analysis.report import section
     from perovflow.hpc.store import get_job_store
@@ -233,8 +233,11 @@ def _store_sections(study: str, figdir: Path) -> list[dict[str, Any]]:
             proj.structure = proj.structure or o.get("structure")
             out += _projection_sections(proj, name, prov, figdir)
         if o.get("bandstructure"):
-            res = analyze_bands(o["bandstructure"])
-            png = plot_bands(o["bandstructure"], figdir / f"{name}_bands.png")
+            bs = load_bandstructure(
+                o["bandstructure"], o.get("structure"), (o.get("electronic") or {}).get("nelect")
+            )
+            res = analyze_bands(bs)
+            png = plot_bands(bs, figdir / f"{name}_bands.png")
             out.append(section(res, f"{name}: band structure", [png], prov, kind="bands"))
         elif o.get("energy_eV") is not None:
             summary = {
@@ -255,7 +258,11 @@ def _store_sections(study: str, figdir: Path) -> list[dict[str, Any]]:
 
 
 def study_sections(study: str, figdir: str | Path) -> list[dict[str, Any]]:
-    """Report sections for every analysable calculation of a study (folder or store label)."""
+    """Report sections for every analysable calculation of a study (folder or store label).
+
+    Plots are written to ``figdir``; give the report's own ``figures/`` folder so that the
+    report links them where they are (no second copy).
+    """
     figdir = Path(figdir)
     figdir.mkdir(parents=True, exist_ok=True)
     path = Path(study)
@@ -266,3 +273,27 @@ def study_sections(study: str, figdir: str | Path) -> list[dict[str, Any]]:
             "give a folder of finished calculations or a study label present in the store",
         )
     return sections
+
+
+def _one_finding(sec: dict[str, Any]) -> str | None:
+    """The key number of one section, as a clause (None if it has none)."""
+    from perovflow.analysis.kpath import pretty_label
+
+    s, name = sec.get("summary", {}), sec["title"].split(":")[0]
+    if sec.get("kind") == "bands" and s.get("band_gap_eV") is not None:
+        where = pretty_label(s.get("vbm_kpoint")) if s.get("is_direct") else "indirect"
+        return f"{name} has a {s['band_gap_eV']:.2f} eV gap ({'direct at ' + where if s.get('is_direct') else where})"
+    if sec.get("kind") == "ipr" and s.get("n_localized") is not None:
+        return f"{name} has {s['n_localized']} localized states (IPR > {s.get('threshold', 0):.3g})"
+    if sec.get("kind") == "neb" and s.get("barrier_forward_eV") is not None:
+        return f"{name}: barrier {s['barrier_forward_eV']:.2f} eV"
+    return None
+
+
+def study_answer(sections: list[dict[str, Any]], limit: int = 4) -> str:
+    """One sentence with the study's key numbers (gaps, localized states, barriers)."""
+    found = [f for f in (_one_finding(sec) for sec in sections) if f]
+    if not found:
+        return f"{len(sections)} calculations analysed; see the sections below."
+    more = f"; and {len(found) - limit} more below" if len(found) > limit else ""
+    return "; ".join(found[:limit]) + more + "."

@@ -18,13 +18,14 @@ Input structure (what studies pass to :func:`write_report`)
 
 Result objects of this package (``IPRResult``, ``PDOSResult``, ``BandsResult``,
 ``NEBResult``, ``AlignmentResult``, ``FormationResult``) become sections through
-:func:`section`. Output: ``report.md``, ``report.html``, ``results.json`` and ``figures/``
-in ``out_dir``; files are written to temporary names and renamed, so a failed report
-leaves no half-written file.
+:func:`section`. Output: ``report.md``, ``report.html`` (self-contained: plots inline),
+``results.json`` and ``figures/`` in ``out_dir``; files are written to temporary names and
+renamed (mode 0644), so a failed report leaves no half-written file.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import os
@@ -45,7 +46,12 @@ PACKAGES = (
     "ase",
     "jobflow",
 )
-_SKIP_SUMMARY = {"states", "localized_states", "entries", "limits", "envelope", "effective_masses"}
+_SKIP_SUMMARY = {
+    "states", "localized_states", "entries", "limits", "envelope", "effective_masses", "source",
+}  # fmt: skip
+_KPOINT_KEYS = ("vbm_kpoint", "cbm_kpoint", "direct_gap_kpoint")
+#: plots are shown at 1.3x their size on paper (figures are saved at STYLE's 200 dpi)
+_SCREEN_PX_PER_PNG_PX = 1.3 * 96 / 200
 
 
 def section(
@@ -62,6 +68,10 @@ def section(
     for key in ("edges_delocalized",):
         if isinstance(data.get(key), dict):
             summary.update({f"{key}.{k}": v for k, v in data[key].items() if _scalar(v)})
+    for key in _KPOINT_KEYS:  # where the band edges are: the label, else the coordinates
+        if isinstance(data.get(key), dict):
+            k = data[key]
+            summary[key] = k.get("label") or "({:.3f}, {:.3f}, {:.3f})".format(*k["frac_coords"])
     rows = _rows_for(data)
     return {
         "title": title,
@@ -128,91 +138,195 @@ def _check(results: list[dict[str, Any]]) -> None:
                 )
 
 
-def _fmt(v: Any) -> str:
+_ACRONYMS = {"vbm": "VBM", "cbm": "CBM", "ipr": "IPR", "neb": "NEB", "pdos": "PDOS", "kpoint": "k"}
+CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:62em;margin:2em auto;padding:0 1em;"
+    "color:#222;line-height:1.45}h1{font-size:1.6em}h2{font-size:1.25em;margin-top:1.6em;"
+    "border-bottom:1px solid #ddd}.answer{font-size:1.1em;background:#f3f6fb;border-left:4px "
+    "solid #3952a3;padding:.6em 1em}table{border-collapse:collapse;margin:.5em 0}td,th{border:"
+    "1px solid #ccc;padding:2px 8px;text-align:left}td.num{text-align:right;font-variant-"
+    "numeric:tabular-nums}figure{margin:.8em 0}img{max-width:100%}details{margin:.4em 0;"
+    "color:#555;font-size:.9em}summary{cursor:pointer}code{word-break:break-all}"
+)
+
+
+def _text(v: Any) -> str:
+    """A table cell or sentence: k labels rendered (Γ, B₁, →), floats to 4 digits."""
+    from perovflow.analysis.kpath import pretty_label
+
+    if isinstance(v, bool) or v is None:
+        return "" if v is None else ("yes" if v else "no")
     if isinstance(v, float):
         return f"{v:.4g}"
-    return "" if v is None else str(v)
+    if isinstance(v, list | tuple):
+        return ", ".join(_text(x) for x in v)
+    text = str(v)
+    if "/" in text or len(text) > 24:  # a path or a sentence, not a k label
+        return text
+    return pretty_label(text).replace("->", "→")
 
 
-def _prov_text(sec: dict[str, Any], key: str | None = None) -> str:
-    prov = (sec.get("provenance_by_key") or {}).get(key) or sec.get("provenance") or {}
-    if isinstance(prov, str):
-        return prov
-    return "; ".join(f"{k}={v}" for k, v in prov.items() if v)
+def quantity_name(key: str) -> str:
+    """``level_above_vbm_eV`` -> ``level above VBM (eV)``."""
+    unit = ""
+    for suffix, name in (("_eV", "eV"), ("_A", "Å"), ("_me", "mₑ"), ("_kcal_mol", "kcal/mol")):
+        if key.endswith(suffix):
+            key, unit = key[: -len(suffix)], f" ({name})"
+            break
+    words = [_ACRONYMS.get(w, w) for w in key.replace(".", " ").split("_")]
+    return " ".join(words) + unit
 
 
-def _md_table(rows: list[dict[str, Any]]) -> list[str]:
+def _prov_items(sec: dict[str, Any]) -> list[tuple[str, str]]:
+    prov = sec.get("provenance") or {}
+    items = [("source", prov)] if isinstance(prov, str) else list(prov.items())
+    for key, p in (sec.get("provenance_by_key") or {}).items():
+        text = p if isinstance(p, str) else "; ".join(f"{k}={v}" for k, v in p.items() if v)
+        items.append((f"{quantity_name(key)} from", text))
+    return [(k, str(v)) for k, v in items if v]
+
+
+def _md_table(rows: list[dict[str, Any]], names: bool = False) -> list[str]:
     if not rows:
         return []
     cols = list(dict.fromkeys(k for r in rows for k in r))
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    out += ["| " + " | ".join(_fmt(r.get(c)).replace("|", "/") for c in cols) + " |" for r in rows]
+    head = [quantity_name(c) if names else c for c in cols]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(_text(r.get(c)).replace("|", "/") for c in cols) + " |" for r in rows]
     return [*out, ""]
 
 
-def _html_table(rows: list[dict[str, Any]]) -> str:
+def _html_table(rows: list[dict[str, Any]], names: bool = False) -> str:
     if not rows:
         return ""
     cols = list(dict.fromkeys(k for r in rows for k in r))
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in cols) + "</tr>"
-        for r in rows
-    )
+    head = "".join(f"<th>{html.escape(quantity_name(c) if names else c)}</th>" for c in cols)
+
+    def cell(v: Any) -> str:
+        num = isinstance(v, int | float) and not isinstance(v, bool)
+        return f"<td{' class=num' if num else ''}>{html.escape(_text(v))}</td>"
+
+    body = "".join("<tr>" + "".join(cell(r.get(c)) for c in cols) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def _summary_rows(sec: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        {"quantity": k, "value": v, "provenance": _prov_text(sec, k)}
-        for k, v in sec.get("summary", {}).items()
-    ]
+    return [{"quantity": quantity_name(k), "value": v} for k, v in sec.get("summary", {}).items()]
+
+
+def _html_provenance(sec: dict[str, Any], out: Path | None) -> str:
+    items = _prov_items(sec)
+    if not items:
+        return ""
+    lines = []
+    for key, value in items:
+        shown = html.escape(value)
+        if key == "dir_name" and Path(value).is_absolute():
+            link = os.path.relpath(value, out) if out is not None else value
+            shown = f"<a href='{html.escape(link)}'><code>{shown}</code></a>"
+        else:
+            shown = f"<code>{shown}</code>"
+        lines.append(f"<li>{html.escape(key)}: {shown}</li>")
+    return f"<details><summary>Provenance</summary><ul>{''.join(lines)}</ul></details>"
+
+
+def _img_tag(path: str | Path, alt: str) -> str:
+    """An inline <img> (base64 PNG) shown at 1.3x its printed size."""
+    data = Path(path).read_bytes()
+    width = int.from_bytes(data[16:20], "big") if data[12:16] == b"IHDR" else 0
+    size = f" width='{round(width * _SCREEN_PX_PER_PNG_PX)}'" if width else ""
+    uri = "data:image/png;base64," + base64.b64encode(data).decode()
+    return f"<figure><img src='{uri}' alt='{html.escape(alt)}'{size}></figure>"
+
+
+def _md_section(sec: dict[str, Any], figs: dict[str, str]) -> list[str]:
+    md = [f"## {sec['title']}", ""]
+    md += _md_table(_summary_rows(sec))
+    for p in sec.get("plots", []):
+        md += [f"![{Path(p).stem}]({figs[p]})", ""]
+    md += _md_table(sec.get("rows", []), names=True)
+    if sec.get("settings") or sec.get("code_version"):
+        extra = {**sec.get("settings", {}), "code_version": sec.get("code_version")}
+        md += ["Settings: " + ", ".join(f"{k}={_text(v)}" for k, v in extra.items() if v), ""]
+    prov = _prov_items(sec)
+    if prov:
+        md += ["Provenance: " + "; ".join(f"{k}={v}" for k, v in prov), ""]
+    return md
+
+
+def _html_section(sec: dict[str, Any], out: Path | None) -> list[str]:
+    ht = [f"<h2>{html.escape(sec['title'])}</h2>", _html_table(_summary_rows(sec))]
+    ht += [_img_tag(p, f"{sec['title']}: {Path(p).stem}") for p in sec.get("plots", [])]
+    ht.append(_html_table(sec.get("rows", []), names=True))
+    extra = {**sec.get("settings", {}), "code_version": sec.get("code_version")}
+    rows = [{"setting": k, "value": v} for k, v in extra.items() if v]
+    if rows:
+        ht.append(f"<details><summary>Settings</summary>{_html_table(rows)}</details>")
+    ht.append(_html_provenance(sec, out))
+    return ht
 
 
 def render(
-    results: list[dict[str, Any]], title: str, settings: dict[str, Any], figs: dict[str, str]
+    results: list[dict[str, Any]],
+    title: str,
+    settings: dict[str, Any],
+    figs: dict[str, str],
+    answer: str | None = None,
+    out_dir: str | Path | None = None,
 ):
-    """Markdown and HTML text of the report (figures referenced by relative path)."""
+    """Markdown and HTML text of the report.
+
+    The answer (one sentence with the key numbers) comes first; the HTML carries its plots
+    inline (a single file to share), the Markdown links them from ``figures/``; provenance,
+    settings and code versions sit one click away (``<details>``).
+    """
     when = datetime.now(UTC).isoformat(timespec="seconds")
     versions = code_versions()
-    md = [f"# {title}", "", f"Generated {when} by perovflow.", ""]
+    out = Path(out_dir).resolve() if out_dir is not None else None
+    md = [f"# {title}", ""]
     ht = [
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif;max-width:60em;margin:auto}table{border-collapse:"
-        "collapse}td,th{border:1px solid #bbb;padding:2px 6px}img{max-width:100%}</style>",
-        f"</head><body><h1>{html.escape(title)}</h1><p>Generated {when} by perovflow.</p>",
+        f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
     ]
+    if answer:
+        md += [f"**{answer}**", ""]
+        ht.append(f"<p class='answer'>{html.escape(answer)}</p>")
     for sec in results:
-        md += [f"## {sec['title']}", "", f"Kind: {sec.get('kind', '')}", ""]
-        md += _md_table(_summary_rows(sec)) + _md_table(sec.get("rows", []))
-        ht += [
-            f"<h2>{html.escape(sec['title'])}</h2>",
-            _html_table(_summary_rows(sec)),
-            _html_table(sec.get("rows", [])),
-        ]
-        for p in sec.get("plots", []):
-            md += [f"![{Path(p).stem}]({figs[p]})", ""]
-            ht.append(
-                f"<p><img src='{html.escape(figs[p])}' alt='{html.escape(Path(p).stem)}'></p>"
-            )
-        extra = {
-            **sec.get("settings", {}),
-            **({"code_version": sec["code_version"]} if sec.get("code_version") else {}),
-        }
-        if extra:
-            rows = [{"setting": k, "value": v} for k, v in extra.items()]
-            md += ["Settings:", "", *_md_table(rows)]
-            ht += ["<p>Settings:</p>", _html_table(rows)]
+        md += _md_section(sec, figs)
+        ht += _html_section(sec, out)
     rows = [{"setting": k, "value": v} for k, v in settings.items()]
     vrows = [{"package": k, "version": v} for k, v in versions.items()]
     md += ["## Settings and code versions", "", *_md_table(rows), *_md_table(vrows)]
+    md += [f"Generated {when} by perovflow.", ""]
     ht += [
-        "<h2>Settings and code versions</h2>",
+        "<details><summary>Settings and code versions</summary>",
         _html_table(rows),
         _html_table(vrows),
-        "</body></html>",
+        f"</details><p><small>Generated {when} by perovflow.</small></p></body></html>",
     ]
-    return "\n".join(md) + "\n", "\n".join(ht) + "\n", versions
+    return "\n".join(md) + "\n", "\n".join(x for x in ht if x) + "\n", versions
+
+
+def _figure_names(results: list[dict[str, Any]], out: Path) -> dict[str, str]:
+    """Plot path -> path relative to ``out`` (``figures/NAME``; kept where it already is)."""
+    figs: dict[str, str] = {}
+    used: set[str] = set()
+    for sec in results:
+        for p in sec.get("plots", []):
+            src = Path(p).resolve()
+            if src.parent == (out / "figures").resolve():
+                figs[p] = f"figures/{src.name}"
+                used.add(src.name)
+    for sec in results:
+        for p in sec.get("plots", []):
+            if p in figs:
+                continue
+            name = Path(p).name
+            while name in used:
+                name = f"{len(used)}_{name}"
+            used.add(name)
+            figs[p] = f"figures/{name}"
+    return figs
 
 
 def write_report(
@@ -220,6 +334,7 @@ def write_report(
     out_dir: str | Path,
     title: str = "perovflow report",
     settings: dict[str, Any] | None = None,
+    answer: str | None = None,
 ) -> dict[str, Path]:
     """Write ``report.md``, ``report.html``, ``results.json`` and ``figures/`` to ``out_dir``.
 
@@ -228,11 +343,14 @@ def write_report(
     results
         Sections (see the module docstring), e.g. from :func:`section`.
     out_dir
-        Output folder (created).
+        Output folder (created). Plots already in ``out_dir/figures`` stay there; others
+        are copied in. Every file is readable by others (0644 less the umask).
     title
         Report title.
     settings
         Global settings to list (protocol, thresholds...).
+    answer
+        The study's answer in one sentence, with its key numbers; shown first.
 
     Returns
     -------
@@ -241,25 +359,17 @@ def write_report(
     """
     _check(results)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     figdir = out / "figures"
-    figs: dict[str, str] = {}
-    used: set[str] = set()
-    for sec in results:
-        for p in sec.get("plots", []):
-            name = Path(p).name
-            while name in used:
-                name = f"{len(used)}_{name}"
-            used.add(name)
-            figs[p] = f"figures/{name}"
-    md, ht, versions = render(results, title, settings or {}, figs)
+    figdir.mkdir(parents=True, exist_ok=True)
+    figs = _figure_names(results, out)
+    md, ht, versions = render(results, title, settings or {}, figs, answer, out)
     payload = {
         "title": title,
+        "answer": answer,
         "settings": settings or {},
         "versions": versions,
         "sections": results,
     }
-    figdir.mkdir(exist_ok=True)
     for src, rel in figs.items():
         _atomic_copy(Path(src), out / rel)
     paths = {
@@ -285,16 +395,23 @@ def _json_default(obj: Any) -> Any:
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    from perovflow.analysis.plots import readable_mode
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
+    os.chmod(tmp, readable_mode())
     os.replace(tmp, path)
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:
+    from perovflow.analysis.plots import readable_mode
+
     if src.resolve() == dst.resolve():
+        os.chmod(dst, readable_mode())
         return
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.")
     os.close(fd)
     shutil.copyfile(src, tmp)
+    os.chmod(tmp, readable_mode())
     os.replace(tmp, dst)

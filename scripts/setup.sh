@@ -9,7 +9,7 @@ ROOT=$PWD
 WITH_MLIP=0
 [ "${1:-}" = "--with-mlip" ] && WITH_MLIP=1
 
-APT_PKGS=(quantum-espresso cp2k cp2k-data slurm-wlm munge openmpi-bin python3-venv)
+APT_PKGS=(quantum-espresso cp2k cp2k-data slurm-wlm munge openmpi-bin python3-venv chromium)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -26,22 +26,24 @@ DEMO_SETTINGS: dict[str, dict[str, Any]] = {
         "electrons": {"diago_full_acc": False, "conv_thr": 1e-3},
     },
 }
-#: high-symmetry points of the demo's short band path (first segment of Setyawan–Curtarolo)
-DEMO_PATH_POINTS = 4
+#: the demo's band path: the trigonal axis (Z-Γ) and Γ-L of the Setyawan–Curtarolo RHL1 path
+DEMO_SEGMENTS = [["Z", "\\Gamma", "L"]]
 
 
-def short_band_path(structure: Any, npoints: int = DEMO_PATH_POINTS) -> Any:
-    """The first ``npoints`` labelled k-points of the standard path (Γ-L-B1-B for R-3c).
+def short_band_path(
+    structure: Any, segments: list[list[str]] | None = None, protocol: str = "fast"
+) -> tuple[Any, dict[str, str]]:
+    """k-points of ``segments`` (default :data:`DEMO_SEGMENTS`) and their labels.
 
-    An (n, 4) array (fractional k, weight): ASE's pw.x writer reads an array as explicit
-    k-points (a nested list would be taken for a Monkhorst–Pack grid).
+    The points are the structure's own high-symmetry points in its reciprocal basis, at the
+    protocol's line density (:func:`perovflow.engines.qe.jobs.band_path`). Returns an
+    (n, 4) array (fractional k, weight; ASE's pw.x writer reads an array as explicit
+    k-points) and {k index (str): label}.
     """
-    from pymatgen.io.ase import AseAtomsAdaptor
-
     from perovflow.engines.qe.jobs import band_path
 
-    kpts, _ = band_path(AseAtomsAdaptor.get_atoms(structure), 1.0)
-    return kpts[:npoints].copy()
+    kpts, labels = band_path(structure, protocol=protocol, segments=segments or DEMO_SEGMENTS)
+    return kpts, {str(i): name for i, name in labels.items()}
 
 
 def demo_flow(out_dir: str | Path, protocol: str = "fast") -> Flow:
@@ -61,7 +63,8 @@ def demo_flow(out_dir: str | Path, protocol: str = "fast") -> Flow:
         engine_maker("qe", "scf", protocol, DEMO_SETTINGS["static"], defect=True),
         pre.output.structure, f"{site.label} qe scf", labels,
     )  # fmt: skip
-    band_settings = {**DEMO_SETTINGS["bands"], "kpts": short_band_path(host)}
+    path_kpts, path_labels = short_band_path(host, protocol=protocol)
+    band_settings = {**DEMO_SETTINGS["bands"], "kpts": path_kpts}
     bands = run_maker(
         engine_maker("qe", "bands", protocol, band_settings, defect=True),
         scf.output.structure, f"{site.label} qe bands", labels, prev_dir=scf.output.dir_name,
@@ -71,8 +74,9 @@ def demo_flow(out_dir: str | Path, protocol: str = "fast") -> Flow:
         scf.output.structure, f"{site.label} qe pdos", labels, prev_dir=scf.output.dir_name,
     )  # fmt: skip
     report = demo_report(
-        scf.output, bands.output, dos.output, str(Path(out_dir).resolve()), site.label
-    )
+        scf.output, bands.output, dos.output, str(Path(out_dir).resolve()), site.label,
+        path_labels,
+    )  # fmt: skip
     report.name = "demo report"
     return Flow([cut, pre, scf, bands, dos, report], output=report.output, name="demo")
 
@@ -81,25 +85,60 @@ def _plain(doc: Any) -> dict[str, Any]:
     return doc.model_dump() if hasattr(doc, "model_dump") else dict(doc)
 
 
+def _band_figure(
+    band_source: str, path: Path, labels: Any, pdos: Any, states: list, level: dict, name: str
+) -> Path:
+    """Bands + PDOS side by side, zero at the host VBM, the defect level marked.
+
+    The bands and the PDOS runs are non-self-consistent on the same scf density, so their
+    absolute energies agree; with a mid-gap level the zero is the host VBM below it.
+    """
+    from perovflow.analysis.bands import plot_bands
+
+    zero, marks = pdos.reference_eV, []
+    if level.get("midgap_level"):
+        occupied = [s["energy_eV"] for s in states if (s.get("occupation") or 0) > 0]
+        top = max(occupied)
+        head, _, sub = name.partition("_")
+        tex = f"$\\mathrm{{{head}}}_\\mathrm{{{sub}}}$" if sub else name  # V_Br -> V with Br below
+        zero, marks = top - level["level_above_vbm_eV"], [(top, f"{tex} level")]
+    return plot_bands(band_source, path, labels=labels, dos=pdos, levels=marks, vbm_eV=zero)
+
+
+def _answer(summary: dict[str, Any], name: str) -> str:
+    """The study's answer in one sentence, with its key numbers."""
+    if summary.get("midgap_level") is None:
+        return f"{name} in Cs4PbBr6: no level could be told apart from the bands (see below)."
+    where = "a localized level deep in the gap" if summary["midgap_level"] else "no mid-gap level"
+    atoms = ", ".join(a.split()[0] for a in summary.get("level_atoms") or [])
+    return (
+        f"The neutral {name} in Cs4PbBr6 leaves {where}: "
+        f"{summary['level_above_vbm_eV']:.2f} eV above the VBM and "
+        f"{summary['level_below_cbm_eV']:.2f} eV below the CBM, IPR {summary['level_ipr']:.2f}"
+        f"{' on ' + atoms if atoms else ''} (fast protocol: PBE, no SOC, Γ only)."
+    )
+
+
 @job
-def demo_report(scf: Any, bands: Any, dos: Any, out_dir: str, label: str) -> dict[str, Any]:
+def demo_report(
+    scf: Any, bands: Any, dos: Any, out_dir: str, label: str, path_labels: Any = None
+) -> dict[str, Any]:
     """Gap, band structure, PDOS and IPR with their plots, written as a report in ``out_dir``."""
-    from perovflow.analysis.bands import analyze_bands, plot_bands
+    from perovflow.analysis.bands import analyze_bands
     from perovflow.analysis.ipr import analyze_ipr, plot_ipr
     from perovflow.analysis.pdos import compute_pdos, plot_pdos
     from perovflow.analysis.report import section, write_report
     from perovflow.workflows.vacancy import _gap_states, defect_level, projections_of
 
     scf, bands, dos = _plain(scf), _plain(bands), _plain(dos)
-    figs = Path(out_dir) / "plots"
+    figs = Path(out_dir) / "figures"  # the report's own figure folder (no copy)
     figs.mkdir(parents=True, exist_ok=True)
     proj = projections_of(dos, scf)
     ipr = analyze_ipr(proj)
     pdos = compute_pdos(proj, by="element")
     band_source = str(Path(bands["dir_name"]) / "espresso.pwo")  # the pw.x bands output
-    band_res = analyze_bands(band_source)
+    band_res = analyze_bands(band_source, labels=path_labels)
     plots = {
-        "bands": plot_bands(band_source, figs / "bands.png"),
         "pdos": plot_pdos(pdos, figs / "pdos.png"),
         "ipr": plot_ipr(ipr, figs / "ipr.png"),
     }
@@ -112,13 +151,19 @@ def demo_report(scf: Any, bands: Any, dos: Any, out_dir: str, label: str) -> dic
         "ipr_gap_eV": ipr.summary()["gap_eV"],
         **level,
     }
+    plots["bands"] = _band_figure(
+        band_source, figs / "bands.png", path_labels, pdos, ipr.states, level, label
+    )
     sections = [
         section(summary, f"{label} in Cs4PbBr6: summary", provenance={"dir_name": scf["dir_name"]}),
         section(band_res, "Band structure", [plots["bands"]], {"dir_name": bands["dir_name"]}),
         section(pdos, "Projected DOS", [plots["pdos"]], {"dir_name": dos["dir_name"]}),
         section(ipr, "Inverse participation ratio", [plots["ipr"]], {"dir_name": dos["dir_name"]}),
     ]
-    files = write_report(sections, out_dir, title=f"perovflow demo: {label} in Cs4PbBr6")
+    files = write_report(
+        sections, out_dir, title=f"perovflow demo: {label} in Cs4PbBr6",
+        answer=_answer(summary, label),
+    )  # fmt: skip
     return {**summary, "gap_states": gap_states, "files": {k: str(v) for k, v in files.items()},
             "plots": {k: str(v) for k, v in plots.items()}}  # fmt: skip
 

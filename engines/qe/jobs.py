@@ -162,24 +162,27 @@ def run_qe_task(
     )
 
 
-def band_path(atoms: Any, line_density: float) -> tuple[Any, dict[int, str]]:
-    """k-points (fractional, weight 1) along pymatgen's HighSymmKpath and their labels.
+def band_path(
+    atoms: Any,
+    line_density: float | None = None,
+    reference: Any = None,
+    protocol: str | None = None,
+    segments: list[list[str]] | None = None,
+) -> tuple[Any, dict[int, str]]:
+    """k-points (fractional in this cell's reciprocal basis, weight 1) and their labels.
 
-    The path is built for the standard primitive cell and converted through Cartesian
-    coordinates into this cell's reciprocal basis (labels stay exact for the same
-    orientation; for supercells the path is folded).
+    The Setyawan–Curtarolo path of ``reference`` (default: the cell itself) carried into
+    this cell through the integer matrix between the cells
+    (:func:`perovflow.analysis.kpath.path_kpoints`): every label sits at its true point;
+    for a supercell/defect cell of ``reference`` the path is the host's, folded.
+    ``line_density`` (per Å⁻¹) defaults to the protocol's ``bands_line_density``.
     """
-    import numpy as np
-    from pymatgen.io.ase import AseAtomsAdaptor
-    from pymatgen.symmetry.bandstructure import HighSymmKpath
+    from perovflow.analysis.kpath import path_kpoints
 
-    structure = AseAtomsAdaptor.get_structure(atoms)
-    kpath = HighSymmKpath(structure, path_type="setyawan_curtarolo")
-    cart, names = kpath.get_kpoints(line_density=line_density, coords_are_cartesian=True)
-    recip = structure.lattice.reciprocal_lattice
-    frac = np.array([recip.get_fractional_coords(k) for k in cart])
-    keep = [0] + [i for i in range(1, len(frac)) if not np.allclose(frac[i], frac[i - 1])]
-    frac = frac[keep]
-    names = [names[i] for i in keep]
-    kpts = np.hstack([frac, np.ones((len(frac), 1))])
-    return kpts, {i: n for i, n in enumerate(names) if n}
+    if line_density is None:
+        from perovflow.engines.protocols import get_protocol
+        from perovflow.settings import get_settings
+
+        proto = get_protocol(protocol or get_settings().protocol, "qe")
+        line_density = float(proto["bands_line_density"])
+    return path_kpoints(atoms, line_density, reference=reference, segments=segments)

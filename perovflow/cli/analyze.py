@@ -265,9 +265,11 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Write a Markdown + HTML report (plots, results table, settings, provenance)."""
-        from perovflow.analysis.collect import study_sections
+        from perovflow.analysis.collect import study_answer, study_sections
         from perovflow.analysis.report import write_report
 
-        sections = study_sections(study, out / "figures-src")
-        paths = write_report(sections, out, title=f"perovflow report: {study}")
+        sections = study_sections(study, out / "figures")
+        paths = write_report(
+            sections, out, title=f"perovflow report: {study}", answer=study_answer(sections)
+        )
         emit({k: str(v) for k, v in paths.items()} | {"sections": len(sections)}, as_json)

@@ -34,6 +34,8 @@ def test_pdos_bands_and_report(cli, qe_data: Path, tmp_path: Path):
     assert code == 0, err
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "cs4pbbr6_vbr: IPR" in md and "cspbbr3_bands: band structure" in md
+    answer = md.splitlines()[2]  # the answer comes first: cubic CsPbBr3 is direct at R
+    assert answer.startswith("**") and "cspbbr3_bands has a 1.55 eV gap (direct at R)" in answer
     assert str((qe_data / "cs4pbbr6_vbr").resolve()) in md  # provenance of the numbers
 
 

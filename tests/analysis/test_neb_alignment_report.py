@@ -136,13 +136,31 @@ def test_write_report_markdown_html_and_provenance(tmp_path: Path):
     res = analyze_neb(model_images())
     png = plot_neb(res, tmp_path / "src" / "neb.png")
     sec = section(res, "V_Br hop", [png], {"task_uuid": "abc-123", "dir_name": "/calc/neb"})
-    paths = write_report([sec], tmp_path / "out", settings={"protocol": "fast"})
+    sec["rows"] = [{"direction": "k3->\\Gamma", "kpoint": "B_1"}]
+    answer = "The V_Br hop costs 0.40 eV."
+    paths = write_report([sec], tmp_path / "out", settings={"protocol": "fast"}, answer=answer)
     md = paths["markdown"].read_text()
-    assert "abc-123" in md and "barrier_forward_eV" in md and "figures/neb.png" in md
-    assert (tmp_path / "out" / "figures" / "neb.png").is_file()
+    assert md.index(answer) < md.index("## V_Br hop")  # the answer comes first
+    assert "barrier forward (eV)" in md and "figures/neb.png" in md
+    assert md.count("abc-123") == 1  # provenance once per section, not on every row
     html = paths["html"].read_text()
-    assert "<img src='figures/neb.png'" in html and "pymatgen" in html
+    assert html.index(answer) < html.index("V_Br hop</h2>")
+    assert "<img src='data:image/png;base64," in html  # one file to share, plots inline
+    assert "k3→Γ" in html and "B₁" in html and "\\Gamma" not in html  # labels rendered
+    assert "<details><summary>Provenance</summary>" in html and html.count("abc-123") == 1
     assert "V_Br hop" in paths["json"].read_text()
+    figures = sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir())
+    assert figures == ["figures"] and (tmp_path / "out" / "figures" / "neb.png").is_file()
+    for f in [*paths.values(), tmp_path / "out" / "figures" / "neb.png"]:
+        if f.is_file():
+            assert f.stat().st_mode & 0o044 == 0o044, f  # readable by group and others
+
+
+def test_report_keeps_plots_already_in_figures(tmp_path: Path):
+    out = tmp_path / "rep"
+    png = plot_neb(analyze_neb(model_images()), out / "figures" / "neb.png")
+    write_report([section({"x": 1.0}, "plot", [png])], out)
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["neb.png"]  # no copy
 
 
 def test_report_bad_input(tmp_path: Path):
