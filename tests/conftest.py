@@ -19,6 +19,10 @@ NEEDS: dict[str, tuple[str, callable]] = {
     "cp2k": ("cp2k.psmp", lambda: bool(shutil.which("cp2k.psmp") or shutil.which("cp2k"))),
     "slurm": ("a running SLURM cluster", lambda: _slurm_up()),
     "mlip": ("chgnet", lambda: importlib.util.find_spec("chgnet") is not None),
+    "browser": (
+        "chromium",
+        lambda: bool(shutil.which("chromium") or shutil.which("chromium-browser")),
+    ),
 }
 
 

@@ -13,7 +13,7 @@ from perovflow.analysis.bands import analyze_bands, plot_bands
 from perovflow.analysis.report import section, write_report
 
 CHROMIUM = next((c for c in ("chromium", "chromium-browser") if shutil.which(c)), None)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package")
+pytestmark = pytest.mark.browser  # in CI a missing chromium fails (tests/conftest.py)
 
 
 def screenshot(html: Path, png: Path, size: tuple[int, int] = (1000, 1400)) -> np.ndarray:
