@@ -1,4 +1,5 @@
-"""CLI: ``perovflow submit | launch | status | query | rerun | cancel | ingest`` (FireWorks + SLURM)."""
+"""CLI: ``perovflow submit | launch | status | query | rerun | cancel | ingest | lpad``
+(FireWorks + SLURM)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,11 @@ def submit(
     as_json: JsonOpt = False,
 ) -> None:
     """Add a study to the LaunchPad; calculations already present are not added again."""
+    from perovflow.hpc.fwfiles import write_fireworks_files
     from perovflow.hpc.submit import load_flow, submit_flow
 
     report = submit_flow(load_flow(source), study=study).as_dict()
+    write_fireworks_files()  # FireWorks' lpad/qlaunch on this LaunchPad (see README)
     emit(report, as_json, lambda r: (
         f"study {r['study']}: {r['added']} fireworks added, {r['present']} already present"
         + (f" (linked to fw {r['linked_to']})" if r["linked_to"] else "")
@@ -67,6 +70,7 @@ def status(study: StudyOpt = None, as_json: JsonOpt = False) -> None:
         text = "  ".join(f"{k}={v}" for k, v in d["counts"].items()) + f"  total={d['total']}"
         if d.get("jobs"):
             cols = ["fw_id", "name", "code", "state", "slurm_id", "walltime_s"]
+            cols += ["slurm_state", "elapsed_s", "max_rss_mb", "exit_code", "killed_by"]
             text += "\n" + table(d["jobs"], cols)
         return text
 
@@ -170,7 +174,20 @@ def ingest(
     emit(done, as_json, lambda d: table(d) if d else "nothing to ingest")
 
 
+def lpad(ctx: typer.Context) -> None:
+    """FireWorks' own lpad on the project's LaunchPad, e.g. perovflow lpad get_wflows -d less.
+
+    Every lpad subcommand and option is passed through (perovflow lpad --help lists them);
+    works for the embedded store and for MongoDB (store.uri).
+    """
+    from perovflow.hpc.fwfiles import run_lpad
+
+    raise typer.Exit(run_lpad(list(ctx.args)))
+
+
 def register(app: typer.Typer) -> None:
     """Register the HPC commands on ``app``."""
     for func in (submit, launch, status, query, rerun, cancel, ingest):
         app.command(func.__name__)(func)
+    passthrough = {"allow_extra_args": True, "ignore_unknown_options": True}
+    app.command("lpad", context_settings=passthrough, add_help_option=False)(lpad)
