@@ -27,6 +27,7 @@ import re
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -162,8 +163,11 @@ def launch(
     nlaunches: int = 0,
     sleep_s: float = 30.0,
     timeout_s: float | None = None,
+    progress: Callable[[int, str], None] | None = None,
 ) -> int:
     """Submit READY fireworks as SLURM jobs (FireWorks' queue launcher, reservation mode).
+
+    ``progress(submitted, what)`` is called after each submission and while waiting.
 
     At most ``max_jobs`` (default ``njobs_queue``) perovflow jobs are queued at once; with
     ``nlaunches`` > 0 at most that many are submitted. It returns when nothing is ready and
@@ -199,10 +203,14 @@ def launch(
             if not _submit_one(lp, qadapter, block):
                 break
             launched, queued = launched + 1, queued + 1
+            if progress:
+                progress(launched, "submitted")
             if nlaunches and launched >= nlaunches:
                 return launched
         if _past(deadline) or not lp.future_run_exists(FWorker()):
             return launched
+        if progress:
+            progress(launched, f"waiting {sleep_s:g} s for queue space or ready fireworks")
         time.sleep(sleep_s)
 
 
