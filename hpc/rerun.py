@@ -26,7 +26,6 @@ from __future__ import annotations
 import inspect
 import json
 import re
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -206,21 +205,24 @@ def rerun_lost(settings: Settings | None = None, study: str | None = None) -> li
 def cancel(
     settings: Settings | None = None, study: str | None = None, fw_id: int | None = None
 ) -> list[dict[str, Any]]:
-    """scancel and defuse the matching fireworks that have not completed."""
+    """scancel and defuse the matching fireworks that have not completed. The SLURM jobs
+    are cancelled first: if ``scancel`` fails (controller down), nothing is changed."""
     from perovflow.hpc.launchpad import get_launchpad
     from perovflow.hpc.query import reservation_id
+    from perovflow.hpc.slurm import scancel
 
     if study is None and fw_id is None:
         raise InputError("nothing to cancel", "give --study NAME or --fw-id N")
     lp = get_launchpad(settings)
     check_target(lp, study, fw_id)
     states = ["WAITING", "READY", "RESERVED", "RUNNING", "FIZZLED", "PAUSED"]
-    done = []
+    todo = []
     for fw in lp.fireworks.find(_match(study, states, fw_id), {"fw_id": 1, "state": 1}):
         launch = _last_launch(lp, fw["fw_id"]) if fw["state"] in {"RESERVED", "RUNNING"} else None
-        job_id = reservation_id(launch or {})
-        if job_id:
-            subprocess.run(["scancel", str(job_id)], capture_output=True, timeout=30, check=False)
+        todo.append((fw, launch, reservation_id(launch or {})))
+    scancel([job_id for _, _, job_id in todo if job_id])
+    done = []
+    for fw, launch, job_id in todo:
         if fw["state"] == "RESERVED":
             lp.cancel_reservation(launch["launch_id"])
         elif fw["state"] == "RUNNING":

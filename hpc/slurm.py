@@ -12,9 +12,12 @@
     The state ``squeue`` reports; None when the controller answers that it does not know
     the job ("Invalid job id"). Raises :class:`~perovflow.errors.QueueError` when the
     controller cannot be asked.
+``scancel(job_ids)``
+    Cancel jobs; raises QueueError (nothing cancelled) when the controller is down.
 ``is_lost(job_id, record) -> str | None``
     Why a job counts as gone - only when SLURM positively says so (a terminal ``sacct``
-    state, or an unknown job id from a reachable controller); None while it lives.
+    state, with every step recorded, or an unknown job id from a reachable controller);
+    None while it lives.
 """
 
 from __future__ import annotations
@@ -98,6 +101,13 @@ def _record(rows: list[dict[str, str]]) -> dict[str, Any]:
         "req_mem_mb": megabytes(job["ReqMem"]) if job["ReqMem"] else None,
         "timelimit": job["Timelimit"],
     }
+    # slurmdbd records the allocation and its steps separately: until every step has a
+    # terminal state too, MaxRSS and the cause of death may still be missing
+    batch = any(r["JobIDRaw"].endswith(".batch") for r in rows)
+    ran = bool(rec["elapsed_s"])  # a job cancelled while pending has no batch step
+    rec["settled"] = (batch or not ran) and all(
+        r["State"].split()[0] not in ALIVE for r in rows if r["State"]
+    )
     rec["killed_by"] = killed_by(rec)
     return rec
 
@@ -132,6 +142,8 @@ def queue_state(job_id: str) -> str | None:
 def is_lost(job_id: str, record: dict[str, Any] | None) -> str | None:
     """Why SLURM says the job is gone, or None while it is alive (see module docstring)."""
     state = (record or {}).get("slurm_state")
+    if state and state not in ALIVE and not (record or {}).get("settled", True):
+        return None  # ended, but its steps are not all recorded yet: ask again later
     if state and state not in ALIVE:
         how = (record or {}).get("killed_by")
         return f"SLURM job {job_id} {state}" + (f" (killed: {how})" if how else "")
@@ -139,3 +151,20 @@ def is_lost(job_id: str, record: dict[str, Any] | None) -> str | None:
     if live in ALIVE:
         return None
     return f"SLURM job {job_id} " + (live or "unknown to the controller")
+
+
+def scancel(job_ids: list[str]) -> None:
+    """Cancel the jobs; jobs SLURM no longer knows or that already ended are fine.
+
+    Raises
+    ------
+    QueueError
+        When the controller cannot be reached (nothing was cancelled).
+    """
+    if not job_ids:
+        return
+    out = _run(["scancel", *[str(j) for j in job_ids]])
+    benign = ("invalid job id", "already completing or completed")
+    errors = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    if out.returncode != 0 and not all(any(b in ln.lower() for b in benign) for ln in errors):
+        raise QueueError(f"scancel failed: {_first_line(out.stderr)}", _FIX)

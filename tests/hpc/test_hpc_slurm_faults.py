@@ -29,7 +29,7 @@ def job_env(monkeypatch, tmp_path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def test_controller_down_rerun_lost_changes_nothing_and_job_completes(cli) -> None:
+def test_controller_down_rerun_lost_and_cancel_change_nothing_and_job_completes(cli) -> None:
     submit_flow(Flow([checkpoint_task(50, study="ctld")], name="ctld"))  # 25 s of work
     assert launch(sleep_s=1) == 1
     wait_for(lambda: fw_doc("ctld")["state"] == "RUNNING", what="RUNNING")
@@ -43,6 +43,10 @@ def test_controller_down_rerun_lost_changes_nothing_and_job_completes(cli) -> No
         )
         assert fw_doc("ctld")["state"] == "RUNNING"  # nothing changed
         assert (lp.launches.count_documents({}), fw_doc("ctld")["spec"]["_perovflow"]) == before
+        code, out, err = cli("cancel", "--study", "ctld")
+        assert code == 2 and err.startswith("error: scancel failed") and err.count("\n") == 1
+        # not defused; still running, or finished by the job itself (slurmd runs it on)
+        assert fw_doc("ctld")["state"] in {"RUNNING", "COMPLETED"}
     wait_for(lambda: fw_doc("ctld")["state"] == "COMPLETED", timeout=120, what="completion")
     # it ran once, from step 0: never restarted
     assert query(study="ctld", fields=["labels.resumed_at"]) == [{"labels.resumed_at": 0}]
@@ -63,7 +67,7 @@ def test_memory_kill_is_reported_and_rerun_gets_twice_the_memory(isolated_settin
     # SLURM's own record: killed (signal 9) with MaxRSS above the 250 MB request
     assert sacct_field(first["slurm_id"], "ExitCode") == "0:9"
     assert first["max_rss_mb"] > 250 and first["killed_by"] == "memory"
-    assert done[0]["fix"] == {"mem": "500M"}
+    assert done[0]["fix"] == {"mem": "500M"}, (done, first)
     assert launch(sleep_s=1) == 1
     wait_for(lambda: fw_doc("oom")["state"] == "COMPLETED", timeout=90, what="rerun")
     second = status(study="oom")["jobs"][0]["slurm_id"]
