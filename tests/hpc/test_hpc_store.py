@@ -137,3 +137,35 @@ def test_remove_docs_deletes_exactly_the_matching_documents() -> None:
     docs.update([{"uuid": f"u{i}", "n": i} for i in range(5)], key="uuid")
     docs.remove_docs({"n": {"$gte": 3}})
     assert sorted(d["n"] for d in docs.query({}, properties=["n"])) == [0, 1, 2]
+
+
+def test_threads_reading_while_another_writes_see_whole_snapshots(tmp_path: Path) -> None:
+    """One thread inserts 100 documents one by one (as FireWorks' ping thread writes while
+    the main thread reads); two threads read cursors meanwhile. Every read must succeed and
+    see a prefix 0..k-1 of the inserts (never a document twice, never a gap)."""
+    import threading
+
+    coll = SyncedClient(tmp_path)["db"]["c"]
+    errors: list[BaseException] = []
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                ids = sorted(d["_id"] for d in coll.find({}, {"_id": 1}))
+                assert ids == list(range(len(ids))), ids
+                seen.append(len(ids))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for t in readers:
+        t.start()
+    for i in range(100):
+        coll.insert_one({"_id": i, "pad": "x" * 200})
+    stop.set()
+    for t in readers:
+        t.join(30)
+    assert errors == [] and seen and max(seen) <= 100
+    assert coll.count_documents({}) == 100
