@@ -1,11 +1,13 @@
 """The FireWorks LaunchPad, on MongoDB or on the embedded store.
 
 ``get_launchpad(settings=None) -> fireworks.LaunchPad``
-    MongoDB when ``settings.store.uri`` is set (database ``<store.database>_fw``), else
-    the embedded database in ``<project_dir>/store`` (same folder and lock as the results
-    store; every collection operation is atomic across processes, so several SLURM jobs
-    can check out and complete fireworks at once). A new database is initialised (ids,
-    indexes); an existing one is never reset.
+    MongoDB when ``settings.store.uri`` is set (FireWorks' own ``LaunchPad`` with its
+    client arguments; database ``<store.database>_fw``), else an
+    :class:`~perovflow.hpc.embedded_lp.EmbeddedLaunchPad` on ``<project_dir>/store`` (same
+    folder and lock as the results store; every collection operation is atomic across
+    processes, so several SLURM jobs can check out and complete fireworks at once). A new
+    database is initialised (id counter by one atomic upsert, then indexes); an existing
+    one is never reset.
 ``write_private(path, text) -> Path``
     Write a file that may hold credentials: mode 0600, written to a temp file and renamed.
 ``job_config_file(settings) -> Path``

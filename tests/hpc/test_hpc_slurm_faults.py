@@ -100,7 +100,7 @@ def test_fireworks_lpad_commands_on_a_study_run_through_slurm(cli) -> None:
     wf = json.loads(_lpad(cli, "get_wflows", "-d", "more"))
     assert wf["name"].split("--")[0] == "fw" and len(wf["states"]) == 3
     assert json.loads(_lpad(cli, "get_fws", "-s", "COMPLETED", "-d", "ids")) == ids["tiny_task"]
-    slurm_id = status(study="fw")["jobs"][slow_id - min(ids.values())]["slurm_id"]
+    slurm_id = next(j["slurm_id"] for j in status(study="fw")["jobs"] if j["fw_id"] == slow_id)
     subprocess.run(["scancel", slurm_id], check=True)  # the running job dies without a word
     wait_for(lambda: sacct_field(slurm_id, "State").startswith("CANCELLED"), what="cancelled")
     out = _lpad(cli, "detect_lostruns", "--time", "1", "--fizzle")
