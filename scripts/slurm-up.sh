@@ -8,9 +8,11 @@
 #   mariadb-server); when missing they are installed with apt-get if the archive answers.
 #   Offline without them (or SLURM_ACCOUNTING=0), SLURM runs with
 #   AccountingStorageType=accounting_storage/none + JobCompType=jobcomp/filetxt: sacct has
-#   no records and perovflow falls back to squeue (state only, no MaxRSS). Memory limits are
-#   enforced by jobacct_gather/linux sampling every 2 s (JobAcctGatherParams=OverMemoryKill;
-#   no cgroups in containers): a job over --mem ends OUT_OF_MEMORY.
+#   no records and perovflow falls back to squeue (state only, no MaxRSS). Memory is a
+#   consumable resource (CR_CPU_Memory, 1 GB per CPU unless --mem is given), enforced by
+#   jobacct_gather/linux sampling every 2 s (JobAcctGatherParams=OverMemoryKill; no cgroups
+#   in containers): a job over --mem is killed and sacct records FAILED, exit 0:9, with
+#   MaxRSS above the request (cgroup clusters record OUT_OF_MEMORY instead).
 # Usage: bash scripts/slurm-up.sh      (idempotent: re-running it on a running cluster is cheap)
 # Env:   SLURM_UP_TIMEOUT (s, default 60), SLURM_CONF_DIR (default /etc/slurm),
 #        SLURM_ACCOUNTING=0 (no slurmdbd)
