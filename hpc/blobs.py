@@ -103,10 +103,16 @@ class BlobStore(SQLiteFileStore):
             raise self.error(exc) from None
 
     def remove_docs(self, criteria: dict) -> None:
-        """Delete the blobs matching ``criteria``."""
-        uuids = [d["blob_uuid"] for d in self._rows(criteria)]
-        with self._collection as con:
-            con.executemany("DELETE FROM blobs WHERE blob_uuid = ?", [(u,) for u in uuids])
+        """Delete the blobs matching ``criteria``: found and deleted in one transaction,
+        rolled back if anything fails."""
+        con = self._collection
+        try:
+            with con:  # commits, or rolls back on an exception
+                con.execute("BEGIN IMMEDIATE")
+                uuids = [d["blob_uuid"] for d in self._rows(criteria)]
+                con.executemany("DELETE FROM blobs WHERE blob_uuid = ?", [(u,) for u in uuids])
+        except sqlite3.Error as exc:
+            raise self.error(exc) from None
 
     def ensure_index(self, key: str, unique: bool = False) -> bool:
         """Indexes exist for blob_uuid, job_uuid and job_index only."""

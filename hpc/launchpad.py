@@ -1,11 +1,13 @@
 """The FireWorks LaunchPad, on MongoDB or on the embedded store.
 
 ``get_launchpad(settings=None) -> fireworks.LaunchPad``
-    MongoDB when ``settings.store.uri`` is set (database ``<store.database>_fw``), else
-    the embedded database in ``<project_dir>/store`` (same folder and lock as the results
-    store; every collection operation is atomic across processes, so several SLURM jobs
-    can check out and complete fireworks at once). A new database is initialised (ids,
-    indexes); an existing one is never reset.
+    MongoDB when ``settings.store.uri`` is set (FireWorks' own ``LaunchPad`` with its
+    client arguments; database ``<store.database>_fw``), else an
+    :class:`~perovflow.hpc.embedded_lp.EmbeddedLaunchPad` on ``<project_dir>/store`` (same
+    folder and lock as the results store; every collection operation is atomic across
+    processes, so several SLURM jobs can check out and complete fireworks at once). A new
+    database is initialised (id counter by one atomic upsert, then indexes); an existing
+    one is never reset.
 ``write_private(path, text) -> Path``
     Write a file that may hold credentials: mode 0600, written to a temp file and renamed.
 ``job_config_file(settings) -> Path``
@@ -14,12 +16,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from unittest import mock
 
 from perovflow.errors import StoreError
 
@@ -31,19 +33,26 @@ if TYPE_CHECKING:
 FW_LOGLEVEL = "ERROR"
 
 
-def _embedded_launchpad(folder: Path) -> LaunchPad:
-    import fireworks.core.launchpad as fw_lp
+def _initialise(lp: LaunchPad) -> None:
+    """Give a new LaunchPad database its id counters and indexes, atomically.
 
-    from perovflow.hpc.embedded import embedded_client
+    The counter document is created with an upsert on its fixed ``_id`` (what
+    ``LaunchPad._restart_ids`` writes), so two processes starting at once never reset
+    each other's ids; an existing database is never changed.
+    """
+    from pymongo.errors import DuplicateKeyError
 
-    client = embedded_client(folder)
-    with (
-        mock.patch.object(fw_lp, "MongoClient", lambda *a, **k: client),
-        mock.patch.object(fw_lp, "GRIDFS_FALLBACK_COLLECTION", None),
-    ):
-        lp = fw_lp.LaunchPad(host="embedded", port=0, name="fireworks", strm_lvl=FW_LOGLEVEL)
-    lp.embedded_folder = str(folder)
-    return lp
+    if lp.fw_id_assigner.find_one({}) is None:
+        with contextlib.suppress(DuplicateKeyError):  # MongoDB: another process won the race
+            lp.fw_id_assigner.update_one(
+                {"_id": -1},
+                {"$setOnInsert": {"next_fw_id": 1, "next_launch_id": 1}},
+                upsert=True,
+            )
+    if "spec._perovflow.hash_1" not in lp.fireworks.index_information():
+        lp.tuneup(bkground=False)
+        lp.fireworks.create_index("spec._perovflow.study")
+        lp.fireworks.create_index("spec._perovflow.hash")
 
 
 def get_launchpad(settings: Settings | None = None) -> LaunchPad:
@@ -72,15 +81,13 @@ def get_launchpad(settings: Settings | None = None) -> LaunchPad:
         )
         where = redact(settings.store.uri)
     else:
+        from perovflow.hpc.embedded_lp import EmbeddedLaunchPad
+
         folder = settings.resolved(Path(settings.project_dir)) / "store"
-        lp = _embedded_launchpad(folder)
+        lp = EmbeddedLaunchPad(str(folder))
         where = str(folder)
     try:
-        if lp.fw_id_assigner.count_documents({}) == 0:
-            lp._restart_ids(1, 1)
-            lp.tuneup(bkground=False)
-            lp.fireworks.create_index("spec._perovflow.hash")
-            lp.fireworks.create_index("spec._perovflow.study")
+        _initialise(lp)
     except StoreError:
         raise
     except Exception as exc:

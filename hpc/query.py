@@ -1,7 +1,9 @@
 """Status of the LaunchPad and queries over the results store.
 
-``status(settings=None, study=None) -> dict``: firework counts by state (all seven states
-always listed) and, for a study, its jobs with code, state, SLURM job id and walltime.
+``status(settings=None, study=None) -> dict``: firework counts by state (all eight states
+always listed) and, for a study, its jobs with code, state, SLURM job id and walltime and,
+for jobs SLURM ran, SLURM's own record from ``sacct`` (:data:`ACCOUNTING`: state, elapsed,
+MaxRSS, exit code, ``killed_by`` walltime/memory/scancel).
 ``query(settings=None, formula=..., study=..., labels=..., charge=..., code=..., protocol=...,
 where=[...], fields=[...], limit=0) -> list[dict]``: task documents (and derived results
 documents carrying ``result_type``) as flat rows. Short property names map to document
@@ -142,8 +144,29 @@ def status(settings: Settings | None = None, study: str | None = None) -> dict[s
         counts[state] = counts.get(state, 0) + n
     out: dict[str, Any] = {"study": study, "counts": counts, "total": sum(counts.values())}
     if study:
-        out["jobs"] = _study_jobs(lp, match)
+        from perovflow.hpc.rerun import check_target
+
+        check_target(lp, study)
+        out["jobs"] = _with_accounting(_study_jobs(lp, match))
     return out
+
+
+#: Columns ``status --study`` adds from SLURM's accounting (``sacct``) for finished jobs.
+ACCOUNTING = ["slurm_state", "elapsed_s", "max_rss_mb", "exit_code", "killed_by"]
+
+
+def _with_accounting(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add SLURM's own record of each finished job (state, elapsed, MaxRSS, exit code, and
+    whether SLURM killed it); raises QueueError when SLURM cannot be asked."""
+    from perovflow.hpc.slurm import accounting
+
+    ids = [r["slurm_id"] for r in rows if r["slurm_id"]]
+    records = accounting(ids) if ids else {}
+    for row in rows:
+        rec = records.get(row["slurm_id"] or "", {})
+        for key in ACCOUNTING:
+            row[key] = rec.get(key)
+    return rows
 
 
 def _study_jobs(lp: Any, match: dict[str, Any]) -> list[dict[str, Any]]:

@@ -26,9 +26,10 @@ import copy
 import re
 import shlex
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from unittest import mock
 
 from perovflow.errors import InputError, QueueError
 
@@ -162,16 +163,21 @@ def launch(
     nlaunches: int = 0,
     sleep_s: float = 30.0,
     timeout_s: float | None = None,
+    progress: Callable[[int, str], None] | None = None,
 ) -> int:
-    """Submit READY fireworks as SLURM jobs (FireWorks ``rapidfire`` in reservation mode).
+    """Submit READY fireworks as SLURM jobs (FireWorks' queue launcher, reservation mode).
 
-    Returns the number of fireworks reserved for the queue by this call.
+    ``progress(submitted, what)`` is called after each submission and while waiting.
+
+    At most ``max_jobs`` (default ``njobs_queue``) perovflow jobs are queued at once; with
+    ``nlaunches`` > 0 at most that many are submitted. It returns when nothing is ready and
+    nothing can become ready (or after ``timeout_s``). Returns the number submitted.
     """
     import shutil
 
     from fireworks import FWorker
-    from fireworks.queue import queue_launcher
 
+    from perovflow.hpc.fwfiles import write_fireworks_files
     from perovflow.hpc.launchpad import get_launchpad
     from perovflow.settings import get_settings
 
@@ -183,14 +189,62 @@ def launch(
     lp = launchpad or get_launchpad(settings)
     config = load_queue_config(settings)
     qadapter = make_qadapter(settings, config)
+    write_fireworks_files(settings, qadapter)
     njobs = max_jobs if max_jobs is not None else int(config["njobs_queue"])
     base = settings.resolved(Path(settings.scratch_dir)) / "launches"
     base.mkdir(parents=True, exist_ok=True)
-    before = lp.launches.count_documents({})
-    with mock.patch.object(queue_launcher, "QUEUE_UPDATE_INTERVAL", 0.2):
-        queue_launcher.rapidfire(
-            lp, FWorker(), qadapter, launch_dir=str(base), nlaunches=nlaunches,
-            njobs_queue=njobs, sleep_time=sleep_s, reserve=True, strm_lvl="ERROR",
-            timeout=timeout_s,
-        )  # fmt: skip
-    return lp.launches.count_documents({}) - before
+    blocks = sorted(base.glob("block_*"))
+    block = blocks[-1] if blocks else _new_block(base)
+    deadline = time.monotonic() + timeout_s if timeout_s else None
+    launched = 0
+    while True:
+        queued = _queued(qadapter) if njobs else 0
+        while lp.run_exists(FWorker()) and not _past(deadline) and not (njobs and queued >= njobs):
+            if not _submit_one(lp, qadapter, block):
+                break
+            launched, queued = launched + 1, queued + 1
+            if progress:
+                progress(launched, "submitted")
+            if nlaunches and launched >= nlaunches:
+                return launched
+        if _past(deadline) or not lp.future_run_exists(FWorker()):
+            return launched
+        if progress:
+            progress(launched, f"waiting {sleep_s:g} s for queue space or ready fireworks")
+        time.sleep(sleep_s)
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
+
+
+def _new_block(base: Path) -> Path:
+    from datetime import datetime
+
+    block = base / datetime.now().strftime("block_%Y-%m-%d-%H-%M-%S-%f")
+    block.mkdir(parents=True, exist_ok=True)
+    return block
+
+
+def _queued(qadapter: Any) -> int:
+    n = qadapter.get_njobs_in_queue()
+    if n is None:
+        raise QueueError("squeue does not answer", "check the SLURM controller (sinfo)")
+    return int(n)
+
+
+def _submit_one(lp: LaunchPad, qadapter: Any, block: Path) -> bool:
+    """Reserve one READY firework and sbatch it; False when none is ready."""
+    from fireworks import FWorker
+    from fireworks.queue.queue_launcher import launch_rocket_to_queue
+
+    rc = launch_rocket_to_queue(
+        lp, FWorker(), qadapter, str(block), reserve=True, strm_lvl="ERROR",
+        create_launcher_dir=True,
+    )  # fmt: skip
+    if rc is False:
+        raise QueueError(
+            "sbatch failed (the firework was unreserved)",
+            "check the queue settings (partition, walltime) and the controller (sinfo)",
+        )
+    return rc is not None

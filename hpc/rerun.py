@@ -7,8 +7,14 @@
     from the last geometry/charge density; every rerun is recorded in
     ``spec._perovflow.reruns``.
 ``rerun_lost(settings=None, study=None) -> list[dict]``
-    RUNNING/RESERVED fireworks whose SLURM job is gone (``squeue``; cancelled, timed out,
-    node failure) are reset (RESERVED -> READY) or marked FIZZLED and rerun as above.
+    RUNNING/RESERVED fireworks whose SLURM job SLURM itself says is gone (a terminal
+    ``sacct`` state, or "Invalid job id" from a reachable controller; see
+    :mod:`perovflow.hpc.slurm`) are reset (RESERVED -> READY) or marked FIZZLED and rerun
+    as above. Every job is asked about before anything changes: when SLURM cannot be
+    asked, a :class:`~perovflow.errors.QueueError` is raised and nothing is changed.
+
+A job SLURM killed for its walltime or memory is rerun with twice the walltime / memory
+of its ``_queueadapter`` (``resource_fix``), by either command.
 ``cancel(settings=None, study=None, fw_id=None) -> list[dict]``
     ``scancel`` the SLURM jobs of the matching fireworks and defuse them.
 ``ingest(path, settings=None) -> list[dict]``
@@ -20,17 +26,14 @@ from __future__ import annotations
 import inspect
 import json
 import re
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from perovflow.errors import InputError, QueueError
+from perovflow.errors import InputError
 
 if TYPE_CHECKING:
     from perovflow.settings import Settings
-
-ALIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING"}
 
 
 def _last_launch(lp: Any, fw_id: int) -> dict | None:
@@ -55,12 +58,50 @@ def _match(study: str | None, states: list[str], fw_id: int | None = None) -> di
     return q
 
 
-def _restart_from(lp: Any, fw_id: int, launch: dict | None, reason: str) -> dict[str, Any]:
-    """Record the rerun and, if the job accepts ``prev_dir``, point it at the old folder."""
+def check_target(lp: Any, study: str | None = None, fw_id: int | None = None) -> None:
+    """A one-line :class:`InputError` for a study or firework id not on the LaunchPad."""
+    if study is not None and lp.fireworks.find_one({"spec._perovflow.study": study}) is None:
+        known = sorted(s for s in lp.fireworks.distinct("spec._perovflow.study") if s)
+        shown = ", ".join(known[:10]) + (" ..." if len(known) > 10 else "")
+        raise InputError(
+            f"no study '{study}' on the LaunchPad", f"known studies: {shown or 'none'}"
+        )
+    if fw_id is not None and lp.fireworks.find_one({"fw_id": fw_id}, {"fw_id": 1}) is None:
+        raise InputError(
+            f"no firework {fw_id} on the LaunchPad", "perovflow status --study X lists ids"
+        )
+
+
+def resource_fix(spec: dict[str, Any], record: dict[str, Any] | None) -> dict[str, Any]:
+    """More walltime / memory for a job SLURM killed for either (empty dict otherwise)."""
+    from perovflow.hpc.slurm import seconds
+
+    how = (record or {}).get("killed_by")
+    qa = spec.get("_queueadapter") or {}
+    if how == "walltime":
+        now = seconds(str(qa.get("walltime") or record.get("timelimit") or "")) or 3600
+        s = 2 * now
+        return {
+            "walltime": f"{s // 86400}-{s % 86400 // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+        }
+    if how == "memory":
+        from perovflow.hpc.slurm import megabytes
+
+        mem = megabytes(str(qa.get("mem") or "")) or record.get("req_mem_mb") or 1024
+        return {"mem": f"{int(2 * mem)}M"}
+    return {}
+
+
+def _restart_from(
+    lp: Any, fw_id: int, launch: dict | None, reason: str, record: dict | None = None
+) -> dict[str, Any]:
+    """Record the rerun and, if the job accepts ``prev_dir``, point it at the old folder;
+    a job SLURM killed for walltime or memory gets more (:func:`resource_fix`)."""
     from monty.json import MontyDecoder
 
     fw = lp.fireworks.find_one({"fw_id": fw_id}, {"spec": 1})
     spec = fw["spec"]
+    fix = resource_fix(spec, record)
     prev_dir = (launch or {}).get("launch_dir")
     used_prev = False
     task = spec["_tasks"][0]
@@ -78,16 +119,20 @@ def _restart_from(lp: Any, fw_id: int, launch: dict | None, reason: str) -> dict
         if "prev_dir" in names and kwargs.get("prev_dir") is None and not positional:
             task["job"]["function_kwargs"]["prev_dir"] = prev_dir
             used_prev = True
-    record = {
+    entry = {
         "time": datetime.now(UTC).isoformat(),
         "reason": reason[:500],
         "prev_dir": prev_dir,
         "restart_from_prev_dir": used_prev,
+        "fix": fix,
     }
-    reruns = [*spec.get("_perovflow", {}).get("reruns", []), record]
-    lp.update_spec([fw_id], {"_tasks": spec["_tasks"], "_perovflow.reruns": reruns})
+    reruns = [*spec.get("_perovflow", {}).get("reruns", []), entry]
+    update = {"_tasks": spec["_tasks"], "_perovflow.reruns": reruns}
+    if fix:
+        update["_queueadapter"] = {**(spec.get("_queueadapter") or {}), **fix}
+    lp.update_spec([fw_id], update)
     lp.rerun_fw(fw_id)
-    return {"fw_id": fw_id, **record}
+    return {"fw_id": fw_id, **entry}
 
 
 def rerun_failed(
@@ -101,77 +146,83 @@ def rerun_failed(
         pattern = re.compile(error_matches) if error_matches else None
     except re.error as exc:
         raise InputError(f"bad --error-matches regex: {exc}", "give a Python regex") from None
+    from perovflow.hpc.query import reservation_id
+    from perovflow.hpc.slurm import accounting
+
     lp = get_launchpad(settings)
-    done = []
+    check_target(lp, study)
+    todo = []
     for fw in lp.fireworks.find(_match(study, ["FIZZLED"]), {"fw_id": 1}):
         launch = _last_launch(lp, fw["fw_id"])
         text = error_text(launch)
-        if pattern and not pattern.search(text):
-            continue
+        if not pattern or pattern.search(text):
+            todo.append((fw["fw_id"], launch, text))
+    ids = [reservation_id(la or {}) for _, la, _ in todo]
+    records = accounting([i for i in ids if i]) if any(ids) else {}
+    done = []
+    for (fw_id, launch, text), job_id in zip(todo, ids, strict=True):
         spool = Path((launch or {}).get("launch_dir") or "/nonexistent") / SPOOL_NAME
         if spool.is_file():
             done += [{**r, "action": "ingested"} for r in ingest(spool.parent, settings)]
             continue
         last = text.strip().splitlines()[-1] if text.strip() else "no error captured"
-        done.append({**_restart_from(lp, fw["fw_id"], launch, last), "action": "rerun"})
+        rec = records.get(job_id or "")
+        done.append({**_restart_from(lp, fw_id, launch, last, rec), "action": "rerun"})
     return done
 
 
-def slurm_state(job_id: str) -> str | None:
-    """State of a SLURM job from ``squeue`` (None when SLURM no longer lists it)."""
-    try:
-        out = subprocess.run(
-            ["squeue", "-h", "-j", str(job_id), "-o", "%T"],
-            capture_output=True, text=True, timeout=30, check=False,
-        )  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise QueueError(f"cannot run squeue: {exc}", "run on a SLURM login node") from None
-    state = out.stdout.strip().splitlines()
-    return state[0].strip() if out.returncode == 0 and state else None
-
-
 def rerun_lost(settings: Settings | None = None, study: str | None = None) -> list[dict]:
-    """Reset or rerun fireworks whose SLURM job has disappeared."""
+    """Reset or rerun fireworks whose SLURM job SLURM says is gone (module docstring)."""
     from perovflow.hpc.launchpad import get_launchpad
     from perovflow.hpc.query import reservation_id
+    from perovflow.hpc.slurm import accounting, is_lost
 
     lp = get_launchpad(settings)
-    done = []
+    check_target(lp, study)
+    todo = []
     for fw in lp.fireworks.find(_match(study, ["RUNNING", "RESERVED"]), {"fw_id": 1, "state": 1}):
         launch = _last_launch(lp, fw["fw_id"])
         job_id = reservation_id(launch or {})
-        if not launch or not job_id:
+        if launch and job_id:
+            todo.append((fw, launch, job_id))
+    records = accounting([j for _, _, j in todo]) if todo else {}
+    # ask SLURM about every job first: if it cannot answer, nothing has been changed
+    verdicts = [is_lost(job_id, records.get(job_id)) for _, _, job_id in todo]
+    done = []
+    for (fw, launch, job_id), reason in zip(todo, verdicts, strict=True):
+        if reason is None:
             continue
-        state = slurm_state(job_id)
-        if state in ALIVE:
-            continue
-        reason = f"SLURM job {job_id} gone ({state or 'not listed'})"
         if fw["state"] == "RESERVED":
             lp.cancel_reservation(launch["launch_id"])
             done.append({"fw_id": fw["fw_id"], "action": "unreserved", "reason": reason})
             continue
         lp.mark_fizzled(launch["launch_id"])
-        done.append({**_restart_from(lp, fw["fw_id"], launch, reason), "action": "rerun"})
+        rerun = _restart_from(lp, fw["fw_id"], launch, reason, records.get(job_id))
+        done.append({**rerun, "action": "rerun"})
     return done
 
 
 def cancel(
     settings: Settings | None = None, study: str | None = None, fw_id: int | None = None
 ) -> list[dict[str, Any]]:
-    """scancel and defuse the matching fireworks that have not completed."""
+    """scancel and defuse the matching fireworks that have not completed. The SLURM jobs
+    are cancelled first: if ``scancel`` fails (controller down), nothing is changed."""
     from perovflow.hpc.launchpad import get_launchpad
     from perovflow.hpc.query import reservation_id
+    from perovflow.hpc.slurm import scancel
 
     if study is None and fw_id is None:
         raise InputError("nothing to cancel", "give --study NAME or --fw-id N")
     lp = get_launchpad(settings)
+    check_target(lp, study, fw_id)
     states = ["WAITING", "READY", "RESERVED", "RUNNING", "FIZZLED", "PAUSED"]
-    done = []
+    todo = []
     for fw in lp.fireworks.find(_match(study, states, fw_id), {"fw_id": 1, "state": 1}):
         launch = _last_launch(lp, fw["fw_id"]) if fw["state"] in {"RESERVED", "RUNNING"} else None
-        job_id = reservation_id(launch or {})
-        if job_id:
-            subprocess.run(["scancel", str(job_id)], capture_output=True, timeout=30, check=False)
+        todo.append((fw, launch, reservation_id(launch or {})))
+    scancel([job_id for _, _, job_id in todo if job_id])
+    done = []
+    for fw, launch, job_id in todo:
         if fw["state"] == "RESERVED":
             lp.cancel_reservation(launch["launch_id"])
         elif fw["state"] == "RUNNING":

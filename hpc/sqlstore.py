@@ -7,7 +7,8 @@ functions, which can use expression indexes (:meth:`SQLiteDocStore.ensure_index`
 rows found are then checked against the full criteria with mongomock's matcher, so the
 answer is exactly MongoDB's. Only the requested fields are decoded.
 
-Concurrency: every ``update``/``remove_docs`` is one ``BEGIN IMMEDIATE`` transaction
+Concurrency: every ``update``/``remove_docs`` (lookup included) is one ``BEGIN IMMEDIATE``
+transaction
 (SQLite's file lock), so writers from many processes are serialised and an upsert by
 key never duplicates or loses a document.
 """
@@ -290,12 +291,18 @@ class SQLiteDocStore(SQLiteFileStore):
             raise self.error(exc) from None
 
     def remove_docs(self, criteria: dict) -> None:
-        """Delete the documents matching ``criteria``."""
-        ids = [(rowid,) for rowid, _ in self._find(criteria, [])]
+        """Delete the documents matching ``criteria``: found and deleted in one transaction
+        (a concurrent writer waits), rolled back if anything fails."""
         con = self._collection
-        con.execute("BEGIN IMMEDIATE")
-        con.executemany("DELETE FROM docs WHERE id = ?", ids)
-        con.execute("COMMIT")
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            ids = [(rowid,) for rowid, _ in self._find(criteria, [])]
+            con.executemany("DELETE FROM docs WHERE id = ?", ids)
+            con.execute("COMMIT")
+        except (sqlite3.Error, StoreError) as exc:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise exc if isinstance(exc, StoreError) else self.error(exc) from None
 
     def ensure_index(self, key: str, unique: bool | None = False) -> bool:
         """Create an expression index on ``key`` (a dotted path)."""

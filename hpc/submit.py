@@ -5,7 +5,9 @@ or a Flow JSON file (``Flow.as_dict()``).
 ``submit_flow(flow, launchpad=None, settings=None, study=None) -> SubmitReport``: converts the
 flow with ``jobflow.managers.fireworks.flow_to_workflow``, tags every firework spec with
 ``_perovflow`` = {hash, uuid, code, study} and its SLURM resources (``_queueadapter``, see
-:mod:`perovflow.hpc.queue`), and inserts it in one bulk write.
+:mod:`perovflow.hpc.queue`), and inserts it in one bulk write. The check for present
+calculations and the insert run under the LaunchPad's submit lock (:func:`submit_lock`),
+so two shells submitting the same study at once add it once.
 
 A calculation is identified by a content hash of its function (maker settings included),
 its inputs (structure, parameters) and, recursively, the hashes of the jobs it reads from;
@@ -16,14 +18,18 @@ ones, reading the earlier results (its new roots become children of those firewo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import time
+import uuid as uuidlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from unittest import mock
 
-from perovflow.errors import InputError
+from perovflow.errors import InputError, StoreError
 
 if TYPE_CHECKING:
     from fireworks import LaunchPad
@@ -33,6 +39,8 @@ if TYPE_CHECKING:
 
 #: Firework states whose calculations count as present (DEFUSED ones may be submitted again).
 PRESENT_STATES = ["WAITING", "READY", "RESERVED", "RUNNING", "COMPLETED", "FIZZLED", "PAUSED"]
+LOCK_TIMEOUT_S = 300.0
+LOCK_EXPIRE_S = 120.0
 
 
 @dataclass
@@ -157,6 +165,47 @@ def _relink(job: Job, uuid_map: dict[str, str]) -> None:
     job.function_kwargs = walk(job.function_kwargs)
 
 
+@contextlib.contextmanager
+def submit_lock(lp: LaunchPad, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the LaunchPad's submit lock: one document ``{_id: "submit"}`` in collection
+    ``perovflow_locks``, inserted atomically (the unique ``_id`` index decides who wins),
+    so that the check for present calculations and the insert of the new ones are one
+    step for every concurrent ``submit``. A lock left by a crashed process expires after
+    ``LOCK_EXPIRE_S``.
+    """
+    from pymongo.errors import DuplicateKeyError
+
+    coll, token = lp.db["perovflow_locks"], uuidlib.uuid4().hex
+    end = time.monotonic() + timeout_s
+    while True:
+        now = datetime.now(UTC).replace(tzinfo=None)
+        coll.delete_one({"_id": "submit", "expires": {"$lt": now}})
+        try:
+            expires = now + timedelta(seconds=LOCK_EXPIRE_S)
+            coll.insert_one({"_id": "submit", "token": token, "expires": expires})
+            break
+        except DuplicateKeyError:
+            if time.monotonic() > end:
+                raise StoreError(
+                    f"another submit holds the LaunchPad lock for more than {timeout_s:.0f} s",
+                    "wait for it to finish, then submit again",
+                ) from None
+            time.sleep(0.1)
+    try:
+        yield
+    finally:
+        coll.delete_one({"_id": "submit", "token": token})
+
+
+def _atomic(lp: LaunchPad) -> contextlib.AbstractContextManager[None]:
+    """On the embedded store, one transaction (workflow and fireworks appear together)."""
+    if getattr(lp, "embedded_folder", None):
+        from perovflow.hpc.embedded import transaction
+
+        return transaction(lp.fireworks)
+    return contextlib.nullcontext()
+
+
 def submit_flow(
     flow: Flow,
     launchpad: LaunchPad | None = None,
@@ -164,11 +213,8 @@ def submit_flow(
     study: str | None = None,
 ) -> SubmitReport:
     """Add the calculations of ``flow`` that are not yet on the LaunchPad (see module doc)."""
-    from jobflow import Flow
-    from jobflow.managers.fireworks import flow_to_workflow
-
     from perovflow.hpc.launchpad import get_launchpad
-    from perovflow.hpc.queue import load_queue_config, queue_spec
+    from perovflow.hpc.queue import load_queue_config
     from perovflow.settings import get_settings
 
     settings = settings or get_settings()
@@ -177,6 +223,19 @@ def submit_flow(
     config = load_queue_config(settings)
     ordered = [job for job, _ in flow.iterflow()]
     hashes = job_hashes(flow, ordered)
+    with submit_lock(lp):
+        return _add_new(lp, flow, study, config, ordered, hashes)
+
+
+def _add_new(
+    lp: LaunchPad, flow: Flow, study: str, config: dict, ordered: list, hashes: dict[str, str]
+) -> SubmitReport:
+    """Under the submit lock: add the jobs whose hash is not present (see submit_flow)."""
+    from jobflow import Flow
+    from jobflow.managers.fireworks import flow_to_workflow
+
+    from perovflow.hpc.queue import queue_spec
+
     present = _present(lp, list(hashes.values()))
     report = SubmitReport(study=study, present=sum(h in present for h in hashes.values()))
     jobs = [job for job in ordered if hashes[job.uuid] not in present]
@@ -210,10 +269,8 @@ def submit_flow(
         report.linked_to = sorted(linked)
         report.fw_ids = sorted(set(lp.get_fw_ids({"spec._perovflow.study": study})) - before)
     else:
-        import fireworks.core.launchpad as fw_lp
-
-        with mock.patch.object(fw_lp, "tqdm", lambda it, **kw: it):  # no progress bar
-            lp.bulk_add_wfs([wf])  # one insert_many; fw ids are reassigned in place
-        report.fw_ids = sorted(fw.fw_id for fw in wf.fws)
+        with _atomic(lp):
+            old_new = lp.add_wf(wf)  # one insert_many of the fireworks, then the workflow
+        report.fw_ids = sorted(old_new.values())
     report.added = len(wf.fws)
     return report

@@ -1,9 +1,14 @@
-"""CLI: ``perovflow submit | launch | status | query | rerun | cancel | ingest`` (FireWorks + SLURM)."""
+"""CLI: ``perovflow submit | launch | status | query | rerun | cancel | ingest | lpad``
+(FireWorks + SLURM)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import logging
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +18,45 @@ from perovflow.cli._common import JsonOpt, emit, table, to_json
 from perovflow.errors import InputError
 
 StudyOpt = Annotated[str | None, typer.Option("--study", help="Only this study (name).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+#: Libraries whose warnings and log lines are theirs, not the user's (jobflow's "jobs are
+#: not connected", monty's deprecated cd, FireWorks' launcher logs).
+THIRD_PARTY = r"(jobflow|monty|fireworks|maggma|pymatgen|mongomock_ng)(\.|$)"
+
+
+@contextlib.contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """Hide third-party warnings and FireWorks' INFO logs for one command."""
+    loggers = [logging.getLogger(n) for n in ("launchpad", "rocket.launcher", "queue.launcher")]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=THIRD_PARTY)
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)
+
+
+@contextlib.contextmanager
+def _progress(show: bool, what: str) -> Iterator[Any]:
+    """A rich spinner on stderr (``update(n, text)``); nothing when ``show`` is False."""
+    if not show:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(what)
+
+        def update(n: int, text: str) -> None:
+            bar.update(task, description=f"{what}: {n} {text}")
+
+        yield update
 
 
 def submit(
@@ -21,11 +65,15 @@ def submit(
         str | None, typer.Option("--study", help="Study name (default: flow name).")
     ] = None,
     as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Add a study to the LaunchPad; calculations already present are not added again."""
+    from perovflow.hpc.fwfiles import write_fireworks_files
     from perovflow.hpc.submit import load_flow, submit_flow
 
-    report = submit_flow(load_flow(source), study=study).as_dict()
+    with _quiet_libraries(), _progress(not (quiet or as_json), "building and submitting"):
+        report = submit_flow(load_flow(source), study=study).as_dict()
+        write_fireworks_files()  # FireWorks' lpad/qlaunch on this LaunchPad (see README)
     emit(report, as_json, lambda r: (
         f"study {r['study']}: {r['added']} fireworks added, {r['present']} already present"
         + (f" (linked to fw {r['linked_to']})" if r["linked_to"] else "")
@@ -49,11 +97,16 @@ def launch(
         float | None, typer.Option("--timeout", help="Stop after this many seconds.")
     ] = None,
     as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Submit READY fireworks to SLURM (one sbatch job each, resources per code)."""
     from perovflow.hpc.queue import launch as do_launch
 
-    n = do_launch(max_jobs=max_jobs, nlaunches=nlaunches, sleep_s=sleep, timeout_s=timeout)
+    with _quiet_libraries(), _progress(not (quiet or as_json), "SLURM jobs") as update:
+        n = do_launch(
+            max_jobs=max_jobs, nlaunches=nlaunches, sleep_s=sleep, timeout_s=timeout,
+            progress=update,
+        )  # fmt: skip
     emit({"submitted": n}, as_json, lambda r: f"submitted {r['submitted']} SLURM job(s)")
 
 
@@ -67,6 +120,7 @@ def status(study: StudyOpt = None, as_json: JsonOpt = False) -> None:
         text = "  ".join(f"{k}={v}" for k, v in d["counts"].items()) + f"  total={d['total']}"
         if d.get("jobs"):
             cols = ["fw_id", "name", "code", "state", "slurm_id", "walltime_s"]
+            cols += ["slurm_state", "elapsed_s", "max_rss_mb", "exit_code", "killed_by"]
             text += "\n" + table(d["jobs"], cols)
         return text
 
@@ -134,10 +188,11 @@ def rerun(
     if not (failed or lost):
         raise InputError("nothing to rerun", "give --failed and/or --lost")
     done = []
-    if lost:
-        done += rerun_lost(study=study)
-    if failed:
-        done += rerun_failed(study=study, error_matches=error_matches)
+    with _quiet_libraries():
+        if lost:
+            done += rerun_lost(study=study)
+        if failed:
+            done += rerun_failed(study=study, error_matches=error_matches)
     emit(
         done,
         as_json,
@@ -166,11 +221,27 @@ def ingest(
     """Store outputs spooled by jobs whose results store was unreachable."""
     from perovflow.hpc.rerun import ingest as do_ingest
 
-    done = do_ingest(path)
+    with _quiet_libraries():
+        done = do_ingest(path)
     emit(done, as_json, lambda d: table(d) if d else "nothing to ingest")
+
+
+def lpad(ctx: typer.Context) -> None:
+    """FireWorks' own lpad on the project's LaunchPad, e.g. perovflow lpad get_wflows -d less.
+
+    Every lpad subcommand and option is passed through (perovflow lpad --help lists them);
+    works for the embedded store and for MongoDB (store.uri).
+    """
+    from perovflow.hpc.fwfiles import run_lpad
+
+    with _quiet_libraries():
+        code = run_lpad(list(ctx.args))
+    raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:
     """Register the HPC commands on ``app``."""
     for func in (submit, launch, status, query, rerun, cancel, ingest):
         app.command(func.__name__)(func)
+    passthrough = {"allow_extra_args": True, "ignore_unknown_options": True}
+    app.command("lpad", context_settings=passthrough, add_help_option=False)(lpad)

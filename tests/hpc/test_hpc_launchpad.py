@@ -211,3 +211,72 @@ def test_restartable_job_gets_previous_folder(tmp_path) -> None:
     from perovflow.hpc.query import query
 
     assert query(study="ck", fields=["labels.resumed_at"])[-1] == {"labels.resumed_at": 3}
+
+
+def test_unknown_study_or_firework_is_one_line_error_and_changes_nothing(cli) -> None:
+    submit_flow(Flow([tiny_task(1, study="known")], name="known"))
+    before = get_launchpad().fireworks.find_one({})
+    for args in (
+        ["status", "--study", "nope"],
+        ["rerun", "--lost", "--study", "nope"],
+        ["rerun", "--failed", "--study", "nope"],
+        ["cancel", "--study", "nope"],
+        ["cancel", "--fw-id", "999"],
+    ):
+        code, out, err = cli(*args)
+        assert code == 2 and out == "" and err.count("\n") == 1, args
+        assert err.startswith("error: no ") and "(fix: " in err, err
+    assert "known" in cli("status", "--study", "nope")[2]  # the fix names the known study
+    assert get_launchpad().fireworks.find_one({}) == before
+
+
+def test_fireworks_files_let_fireworks_load_the_project_settings(monkeypatch) -> None:
+    """With store.uri set, FireWorks' own loaders read the files perovflow writes."""
+    from fireworks import FWorker, LaunchPad
+    from fireworks.utilities.fw_serializers import load_object_from_file
+
+    from perovflow.hpc.fwfiles import write_fireworks_files
+
+    uri = "mongodb://alice:s3cret@127.0.0.1:1/x"
+    monkeypatch.setenv("PEROVFLOW_STORE__URI", uri)
+    folder = write_fireworks_files(get_settings())
+    lp_file = folder / "my_launchpad.yaml"
+    assert stat.S_IMODE(lp_file.stat().st_mode) == 0o600  # it holds the password
+    lp = LaunchPad.from_file(str(lp_file))  # FireWorks' own constructor, no server needed yet
+    assert (lp.host, lp.uri_mode, lp.name) == (uri, True, "perovflow_fw")
+    qa = load_object_from_file(str(folder / "my_qadapter.yaml"))
+    assert qa.q_type == "SLURM" and "perovflow.hpc.rocket" in qa["rocket_launch"]
+    assert FWorker.from_file(str(folder / "my_fworker.yaml")).name == "perovflow"
+    import yaml
+
+    fw_config = yaml.safe_load((folder / "FW_config.yaml").read_text())
+    assert fw_config["CONFIG_FILE_DIR"] == str(folder)
+
+
+def test_embedded_lpad_runs_fireworks_subcommands(cli, tmp_path) -> None:
+    submit_flow(Flow([tiny_task(i, study="lp") for i in range(3)], name="lp"))
+    run_here(tmp_path)
+    cli("status")  # drop the job logs
+    code, out, err = cli("lpad", "get_fws", "-s", "COMPLETED", "-d", "count")
+    assert (code, json.loads(out)) == (0, 3), err
+    code, out, _ = cli("lpad", "get_fws", "-s", "FIZZLED", "-d", "count")
+    assert json.loads(out) == 0
+
+
+def test_submit_json_prints_only_json_and_no_library_warnings(tmp_path) -> None:
+    """A real ``perovflow`` process: jobflow warns about unconnected jobs, but --json and
+    --quiet print the report only (stdout) and nothing else (stderr)."""
+    import subprocess
+    import sys
+
+    from monty.json import MontyEncoder
+
+    path = tmp_path / "flow.json"
+    flow = Flow([tiny_task(i, study="js") for i in range(2)], name="js")
+    path.write_text(json.dumps(flow.as_dict(), cls=MontyEncoder))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "PYTHONWARNINGS": "default"}
+    cmd = [str(Path(sys.executable).with_name("perovflow")), "submit", str(path)]
+    out = subprocess.run([*cmd, "--json"], env=env, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout)["added"] == 2 and out.stderr == ""
+    out = subprocess.run([*cmd, "--quiet"], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout == "study js: 0 fireworks added, 2 already present\n" and out.stderr == ""

@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hpc_workers import checkpoint_task, crash_task, tiny_task
 from jobflow import Flow
 from monty.json import MontyEncoder
+from slurm_helpers import fw_doc, launch_of, sacct_field, wait_for
 
-from perovflow.hpc.launchpad import get_launchpad
 from perovflow.hpc.query import query, status
 from perovflow.hpc.queue import launch
 from perovflow.hpc.rerun import rerun_failed, rerun_lost
@@ -29,25 +27,6 @@ def job_env(monkeypatch, tmp_path) -> None:
     """Batch jobs inherit this environment (sbatch --export=ALL): test job module on the path."""
     monkeypatch.setenv("PYTHONPATH", f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     monkeypatch.chdir(tmp_path)
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 120, what: str = "") -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        if check():
-            return
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}: {status()['counts']}")
-
-
-def fw_doc(study: str) -> dict:
-    return get_launchpad().fireworks.find_one({"spec._perovflow.study": study})
-
-
-def launch_of(study: str) -> dict:
-    lp = get_launchpad()
-    docs = list(lp.launches.find({"fw_id": fw_doc(study)["fw_id"]}).sort("launch_id", -1))
-    return docs[0]
 
 
 def test_study_with_hostile_name_runs_and_is_queryable(cli, monkeypatch, tmp_path) -> None:
@@ -80,8 +59,13 @@ def test_scancel_running_job_then_rerun_lost_resumes(monkeypatch) -> None:
     )
     slurm_id = status(study="lost")["jobs"][0]["slurm_id"]
     subprocess.run(["scancel", slurm_id], check=True)
-    wait_for(lambda: rerun_lost(study="lost") != [], what="lost run detected")
+    done: list[dict] = []
+    wait_for(lambda: bool(done.extend(rerun_lost(study="lost")) or done), what="lost run")
     assert fw_doc("lost")["state"] == "READY"
+    assert sacct_field(slurm_id, "State").startswith("CANCELLED")  # SLURM's record
+    assert "CANCELLED" in done[0]["reason"] and done[0]["fix"] == {}  # no resource fix
+    job = status(study="lost")["jobs"][0]  # the cancelled launch, as SLURM recorded it
+    assert (job["slurm_state"], job["killed_by"]) == ("CANCELLED", "scancel")
     (ldir / "progress.txt").write_text("58")  # speed up: pretend it got further
     assert launch(sleep_s=1) == 1
     wait_for(lambda: fw_doc("lost")["state"] == "COMPLETED", what="rerun")
@@ -112,9 +96,16 @@ def test_walltime_kill_restarts_from_last_step(isolated_settings) -> None:
     # a ~30 s cycle, so the task must outlast limit + check period + KillWait to be killed.
     submit_flow(Flow([checkpoint_task(240, study="wall")], name="wall"))
     assert launch(sleep_s=1) == 1
-    wait_for(lambda: rerun_lost(study="wall") != [], timeout=200, what="walltime kill")
+    done: list[dict] = []
+    wait_for(lambda: bool(done.extend(rerun_lost(study="wall")) or done), 200, "walltime kill")
+    first = status(study="wall")["jobs"][0]
+    assert sacct_field(first["slurm_id"], "State") == "TIMEOUT"
+    assert first["killed_by"] == "walltime" and "TIMEOUT" in done[0]["reason"]
+    assert done[0]["fix"] == {"walltime": "0-00:02:00"}  # twice the 1-minute limit
     assert launch(sleep_s=1) == 1
-    wait_for(lambda: fw_doc("wall")["state"] == "COMPLETED", timeout=120, what="restart")
+    wait_for(lambda: fw_doc("wall")["state"] == "COMPLETED", timeout=150, what="restart")
+    second = status(study="wall")["jobs"][0]["slurm_id"]
+    assert sacct_field(second, "Timelimit") == "00:02:00"  # SLURM ran it with the new limit
     resumed = query(study="wall", fields=["labels.resumed_at"])[0]["labels.resumed_at"]
     # Resumed from the saved progress, not from step 0 (start-up eats part of the first minute).
     assert 40 <= resumed < 240

@@ -101,3 +101,71 @@ def test_job_outputs_roundtrip_through_data_store() -> None:
     doc = store.query_one({"uuid": job.uuid})
     assert "blob_uuid" in doc["output"]["eigenvalues"]  # not inline: moved to the data store
     assert store.get_output(job.uuid, load=True)["eigenvalues"][0][199] == 199.0
+
+
+def test_cursor_reads_a_snapshot_taken_under_the_lock(tmp_path: Path) -> None:
+    """A find() cursor holds copies made when it was first read, not live documents."""
+    coll = SyncedClient(tmp_path)["db"]["c"]
+    coll.insert_many([{"_id": i, "v": 0} for i in range(3)])
+    cursor = coll.find({}).sort("_id", 1)
+    first = next(cursor)
+    coll.update_many({}, {"$set": {"v": 1}})  # a write after the cursor was read
+    coll.delete_one({"_id": 2})
+    assert [first["v"], *(d["v"] for d in cursor)] == [0, 0, 0]  # the snapshot: 3 docs, v=0
+    assert [d["v"] for d in coll.find({})] == [1, 1]  # a new read sees the writes
+
+
+def test_transaction_commits_all_or_nothing(tmp_path: Path) -> None:
+    from perovflow.hpc.embedded import transaction
+
+    a, b = SyncedClient(tmp_path)["db"]["c"], SyncedClient(tmp_path)["db"]["c"]
+    with pytest.raises(RuntimeError), transaction(a):
+        a.insert_one({"_id": 1})
+        a.insert_one({"_id": 2})
+        raise RuntimeError("crash in the middle")
+    assert b.count_documents({}) == 0 and a.count_documents({}) == 0  # nothing committed
+    with transaction(a):
+        a.insert_one({"_id": 1})
+        a.insert_one({"_id": 2})
+    assert b.count_documents({}) == 2
+
+
+def test_remove_docs_deletes_exactly_the_matching_documents() -> None:
+    store = get_job_store()
+    store.connect()
+    docs = store.docs_store
+    docs.update([{"uuid": f"u{i}", "n": i} for i in range(5)], key="uuid")
+    docs.remove_docs({"n": {"$gte": 3}})
+    assert sorted(d["n"] for d in docs.query({}, properties=["n"])) == [0, 1, 2]
+
+
+def test_threads_reading_while_another_writes_see_whole_snapshots(tmp_path: Path) -> None:
+    """One thread inserts 100 documents one by one (as FireWorks' ping thread writes while
+    the main thread reads); two threads read cursors meanwhile. Every read must succeed and
+    see a prefix 0..k-1 of the inserts (never a document twice, never a gap)."""
+    import threading
+
+    coll = SyncedClient(tmp_path)["db"]["c"]
+    errors: list[BaseException] = []
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                ids = sorted(d["_id"] for d in coll.find({}, {"_id": 1}))
+                assert ids == list(range(len(ids))), ids
+                seen.append(len(ids))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for t in readers:
+        t.start()
+    for i in range(100):
+        coll.insert_one({"_id": i, "pad": "x" * 200})
+    stop.set()
+    for t in readers:
+        t.join(30)
+    assert errors == [] and seen and max(seen) <= 100
+    assert coll.count_documents({}) == 100
