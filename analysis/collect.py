@@ -232,7 +232,11 @@ def _store_sections(study: str, figdir: Path) -> list[dict[str, Any]]:
             proj = StateProjections.from_dict(o["projections"])
             proj.structure = proj.structure or o.get("structure")
             out += _projection_sections(proj, name, prov, figdir)
-        if o.get("bandstructure"):
+        if o.get("result_type") == "neb" and o.get("images"):
+            from perovflow.analysis.neb import neb_section
+
+            out.append(neb_section(o, f"{name}: NEB", prov, figdir))
+        elif o.get("bandstructure"):
             res = analyze_bands(o["bandstructure"])
             png = plot_bands(o["bandstructure"], figdir / f"{name}_bands.png")
             out.append(section(res, f"{name}: band structure", [png], prov, kind="bands"))
