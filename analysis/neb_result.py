@@ -40,8 +40,9 @@ class NEBResult:
         True only when every image's NEB force (climbing image on) was below ``fmax`` with the
         expensive calculator; None when unknown (a band read from files).
     endpoints_converged
-        Whether each end point's relaxation reached its force threshold (None: not relaxed
-        by the NEB; then ``meta["endpoint_max_force_eV_A"]`` has their expensive forces).
+        Per end point: its relaxation reached the force threshold (for end points relaxed
+        elsewhere: their expensive forces are below ``fmax``; ``meta`` has those forces).
+        None: unknown (a band read from files).
     """
 
     barrier_forward_eV: float

@@ -235,6 +235,7 @@ def flow_from_study(study: Any, makers: dict[str, Any], structure: Any) -> Flow:
         input_set_overrides=dict(study.settings.get("neb", study.settings.get("static", {}))),
         charge=spec.neb.charge, nimages=spec.neb.nimages, fmax=spec.neb.fmax,
         interpolation=spec.neb.interpolation, method=spec.neb.method, cheap_model=spec.neb.cheap_model,
+        window=spec.neb.window,
     )  # fmt: skip
     maker = MigrationFlowMaker(
         name=study.name, relax_maker=makers["relax"], prerelax_maker=makers["prerelax"],

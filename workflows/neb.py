@@ -111,10 +111,12 @@ def _endpoints(
     counter: CallCounter,
     relax: bool,
     cheap: Calculator | None = None,
-) -> tuple[Atoms, Atoms, list[bool | None], list[float]]:
+) -> tuple[Atoms, Atoms, list[bool], list[float]]:
     """End points frozen with expensive energies: relaxed (BFGS, or via the surrogate when
-    ``cheap`` is given) or evaluated as given; (initial, final, relaxation converged per end
-    (None: not relaxed here), expensive max force per end)."""
+    ``cheap`` is given) or evaluated as given; returns (initial, final, converged per end,
+    expensive max force per end). Converged: the relaxation's own test, or - for end points
+    relaxed elsewhere (the migration flow's relax jobs) - their expensive forces below
+    ``fmax``."""
     out, status = [], []
     for atoms, index in ((initial, 0), (final, -1)):
         if relax and cheap is not None:
@@ -124,9 +126,9 @@ def _endpoints(
         else:
             probe = atoms.copy()
             probe.calc = CountingCalculator(expensive(index), counter)
-            ends = (freeze(probe, *_ef(probe)), None)
+            ends = (freeze(probe, *_ef(probe)), max_force(probe.get_forces()) < fmax)
         out.append(ends[0])
-        status.append(None if ends[-1] is None else bool(ends[-1]))
+        status.append(bool(ends[-1]))
     return out[0], out[1], status, [max_force(end.get_forces()) for end in out]
 
 
@@ -238,7 +240,8 @@ def accelerated_neb(
     trust: float = 0.3,
     cheap_steps: int = 500,
     window: int | None = None,
-    gp_length: float = 0.6,
+    gp_length: float = 2.0,
+    move_above: float = 0.7,
 ) -> NEBResult:
     """NEB with few expensive force calls, converged to the plain procedure's test.
 
@@ -271,7 +274,9 @@ def accelerated_neb(
             band[edge] = _freeze_expensive(band[edge], expensive(edge), counter)
     calcs = [CountingCalculator(expensive(i), counter) for i in range(lo + 1, hi)]
     sub = band[lo : hi + 1]
-    refinement = refine_band(sub, calcs, cheap, fmax, outer_steps, trust, length=gp_length)
+    refinement = refine_band(
+        sub, calcs, cheap, fmax, outer_steps, trust, move_above=move_above, length=gp_length
+    )
     for i, (_pos, energy, forces) in refinement.known.items():
         band[lo + i] = freeze(sub[i], energy, forces)
     for i in range(1, nimages + 1):

@@ -220,7 +220,7 @@ def refine_band(
     trust: float = 0.3,
     move_above: float = 0.7,
     inner_steps: int = 150,
-    length: float = 0.6,
+    length: float = 2.0,
 ) -> Refinement:
     """Converge ``band`` (ends frozen with expensive values) on the expensive surface.
 
@@ -230,7 +230,8 @@ def refine_band(
     (:class:`DeltaModel`, trained on every call so far) is refitted and the images whose NEB
     force exceeds ``move_above * fmax`` take CI-NEB steps on it, the others held in place
     with their exact values, until converged on the model or an atom leaves the trust region
-    (``trust`` Å). The trust radius halves when the expensive residual rises and grows by 1.5
+    (``trust`` Å). ``length`` is the kernel length scale (Å over all 3N coordinates; long,
+    so the learnt correction persists over a step). The trust radius halves when the expensive residual rises and grows by 1.5
     (up to its start value) at a new low.
     """
     model = DeltaModel(band[0], cheap, length=length)
