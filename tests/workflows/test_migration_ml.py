@@ -38,13 +38,14 @@ def test_seed_paths_barrier_ordering_and_resume(tmp_path, cli):
     path = REPO / "studies" / "cs2naagbicl6_migration_fast.yaml"
     code, out, err = cli("run", path, "-w", tmp_path / "run2")
     assert code == 0, err
+    print(out)
     assert "ran: 0" in out
     header, _, *body = out.splitlines()[: len(rows) + 2]
     assert header.split() == ["path", "moving", "from", "barrier_eV", "barrier_kcal_mol",
                               "dft_calls", "converged"]  # fmt: skip
     for line, row in zip(body, rows, strict=True):
         kcal = float(line.split()[-3])
-        assert kcal == pytest.approx(row["barrier_eV"] * 23.0605, rel=1e-3)  # 1 eV = 23.0605
+        assert kcal == pytest.approx(row["barrier_eV"] * 23.0605, abs=0.01)  # printed to 0.01
     # `report` shows every NEB's energy profile (plot) with its convergence
     code, out, err = cli("report", study.name, "-o", tmp_path / "report")
     assert code == 0, err
