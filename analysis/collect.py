@@ -232,7 +232,11 @@ def _store_sections(study: str, figdir: Path) -> list[dict[str, Any]]:
             proj = StateProjections.from_dict(o["projections"])
             proj.structure = proj.structure or o.get("structure")
             out += _projection_sections(proj, name, prov, figdir)
-        if o.get("bandstructure"):
+        if o.get("result_type") == "neb" and o.get("images"):
+            from perovflow.analysis.neb import neb_section
+
+            out.append(neb_section(o, f"{name}: NEB", prov, figdir))
+        elif o.get("bandstructure"):
             bs = load_bandstructure(
                 o["bandstructure"], o.get("structure"), (o.get("electronic") or {}).get("nelect")
             )

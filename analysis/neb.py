@@ -15,71 +15,27 @@ holds per image the energy (Hartree), the positions (bohr) and the energy gradie
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ase.units import Bohr, Hartree
 
+from perovflow.analysis.neb_result import EV_TO_KCAL_MOL, NEBResult
 from perovflow.errors import InputError
 
-EV_TO_KCAL_MOL = 23.0605
-HARTREE_EV = 27.211386245988
-BOHR_A = 0.529177210903
+__all__ = [
+    "EV_TO_KCAL_MOL",
+    "NEBResult",
+    "analyze_neb",
+    "load_images",
+    "neb_section",
+    "plot_neb",
+    "read_qe_path_file",
+]
 
-
-@dataclass
-class NEBResult:
-    """Barriers and the fitted energy profile of one NEB path."""
-
-    barrier_forward_eV: float
-    barrier_backward_eV: float
-    reaction_energy_eV: float
-    ts_image: int
-    image_energies_eV: list[float]
-    path_A: list[float]
-    fit_path_A: list[float]
-    fit_energies_eV: list[float]
-    fitted: bool
-    source: str = ""
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def barrier_forward_kcal_mol(self) -> float:
-        """Forward barrier in kcal/mol (1 eV = 23.0605 kcal/mol)."""
-        return self.barrier_forward_eV * EV_TO_KCAL_MOL
-
-    @property
-    def barrier_backward_kcal_mol(self) -> float:
-        """Backward barrier in kcal/mol."""
-        return self.barrier_backward_eV * EV_TO_KCAL_MOL
-
-    def summary(self) -> dict[str, Any]:
-        """Barriers in eV and kcal/mol, reaction energy and TS image."""
-        return {
-            "barrier_forward_eV": self.barrier_forward_eV,
-            "barrier_backward_eV": self.barrier_backward_eV,
-            "barrier_forward_kcal_mol": self.barrier_forward_kcal_mol,
-            "barrier_backward_kcal_mol": self.barrier_backward_kcal_mol,
-            "reaction_energy_eV": self.reaction_energy_eV,
-            "ts_image": self.ts_image,
-            "nimages": len(self.image_energies_eV),
-            "fitted": self.fitted,
-            "source": self.source,
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        """Summary plus the raw and fitted profiles."""
-        out = self.summary()
-        out.update(
-            {
-                "image_energies_eV": self.image_energies_eV,
-                "path_A": self.path_A,
-                "fit_path_A": self.fit_path_A,
-                "fit_energies_eV": self.fit_energies_eV,
-            }
-        )
-        return out
+HARTREE_EV = Hartree
+BOHR_A = Bohr
 
 
 def read_qe_path_file(path: str | Path, symbols: list[str] | None = None) -> list[Any]:
@@ -92,10 +48,12 @@ def read_qe_path_file(path: str | Path, symbols: list[str] | None = None) -> lis
     """
     from ase import Atoms
     from ase.calculators.singlepoint import SinglePointCalculator
+    from monty.io import zopen
 
-    from perovflow.engines.qe.projwfc import read_text
-
-    lines = read_text(path).splitlines()
+    if not Path(path).is_file():
+        raise InputError(f"file {path} does not exist", "give the path of an existing .path file")
+    with zopen(str(path), "rt", errors="replace") as fh:
+        lines = fh.read().splitlines()
     try:
         nim = int(lines[lines.index("NUMBER OF IMAGES") + 1].split()[0])
         cursor = lines.index("ENERGIES, POSITIONS AND GRADIENTS") + 1
@@ -212,57 +170,88 @@ def _check_results(images: list[Any]) -> tuple[np.ndarray, bool]:
     return np.array(energies), have_forces
 
 
-def analyze_neb(source: Any, nimages: int | None = None, fit: bool = True) -> NEBResult:
-    """Barriers (eV, kcal/mol), reaction energy, TS image and spline profile of an NEB path."""
-    from ase.mep import NEBTools
+def _profile(images: list[Any], energies: np.ndarray, have_forces: bool) -> tuple[np.ndarray, ...]:
+    """(path, relative energies, spline path, spline energies) along the band."""
     from ase.utils.forcecurve import fit_raw
+
+    positions = [a.positions for a in images]
+    if have_forces:
+        forces = [a.get_forces() for a in images]
+        ff = fit_raw(energies, forces, positions, images[0].cell, images[0].pbc)
+        return ff.path, ff.energies, ff.fit_path, ff.fit_energies
+    from scipy.interpolate import CubicSpline  # energies only: no tangent forces
+
+    steps = [np.linalg.norm(b - a) for a, b in itertools.pairwise(positions)]
+    s = np.concatenate([[0.0], np.cumsum(steps)])
+    sfit = np.linspace(0, s[-1], 200)
+    return s, energies - energies[0], sfit, CubicSpline(s, energies - energies[0])(sfit)
+
+
+def analyze_neb(
+    source: Any, nimages: int | None = None, fit: bool = True, refined: list[int] | None = None
+) -> NEBResult:
+    """Barriers (eV, kcal/mol), reaction energy, TS image and spline profile of an NEB path.
+
+    Parameters
+    ----------
+    source
+        Anything :func:`load_images` reads.
+    nimages
+        Number of images of one band in a whole-optimisation trajectory.
+    fit
+        Barrier from the spline maximum (True) or from the highest image.
+    refined
+        Only these image indices may set the barrier (the images converged on the expensive
+        surface); the barrier is then the highest of their energies, never the spline's.
+    """
+    from ase.mep import NEBTools
 
     images = load_images(source, nimages)
     energies, have_forces = _check_results(images)
-    positions = [a.positions for a in images]
-    if have_forces:
-        ff = fit_raw(
-            energies, [a.get_forces() for a in images], positions, images[0].cell, images[0].pbc
-        )
-        s, e, sfit, efit = ff.path, ff.energies, ff.fit_path, ff.fit_energies
-        if fit:
-            barrier, dE = NEBTools(images).get_barrier(fit=True, raw=False)
-        else:
-            barrier, dE = float(np.max(e)), float(e[-1])
-    else:  # energies only: plain cubic spline on the path length, no tangent forces
-        from scipy.interpolate import CubicSpline
-
-        steps = [np.linalg.norm(b - a) for a, b in itertools.pairwise(positions)]
-        s = np.concatenate([[0.0], np.cumsum(steps)])
-        e = energies - energies[0]
-        sfit = np.linspace(0, s[-1], 200)
-        efit = CubicSpline(s, e)(sfit)
-        barrier, dE = (float(efit.max()) if fit else float(e.max())), float(e[-1])
-    ts = int(np.argmax(e))
+    s, e, sfit, efit = _profile(images, energies, have_forces)
+    dE = float(e[-1])
+    if refined is not None:
+        ts = max(refined, key=lambda i: e[i])
+        barrier, fit = float(e[ts]), False
+    else:
+        ts = int(np.argmax(e))
+        barrier = float(e[ts])
+        if fit and have_forces:
+            barrier = float(NEBTools(images).get_barrier(fit=True, raw=False)[0])
+        elif fit:
+            barrier = float(np.max(efit))
     return NEBResult(
-        barrier_forward_eV=float(barrier),
-        barrier_backward_eV=float(barrier - dE),
-        reaction_energy_eV=float(dE),
-        ts_image=ts,
+        barrier_forward_eV=barrier,
+        barrier_backward_eV=barrier - dE,
+        reaction_energy_eV=dE,
+        ts_image=int(ts),
         image_energies_eV=[float(x) for x in e],
         path_A=[float(x) for x in s],
         fit_path_A=[float(x) for x in sfit],
         fit_energies_eV=[float(x) for x in efit],
-        fitted=bool(fit and have_forces),
+        fitted=bool(fit),
         source=str(source) if not isinstance(source, list | tuple | dict) else "images",
         meta={"forces": have_forces},
+        images=list(images),
+        refined=None if refined is None else sorted(refined),
     )
 
 
 def plot_neb(result: NEBResult, path: str | Path) -> Path:
-    """Energy profile: images as points, the spline as a line, the TS marked."""
+    """Energy profile along the reaction coordinate: the spline, the images (open: not
+    converged on the expensive surface) and the climbing image (the barrier's image)."""
     from perovflow.analysis.plots import new_figure, save_figure
 
     fig, ax = new_figure(5.0, 3.5)
-    ax.plot(result.fit_path_A, result.fit_energies_eV, "-", color="C0", lw=1.2)
-    ax.plot(result.path_A, result.image_energies_eV, "o", color="C0")
+    s, e = np.asarray(result.path_A), np.asarray(result.image_energies_eV)
+    ax.plot(result.fit_path_A, result.fit_energies_eV, "-", color="C0", lw=1.2, label="spline")
+    refined = set(range(len(e)) if result.refined is None else [0, len(e) - 1, *result.refined])
+    on = np.array([i in refined for i in range(len(e))])
+    ax.plot(s[on], e[on], "o", color="C0", label="images")
+    if not on.all():
+        ax.plot(s[~on], e[~on], "o", mfc="none", color="C0", label="not refined")
     ts = result.ts_image
-    ax.plot([result.path_A[ts]], [result.image_energies_eV[ts]], "*", ms=12, color="C3", label="TS")
+    ax.plot([s[ts]], [e[ts]], "*", ms=12, color="C3", label="climbing image")
     ax.set_xlabel("reaction coordinate (Å)")
     ax.set_ylabel("E - E_initial (eV)")
     ax.set_title(
@@ -270,3 +259,18 @@ def plot_neb(result: NEBResult, path: str | Path) -> Path:
     )
     ax.legend(fontsize=8)
     return save_figure(fig, path)
+
+
+def neb_section(output: dict[str, Any], title: str, provenance: Any, figdir: Path) -> dict:
+    """Report section of a stored NEB job output (``{"summary", "images"}``): the barrier,
+    convergence, end-point status and cost, with the energy-profile plot."""
+    from perovflow.analysis.report import section
+
+    summary = output.get("summary", {})
+    res = analyze_neb({"images": output["images"]}, refined=summary.get("refined_images"))
+    png = plot_neb(res, Path(figdir) / f"{title.split(':')[0].replace(' ', '_')}_neb.png")
+    data = {**res.summary(), **{k: v for k, v in summary.items() if k not in res.summary()}}
+    for key in ("refined_images", "endpoints_converged", "endpoint_max_force_eV_A"):
+        if isinstance(data.get(key), list):
+            data[key] = ", ".join(str(v) for v in data[key])
+    return section(data, title, [png], provenance, kind="neb")

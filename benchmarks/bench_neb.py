@@ -1,67 +1,84 @@
-"""NEB benchmark: expensive force calls of the seed's plain CI-NEB vs perovflow's accelerated NEB.
+"""NEB benchmark: expensive force calls of the plain CI-NEB vs the accelerated NEB, same saddle.
 
-Both procedures start from the same unrelaxed end points of the same hop, relax them, and
-stop at the same test (every image's NEB force below ``fmax`` with the climbing image on,
-evaluated with the expensive calculator). Counted: every expensive energy+force call,
-end points included.
+Per hop, in one run, side by side (every expensive energy+force call counted, end points
+included; every procedure stops at the same test: all images' NEB forces below ``fmax``
+with the climbing image on, on the expensive surface):
 
-* plain (seed 004): linear interpolation, 9 images, CI-NEB (FIRE) from scratch, end points
-  relaxed with BFGS - all with the expensive calculator.
-* accelerated: IDPP, band converged with a cheap ML potential (climbing image switched on
-  late), then refined on ``cheap + (expensive - cheap at the images)`` inside a trust
-  radius; end points relaxed the same way.
+* plain (IDPP) - the seed's CI-NEB from scratch, from the IDPP band (the baseline);
+* accelerated - the same IDPP band, converged with a cheap ML potential, then converged on
+  the expensive surface through the Δ-model surrogate (whole band, the default mode);
+* plain (linear) - the seed's own linear band, a separate comparison (it can end on
+  another saddle).
 
-Part 1 (default): the expensive calculator is a stand-in - a *different* ML potential
-(SevenNet-0) from the cheap one (CHGNet 0.3); hops: the Cl hop in Cs2NaBiCl6 (40-atom
-conventional cell, 39 atoms with the vacancy) and the Br hop in Cs4PbBr6 (22-atom primitive
-cell, 21 atoms). ``--swap`` exchanges the roles.
-Part 2 (``--qe``): real pw.x at the fast protocol (25 Ry, Gamma point) on the Br hop in the
-5-atom cubic CsPbBr3 cell (4 atoms with the vacancy), 3 images (``--qe-images``), so that
-the plain procedure finishes in minutes.
+The ratio is plain (IDPP) calls / accelerated calls; the target is >= 10x at |Δbarrier| <=
+0.02 eV. Where the two barriers differ by more, the highest image of each band is classified
+(finite-difference Hessian with the expensive calculator: number of negative eigenvalues)
+and the hop is reported as a failure of the target.
 
-Usage: python benchmarks/bench_neb.py [--only cl|br] [--swap] [--qe] [--images 9]
+Hops (``--only``): ``cl`` Cl in Cs2NaBiCl6 (40-atom conventional cell), ``na`` Na in
+Cs2NaBiCl6, ``br`` Br in Cs4PbBr6 (22-atom primitive cell), ``cspbbr3`` Br in a 2x2x2
+CsPbBr3 supercell (40 atoms). Expensive stand-in: SevenNet-0; cheap: CHGNet 0.3 (both
+packaged; ``--swap`` exchanges them). ``--qe``: real pw.x (fast protocol, Γ) on the Br hop of
+the 5-atom CsPbBr3 cell with 3 images. ``--dft-seed``: the Cs2NaBiCl6 Cl hop with pw.x at the
+seed protocol (9 images, days on a cluster; ``--dry-run`` prints the set-up only).
+
+Resumable: every finished procedure is stored in ``--out`` (JSON), and every expensive call
+in a per-procedure log there that a restarted run replays, so an interrupted run continues
+where it stopped (replayed calls still count; their wall time does not).
+
+Usage: python benchmarks/bench_neb.py [--only cl|na|br|cspbbr3] [--qe] [--dft-seed] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 warnings.filterwarnings("ignore")
 
-HOPS = {
-    "cl": ("Cs2NaBiCl6", "conventional", "Cl"),
-    "br": ("Cs4PbBr6", "primitive", "Br"),
+HOPS = {  # key: (prototype, cell, supercell, vacancy element)
+    "cl": ("Cs2NaBiCl6", "conventional", None, "Cl"),
+    "na": ("Cs2NaBiCl6", "conventional", None, "Na"),
+    "br": ("Cs4PbBr6", "primitive", None, "Br"),
+    "cspbbr3": ("CsPbBr3-cubic", "primitive", "2x2x2", "Br"),
 }
+QE_HOP = ("CsPbBr3-cubic", "primitive", None, "Br")
+TOLERANCE_EV, TARGET = 0.02, 10.0
 
 
-def hop_atoms(prototype: str, cell: str, element: str) -> tuple[Any, Any, str]:
+def hop_atoms(prototype: str, cell: str, supercell: str | None, element: str) -> tuple:
     """Unrelaxed end points of the shortest symmetry-distinct hop (ASE Atoms) and its label."""
     from pymatgen.io.ase import AseAtomsAdaptor
 
     from perovflow.structures.paths import enumerate_hops, hop_endpoints
     from perovflow.structures.prototypes import build_prototype
+    from perovflow.structures.supercells import make_supercell
 
     host = build_prototype(prototype, cell=cell)
+    host = make_supercell(host, supercell) if supercell else host
     hop = min(enumerate_hops(host, element), key=lambda h: h.length)
     initial, final = hop_endpoints(host, hop)
-    label = f"{prototype} ({len(host)}-atom {cell} cell) {hop.label}, {hop.length:.2f} Å"
+    size = f"{supercell} " if supercell else ""
+    label = f"{hop.moving_element} in {prototype} ({size}{len(host)} atoms), {hop.length:.2f} Å"
     return AseAtomsAdaptor.get_atoms(initial), AseAtomsAdaptor.get_atoms(final), label
 
 
-def saddle_index(result, calc) -> tuple[int, float]:
+def saddle_order(images: list, calc: Any) -> tuple[int, float]:
     """Negative Hessian eigenvalues at the highest image (finite differences, ASE Vibrations)."""
     import tempfile
 
     import numpy as np
     from ase.vibrations import Vibrations
 
-    ts = result.images[result.ts_index].copy()
+    energies = [im.get_potential_energy() for im in images]
+    ts = images[int(np.argmax(energies))].copy()
     ts.calc = calc
     with tempfile.TemporaryDirectory() as tmp:
         vib = Vibrations(ts, name=f"{tmp}/vib", delta=0.01)
@@ -71,106 +88,137 @@ def saddle_index(result, calc) -> tuple[int, float]:
     return int(np.sum(eig < -0.01)), float(eig[0])
 
 
-def full_band_check(result, calc, fmax: float) -> tuple[float, int]:
-    """Plain CI-NEB of the whole band with the expensive calculator, started from ``result``.
-
-    Confirms that the accelerated saddle lies on a converged expensive band: returns that
-    band's barrier and the calls it took (a check, not part of either procedure's count).
-    """
-    from perovflow.workflows.neb import band_energies, optimize_band
-    from perovflow.workflows.neb_calcs import CallCounter, CountingCalculator
-
-    band = [result.images[0], *[im.copy() for im in result.images[1:-1]], result.images[-1]]
-    counter = CallCounter()
-    for image in band[1:-1]:
-        image.calc = CountingCalculator(calc, counter)
-    optimize_band(band, fmax, 1000, climb=True)
-    energies = band_energies(band)
-    return max(energies) - energies[0], counter.calls
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
 
 
-def compare(
-    initial, final, expensive_for, cheap, nimages: int, fmax: float, label: str, check=None
-) -> list[dict]:
-    """Run both procedures on one hop (``expensive_for(procedure)`` -> calculator factory).
+def _images_doc(result) -> list[dict]:
+    return [{"numbers": im.numbers.tolist(), "positions": im.positions.tolist(),
+             "cell": im.cell[:].tolist(), "pbc": im.pbc.tolist(),
+             "energy": float(im.get_potential_energy()), "forces": im.get_forces().tolist()}
+            for im in result.images]  # fmt: skip
 
-    When the barriers differ by more than 0.02 eV and ``check`` (the expensive calculator)
-    is given, the accelerated band is re-converged whole with the expensive calculator, and
-    each highest image is tested for being a first-order saddle (one negative Hessian
-    eigenvalue) with its absolute energy printed: two procedures may end on different saddles.
-    """
+
+def run_procedure(name: str, hop: tuple, expensive_for, cheap, args, folder: Path) -> dict:
+    """One procedure on one hop, or its stored record when an earlier run finished it."""
     from perovflow.workflows.neb import accelerated_neb, plain_neb
+    from perovflow.workflows.neb_calcs import CachedCalculator
 
-    plain = plain_neb(
-        initial, final, expensive_for("plain"), nimages=nimages, fmax=fmax, steps=1000
+    done = folder / f"{name}.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    initial, final = hop[0], hop[1]
+    calcs: dict[int, CachedCalculator] = {}
+
+    def expensive(index: int) -> CachedCalculator:
+        if index not in calcs:
+            inner = expensive_for(name)(index)
+            calcs[index] = CachedCalculator(inner, folder / f"{name}.calls.jsonl")
+        return calcs[index]
+
+    common = {"nimages": args.images, "fmax": args.fmax}
+    if name == "accelerated":
+        result = accelerated_neb(initial, final, expensive, cheap, **common)
+    else:
+        interpolation = "idpp" if name == "plain-idpp" else "linear"
+        result = plain_neb(initial, final, expensive, steps=args.steps,
+                           interpolation=interpolation, **common)  # fmt: skip
+    record = {**result.summary(), "expensive_s": round(result.expensive_seconds, 1),
+              "replayed_calls": sum(c.replayed for c in calcs.values()),
+              "images": _images_doc(result)}  # fmt: skip
+    _write_json(done, record)
+    return record
+
+
+def compare(key: str, hop: tuple, expensive_for, cheap, check, args) -> dict:
+    """The three procedures on one hop, the ratio, and the saddle check where they differ."""
+    from perovflow.analysis.neb import load_images
+
+    folder = Path(args.out) / key
+    folder.mkdir(parents=True, exist_ok=True)
+    runs = {}
+    for name in ("plain-idpp", "accelerated", "plain-linear"):
+        print(f"#   {name} ...", flush=True)
+        runs[name] = run_procedure(name, hop, expensive_for, cheap, args, folder)
+    plain, fast = runs["plain-idpp"], runs["accelerated"]
+    delta = fast["barrier_forward_eV"] - plain["barrier_forward_eV"]
+    ratio = plain["expensive_calls"] / max(fast["expensive_calls"], 1)
+    row = {"hop": hop[2], "runs": runs, "delta_eV": delta, "ratio": ratio}
+    row["target_met"] = bool(
+        abs(delta) <= TOLERANCE_EV and ratio >= TARGET and plain["converged"] and fast["converged"]
     )
-    fast = accelerated_neb(
-        initial, final, expensive_for("accelerated"), cheap, nimages=nimages, fmax=fmax
-    )
-    rows = []
-    for res in (plain, fast):
-        s = res.summary()
-        rows.append({"hop": label, "procedure": res.procedure, "expensive_calls": s["expensive_calls"],
-                     "endpoint_calls": s["endpoint_calls"], "cheap_calls": s["cheap_calls"],
-                     "expensive_s": round(res.expensive_seconds, 1), "wall_s": s["wall_s"],
-                     "barrier_eV": s["barrier_eV"], "converged": s["converged"]})  # fmt: skip
-    delta = fast.forward_barrier_eV - plain.forward_barrier_eV
-    rows.append({"hop": label, "procedure": "ratio plain/accelerated",
-                 "expensive_calls": round(plain.expensive_calls / max(fast.expensive_calls, 1), 2),
-                 "barrier_eV": round(delta, 4)})  # fmt: skip
-    if check is not None and abs(delta) > 0.02:
-        barrier, calls = full_band_check(fast, check, fmax)
-        print(f"# check: whole-band expensive CI-NEB from the accelerated band -> barrier "
-              f"{barrier:.4f} eV ({calls} calls, not counted above)")  # fmt: skip
-        for res in (plain, fast):
-            n_neg, lowest = saddle_index(res, check)
-            print(f"# {res.procedure}: highest image E = {max(res.energies):.4f} eV (initial "
-                  f"{res.energies[0]:.4f}), {n_neg} negative Hessian eigenvalue(s), lowest "
-                  f"{lowest:.3f} eV/Å² - {'first-order saddle' if n_neg == 1 else 'not a first-order saddle'}")  # fmt: skip
-    return rows
+    if abs(delta) > TOLERANCE_EV and check is not None:
+        saddles = folder / "saddles.json"
+        if not saddles.is_file():
+            orders = {n: saddle_order(load_images({"images": runs[n]["images"]}), check)
+                      for n in ("plain-idpp", "accelerated")}  # fmt: skip
+            _write_json(saddles, orders)
+        row["saddles"] = json.loads(saddles.read_text())
+    return row
 
 
-def ml_part(args: argparse.Namespace) -> list[dict]:
-    """Part 1: SevenNet-0 as the expensive stand-in, CHGNet as the cheap potential."""
+def print_table(rows: list[dict], expensive: str) -> None:
+    """Side-by-side table (calls / barrier eV / converged) and the saddle notes."""
+
+    def cell(run: dict) -> str:
+        ok = "" if run["converged"] else ", NOT converged"
+        return f"{run['expensive_calls']} ({run['endpoint_calls']}) / {run['barrier_forward_eV']:.3f}{ok}"
+
+    print(f"\nexpensive calls (of which end points) / barrier eV; expensive: {expensive}")
+    head = ["hop", "plain (IDPP)", "accelerated", "ratio", "Δ eV", "target", "plain (linear)"]
+    print(" | ".join(head))
+    for r in rows:
+        runs = r["runs"]
+        print(" | ".join([r["hop"], cell(runs["plain-idpp"]), cell(runs["accelerated"]),
+                          f"{r['ratio']:.1f}x", f"{r['delta_eV']:+.3f}",
+                          "met" if r["target_met"] else "FAILED",
+                          cell(runs["plain-linear"])]))  # fmt: skip
+        for name, (n_neg, lowest) in r.get("saddles", {}).items():
+            kind = "first-order saddle" if n_neg == 1 else "not a first-order saddle"
+            print(f"#   {name}: top image has {n_neg} negative Hessian eigenvalue(s) "
+                  f"(lowest {lowest:.3f} eV/Å²): {kind}")  # fmt: skip
+
+
+def ml_part(args: argparse.Namespace) -> None:
+    """SevenNet-0 as the expensive stand-in, CHGNet as the cheap potential."""
     from perovflow.workflows.calculators import mlip_calculator
 
     expensive_model, cheap_model = ("chgnet", "sevenn") if args.swap else ("sevenn", "chgnet")
     expensive, cheap = mlip_calculator(expensive_model), mlip_calculator(cheap_model)
     rows = []
     for key in args.only or list(HOPS):
-        initial, final, label = hop_atoms(*HOPS[key])
-        print(f"# {label}: expensive={expensive_model}, cheap={cheap_model}", flush=True)
-        rows += compare(
-            initial, final, lambda _: lambda i: expensive, cheap, args.images, args.fmax, label,
-            check=expensive,
-        )  # fmt: skip
-    return rows
+        hop = hop_atoms(*HOPS[key])
+        print(f"# {hop[2]}: expensive={expensive_model}, cheap={cheap_model}", flush=True)
+        tag = f"{key}-{expensive_model}"
+        rows.append(compare(tag, hop, lambda _: lambda i: expensive, cheap, expensive, args))
+    print_table(rows, f"{expensive_model} (cheap {cheap_model})")
 
 
-def qe_part(args: argparse.Namespace) -> list[dict]:
-    """Part 2: real pw.x (fast protocol, Gamma only) on the Br hop of the 5-atom CsPbBr3 cell."""
-    import tempfile
-
+def qe_part(args: argparse.Namespace, seed: bool = False) -> None:
+    """pw.x as the expensive calculator: ``fast`` (5-atom CsPbBr3, Γ) or the seed protocol."""
     from perovflow.workflows.calculators import calculator_factory, mlip_calculator
 
-    initial, final, label = hop_atoms("CsPbBr3-cubic", "primitive", "Br")
-    folder = tempfile.mkdtemp(prefix="bench-neb-qe-")
-    print(f"# {label}: expensive=pw.x (fast, Gamma point) in {folder}, cheap=chgnet", flush=True)
+    spec = HOPS["cl"] if seed else QE_HOP
+    protocol, overrides = ("seed", {}) if seed else ("fast", {"kpts": [1, 1, 1]})
+    hop = hop_atoms(*spec)
+    key = "cl-pwx-seed" if seed else "cspbbr3-pwx-fast"
+    folder = Path(args.out) / key
+    print(f"# {hop[2]}: expensive=pw.x ({protocol}) in {folder}, cheap=chgnet", flush=True)
+    if args.dry_run:
+        from perovflow.engines.protocols import get_protocol
+
+        print(json.dumps({"atoms": len(hop[0]), "protocol": protocol, "images": args.images,
+                          "neb": get_protocol(protocol, None)["neb"]}, default=str))  # fmt: skip
+        return
 
     def expensive_for(procedure: str):
-        return calculator_factory("qe", f"{folder}/{procedure}", "fast", {"kpts": [1, 1, 1]})
+        return calculator_factory("qe", folder / f"{procedure}-run", protocol, overrides)
 
     check = expensive_for("check")(1)
-    return compare(initial, final, expensive_for, mlip_calculator("chgnet"), args.qe_images,
-                   args.fmax, label, check=check)  # fmt: skip
-
-
-def print_rows(rows: list[dict]) -> None:
-    """Fixed-width table."""
-    from perovflow.cli._common import table
-
-    print(table(rows, ["hop", "procedure", "expensive_calls", "endpoint_calls", "cheap_calls",
-                       "expensive_s", "wall_s", "barrier_eV", "converged"]))  # fmt: skip
+    row = compare(key, hop, expensive_for, mlip_calculator("chgnet"), check, args)
+    print_table([row], f"pw.x {protocol}")
 
 
 def main() -> None:
@@ -178,23 +226,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", choices=list(HOPS), help="Run only this hop.")
     parser.add_argument("--swap", action="store_true", help="CHGNet expensive, SevenNet cheap.")
-    parser.add_argument("--qe", action="store_true", help="Also run part 2 with real pw.x.")
-    parser.add_argument("--no-ml", action="store_true", help="Skip part 1.")
-    parser.add_argument("--images", type=int, default=9, help="Intermediate images (seed: 9).")
-    parser.add_argument("--qe-images", type=int, default=3, help="Images for the pw.x part.")
+    parser.add_argument("--qe", action="store_true", help="Also the pw.x hop (fast, 3 images).")
+    parser.add_argument("--dft-seed", action="store_true", help="Cl hop, pw.x, seed protocol.")
+    parser.add_argument("--dry-run", action="store_true", help="With --dft-seed: set-up only.")
+    parser.add_argument("--no-ml", action="store_true", help="Skip the ML stand-in hops.")
     parser.add_argument(
-        "--fmax", type=float, default=0.05, help="Force threshold, eV/Å (seed: 0.05)."
+        "--images", type=int, default=None, help="Intermediate images (9; pw.x fast: 3)."
     )
+    parser.add_argument("--fmax", type=float, default=0.05, help="Force threshold, eV/Å.")
+    parser.add_argument("--steps", type=int, default=1000, help="Step cap of the plain CI-NEB.")
+    parser.add_argument("--out", default="bench-neb-results", help="Results and call logs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="Log NEB progress.")
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(message)s"
     )
     start = time.perf_counter()
-    if not args.no_ml:
-        print_rows(ml_part(args))
+    images = args.images
+    if not args.no_ml and not args.dft_seed:
+        args.images = images or 9
+        ml_part(args)
     if args.qe:
-        print_rows(qe_part(args))
+        args.images = images or 3
+        qe_part(args)
+    if args.dft_seed:
+        args.images = images or 9
+        qe_part(args, seed=True)
     print(f"total wall time {time.perf_counter() - start:.0f} s")
 
 

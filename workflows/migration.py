@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from jobflow import Flow, Maker, job
 
+from perovflow.analysis.neb_result import EV_TO_KCAL_MOL
 from perovflow.workflows.common import (
     as_structure,
     hop_endpoints_job,
@@ -21,18 +22,17 @@ from perovflow.workflows.common import (
     tag,
     with_fields,
 )
-from perovflow.workflows.neb import EV_TO_KCAL_MOL
 
 
 @dataclass
 class NEBMaker(Maker):
     """CI-NEB between two relaxed end points with any engine's ASE calculator.
 
-    Steps of ``make``: end-point energies (expensive calculator) -> interpolation (IDPP by
-    default) -> ``accelerated``: band converged with the ML potential, then refined with the
-    expensive calculator through the Δ-model surrogate (see :mod:`perovflow.workflows.neb`);
-    ``plain``: CI-NEB from scratch with the expensive calculator -> barrier analysis
-    (:func:`perovflow.analysis.neb.analyze_neb`).
+    Steps of ``make``: end-point energies and forces (expensive calculator) -> interpolation
+    (IDPP by default) -> ``accelerated``: band converged with the ML potential, then the whole
+    band converged on the expensive surface through the Δ-model surrogate (see
+    :mod:`perovflow.workflows.neb`); ``plain``: CI-NEB from scratch with the expensive
+    calculator -> barrier from the climbing image, spline profile, convergence and cost.
 
     Attributes
     ----------
@@ -46,6 +46,10 @@ class NEBMaker(Maker):
         ``accelerated`` (default) or ``plain``.
     cheap_model
         ML potential for the pre-convergence (``chgnet`` or ``sevenn``).
+    window
+        None (default): the whole band is converged with the expensive calculator. An
+        integer k: the windowed mode (only the highest image and k neighbours per side; the
+        barrier from those; ``converged`` stays the whole-band test).
     """
 
     name: str = "neb"
@@ -60,6 +64,7 @@ class NEBMaker(Maker):
     cheap_model: str | None = None
     expensive_model: str | None = None
     max_steps: int = 500
+    window: int | None = None
     labels: dict[str, Any] = field(default_factory=dict)
     calc_type = "neb"
 
@@ -103,23 +108,23 @@ def run_neb(maker: NEBMaker, initial: Any, final: Any, directory: Path) -> dict[
     else:
         cheap = mlip_calculator(maker.cheap_model)
         result = accelerated_neb(
-            a, b, expensive, cheap, interpolation=maker.interpolation, **common
-        )
+            a, b, expensive, cheap, interpolation=maker.interpolation, window=maker.window,
+            **common,
+        )  # fmt: skip
     images = [
         {"numbers": im.numbers.tolist(), "positions": im.positions.tolist(),
          "cell": im.cell[:].tolist(), "pbc": im.pbc.tolist(),
          "energy": float(im.get_potential_energy()), "forces": im.get_forces().tolist()}
         for im in result.images
     ]  # fmt: skip
-    from perovflow.analysis.neb import analyze_neb
-
-    analysis = analyze_neb({"images": images}).summary()
+    summary = result.summary()
+    summary["endpoint_max_force_eV_A"] = result.meta.get("endpoint_max_force_eV_A")
     return {
         "result_type": "neb",
         "code": maker.code,
         "labels": dict(maker.labels),
-        "summary": result.summary(),
-        "analysis": analysis,
+        "summary": summary,
+        "profile": {k: v for k, v in result.to_dict().items() if k not in summary},
         "images": images,
     }
 
@@ -206,17 +211,18 @@ def barrier_table(nebs: list[dict[str, Any]]) -> dict[str, Any]:
     """One row per hop: barrier (eV, kcal/mol), reverse barrier, reaction energy, cost."""
     rows = []
     for n, out in enumerate(nebs, start=1):
-        lab, ana, summ = out["labels"], out["analysis"], out["summary"]
+        lab, summ = out["labels"], out["summary"]
         rows.append({
             "path": lab.get("path", n), "label": lab.get("label", lab.get("hop")),
             "moving": lab.get("moving_element"), "from": lab.get("environment_left"),
             "length_A": round(lab.get("length", 0.0), 3), "multiplicity": lab.get("multiplicity"),
-            "barrier_eV": round(ana["barrier_forward_eV"], 4),
-            "barrier_kcal_mol": round(ana["barrier_forward_eV"] * EV_TO_KCAL_MOL, 2),
-            "reverse_eV": round(ana["barrier_backward_eV"], 4),
-            "reaction_eV": round(ana["reaction_energy_eV"], 4),
-            "image_barrier_eV": summ["barrier_eV"], "converged": summ["converged"],
-            "expensive_calls": summ["expensive_calls"],
+            "barrier_eV": round(summ["barrier_forward_eV"], 4),
+            "barrier_kcal_mol": round(summ["barrier_forward_eV"] * EV_TO_KCAL_MOL, 2),
+            "reverse_eV": round(summ["barrier_backward_eV"], 4),
+            "reaction_eV": round(summ["reaction_energy_eV"], 4),
+            "dft_calls": summ["expensive_calls"], "converged": summ["converged"],
+            "endpoints_converged": summ.get("endpoints_converged"),
+            "refined_images": summ.get("refined_images"),
         })  # fmt: skip
     return {"result_type": "barriers", "rows": rows}
 
@@ -229,6 +235,7 @@ def flow_from_study(study: Any, makers: dict[str, Any], structure: Any) -> Flow:
         input_set_overrides=dict(study.settings.get("neb", study.settings.get("static", {}))),
         charge=spec.neb.charge, nimages=spec.neb.nimages, fmax=spec.neb.fmax,
         interpolation=spec.neb.interpolation, method=spec.neb.method, cheap_model=spec.neb.cheap_model,
+        window=spec.neb.window,
     )  # fmt: skip
     maker = MigrationFlowMaker(
         name=study.name, relax_maker=makers["relax"], prerelax_maker=makers["prerelax"],
@@ -255,3 +262,22 @@ def _orbit_sizes(structure: Any, supercell: str | None) -> dict[int, int]:
     cell = make_supercell(cell, supercell) if supercell else cell
     groups = SpacegroupAnalyzer(cell, symprec=0.01).get_symmetrized_structure().equivalent_indices
     return {i: len(g) for g in groups for i in g}
+
+
+BARRIER_COLUMNS = ["path", "moving", "from", "barrier_eV", "barrier_kcal_mol", "dft_calls",
+                   "converged"]  # fmt: skip
+
+
+def study_barriers(flow: Flow, store: Any = None) -> list[dict[str, Any]] | None:
+    """Rows of a finished migration flow's barrier table (None for another kind of flow)."""
+    if store is None:
+        from perovflow.hpc.store import get_job_store
+
+        store = get_job_store()
+    store.connect()
+    uuid = getattr(flow.output, "uuid", None)
+    try:
+        out = store.get_output(uuid, load=True) if uuid else None
+    except ValueError:  # the last job did not finish
+        return None
+    return out["rows"] if isinstance(out, dict) and out.get("result_type") == "barriers" else None

@@ -1,17 +1,20 @@
 """Nudged elastic band with any ASE calculator, counting every expensive force call.
 
-Two procedures share one NEB engine (``ase.mep.NEB``, improved tangent, FIRE):
+Two procedures share one NEB engine (``ase.mep.NEB``, improved tangent, FIRE) and one test:
+every image's NEB force (climbing image on) below ``fmax`` with the *expensive* calculator.
 
-* :func:`plain_neb` - the seed papers' way: linear interpolation, climbing image from the
-  first step, every step evaluated with the expensive calculator.
-* :func:`accelerated_neb` - IDPP interpolation, the whole band converged with a cheap
-  calculator (an ML potential; climbing image switched on late), then refined with the
-  expensive calculator through a *surrogate*: the expensive forces are evaluated only at the
-  current images, the band is optimised on ``cheap + offset + GP(expensive - cheap)`` (a
-  Gaussian process trained on every expensive call so far, :mod:`~perovflow.workflows.neb_gp`)
-  inside a trust radius, and the loop stops when the *expensive* NEB forces (climbing image
-  on) are below ``fmax`` - the plain procedure's test, on the refined images.
+* :func:`plain_neb` - the seed papers' way: every step evaluated with the expensive
+  calculator, climbing image from the first step (linear or IDPP band).
+* :func:`accelerated_neb` - the same band converged with a cheap calculator (an ML potential;
+  climbing image switched on late), then converged on the expensive surface through a
+  Δ-model surrogate (:func:`~perovflow.workflows.neb_gp.refine_band`): expensive calls only
+  at the images that moved, the band stepped on ``cheap + offset + GP(expensive - cheap)``.
+  By default the whole band is refined (the plain procedure's criterion); ``window=k``
+  refines only the highest image and ``k`` neighbours on each side (cheaper; the barrier then
+  comes from the refined images only and ``converged`` still means the whole-band test).
 
+Both return :class:`perovflow.analysis.neb_result.NEBResult` (barrier from the highest refined
+image, the climbing image; spline profile; convergence, end-point status and cost).
 Endpoints can be relaxed the same two ways (:func:`relax_atoms`, :func:`surrogate_relax`).
 """
 
@@ -20,85 +23,26 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 
+from perovflow.analysis.neb_result import NEBResult
 from perovflow.workflows.neb_calcs import (
     CallCounter,
     CountingCalculator,
-    _clip,
     _ef,
     freeze,
     max_force,
     relax_atoms,
     surrogate_relax,
 )
+from perovflow.workflows.neb_gp import neb_residuals, refine_band
 
 CalcFactory = Callable[[int], Calculator]
-EV_TO_KCAL_MOL = 23.060548
 log = logging.getLogger("perovflow.neb")
-
-
-@dataclass
-class NEBResult:
-    """Converged band: energies along the path, barriers and the cost of getting there."""
-
-    energies: list[float]
-    images: list[Atoms]
-    converged: bool
-    expensive_calls: int = 0
-    expensive_seconds: float = 0.0
-    cheap_calls: int = 0
-    endpoint_calls: int = 0
-    steps: int = 0
-    wall_s: float = 0.0
-    procedure: str = ""
-    history: list[dict[str, float]] = field(default_factory=list)
-
-    @property
-    def forward_barrier_eV(self) -> float:
-        """Highest image energy minus the initial energy (eV)."""
-        return float(max(self.energies) - self.energies[0])
-
-    @property
-    def reverse_barrier_eV(self) -> float:
-        """Highest image energy minus the final energy (eV)."""
-        return float(max(self.energies) - self.energies[-1])
-
-    @property
-    def ts_index(self) -> int:
-        """Index of the highest image."""
-        return int(np.argmax(self.energies))
-
-    def reaction_coordinate(self) -> list[float]:
-        """Cumulative distance (Å) of the images along the band."""
-        dist = [0.0]
-        for a, b in zip(self.images[:-1], self.images[1:], strict=True):
-            dist.append(dist[-1] + float(np.linalg.norm(b.get_positions() - a.get_positions())))
-        return dist
-
-    def summary(self) -> dict[str, Any]:
-        """Small JSON-able summary (no structures)."""
-        return {
-            "procedure": self.procedure,
-            "barrier_eV": round(self.forward_barrier_eV, 5),
-            "barrier_kcal_mol": round(self.forward_barrier_eV * EV_TO_KCAL_MOL, 3),
-            "reverse_barrier_eV": round(self.reverse_barrier_eV, 5),
-            "reaction_energy_eV": round(self.energies[-1] - self.energies[0], 5),
-            "ts_index": self.ts_index,
-            "energies_eV": [round(e - self.energies[0], 5) for e in self.energies],
-            "reaction_coordinate_A": [round(x, 4) for x in self.reaction_coordinate()],
-            "converged": self.converged,
-            "expensive_calls": self.expensive_calls,
-            "endpoint_calls": self.endpoint_calls,
-            "cheap_calls": self.cheap_calls,
-            "steps": self.steps,
-            "wall_s": round(self.wall_s, 2),
-        }
 
 
 def interpolate_band(
@@ -164,28 +108,53 @@ def _endpoints(
     final: Atoms,
     expensive: CalcFactory,
     fmax: float,
-    steps: int,
     counter: CallCounter,
     relax: bool,
     cheap: Calculator | None = None,
-) -> tuple[Atoms, Atoms]:
-    """Endpoints frozen with expensive energies: relaxed (directly or via the surrogate)."""
-    out = []
+) -> tuple[Atoms, Atoms, list[bool], list[float]]:
+    """End points frozen with expensive energies: relaxed (BFGS, or via the surrogate when
+    ``cheap`` is given) or evaluated as given; returns (initial, final, converged per end,
+    expensive max force per end). Converged: the relaxation's own test, or - for end points
+    relaxed elsewhere (the migration flow's relax jobs) - their expensive forces below
+    ``fmax``."""
+    out, status = [], []
     for atoms, index in ((initial, 0), (final, -1)):
         if relax and cheap is not None:
-            out.append(surrogate_relax(atoms, expensive(index), cheap, fmax, counter=counter)[0])
+            ends = surrogate_relax(atoms, expensive(index), cheap, fmax, counter=counter)
         elif relax:
-            out.append(relax_atoms(atoms, expensive(index), fmax, steps, counter)[0])
+            ends = relax_atoms(atoms, expensive(index), fmax, 300, counter)
         else:
             probe = atoms.copy()
             probe.calc = CountingCalculator(expensive(index), counter)
-            out.append(freeze(probe, *_ef(probe)))
-    return out[0], out[1]
+            ends = (freeze(probe, *_ef(probe)), max_force(probe.get_forces()) < fmax)
+        out.append(ends[0])
+        status.append(bool(ends[-1]))
+    return out[0], out[1], status, [max_force(end.get_forces()) for end in out]
 
 
 def band_energies(band: list[Atoms]) -> list[float]:
     """Potential energies of all images (calculators attached)."""
     return [float(image.get_potential_energy()) for image in band]
+
+
+def _known(band: list[Atoms]) -> dict[int, tuple]:
+    """index -> (positions, energy, forces) of the intermediate images (calculators attached)."""
+    return {i: (im.get_positions(), *_ef(im)) for i, im in enumerate(band) if 0 < i < len(band) - 1}
+
+
+def _result(
+    band: list[Atoms], refined: list[int], converged: bool, record: dict[str, Any]
+) -> NEBResult:
+    """The NEB result of a finished band (every image carrying expensive energy and forces)."""
+    from perovflow.analysis.neb import analyze_neb
+
+    images = [freeze(im, *_ef(im)) for im in band]
+    result = analyze_neb(images, refined=refined)
+    result.converged = bool(converged)
+    result.max_force_eV_A = float(neb_residuals(images, _known(images)).max())
+    for key, value in record.items():
+        setattr(result, key, value)
+    return result
 
 
 def plain_neb(
@@ -198,114 +167,32 @@ def plain_neb(
     interpolation: str = "linear",
     relax_endpoints: bool = True,
 ) -> NEBResult:
-    """The seed's procedure: linear band, CI-NEB from scratch with the expensive calculator.
+    """The seed's procedure: CI-NEB from scratch with the expensive calculator.
 
-    Steps: relax both endpoints (BFGS, expensive) -> interpolate -> CI-NEB (FIRE, climbing
-    image from the first step) until every image force is below ``fmax``.
+    Steps: relax both endpoints (BFGS, expensive) -> interpolate (linear: the seed's band;
+    IDPP: the accelerated procedure's) -> CI-NEB (FIRE, climbing image from the first step)
+    until every image force is below ``fmax`` or ``steps`` steps.
     """
     start, ends, counter = time.perf_counter(), CallCounter(), CallCounter()
-    initial, final = _endpoints(initial, final, expensive, fmax, steps, ends, relax_endpoints)
+    initial, final, status, end_forces = _endpoints(
+        initial, final, expensive, fmax, ends, relax_endpoints
+    )
     band = interpolate_band(initial, final, nimages, interpolation)
     _attach(band, [CountingCalculator(expensive(i + 1), counter) for i in range(nimages)])
     log.info("endpoints done (%d expensive calls); plain CI-NEB starts", ends.calls)
     converged, taken = optimize_band(band, fmax, steps, climb=True)
     log.info("plain CI-NEB: converged=%s in %d steps", converged, taken)
-    energies = band_energies(band)
-    return NEBResult(
-        energies=energies,
-        images=[freeze(b, e, b.get_forces()) for b, e in zip(band, energies, strict=True)],
-        converged=converged,
-        expensive_calls=counter.calls + ends.calls,
-        expensive_seconds=counter.seconds + ends.seconds,
-        endpoint_calls=ends.calls,
-        steps=taken,
-        wall_s=time.perf_counter() - start,
-        procedure="plain",
-    )
-
-
-def _evaluate_band(band: list[Atoms], calcs: list[Calculator]) -> tuple[float, list[tuple]]:
-    """Expensive NEB forces (climbing image on) at the current images: (max force, E/F)."""
-    from ase.mep import NEB
-
-    _attach(band, calcs)
-    neb = NEB(band, climb=True, method="improvedtangent")
-    residual = max_force(neb.get_forces())
-    return residual, [_ef(image) for image in band[1:-1]]
-
-
-def _refine(
-    band: list[Atoms],
-    expensive: list[Calculator],
-    cheap: Calculator,
-    fmax: float,
-    outer_steps: int,
-    trust: float,
-    inner_steps: int = 150,
-    patience: int = 6,
-    fallback_steps: int = 500,
-) -> tuple[bool, int, list[dict[str, float]]]:
-    """Surrogate loop: expensive forces at the images, band relaxed on the Δ-model, repeat.
-
-    Every expensive call (and the frozen ends of ``band``) trains a
-    :class:`~perovflow.workflows.neb_gp.DeltaModel` (cheap + offset + Gaussian process); the
-    band then takes CI-NEB steps on the model until it converges there or an atom leaves the
-    trust region around the evaluated geometry. Every step is kept (the model learns from a
-    bad one too); the trust radius halves when the expensive residual rises and grows by 1.5
-    (up to its start value) when it reaches a new low. ``patience`` steps without a new low
-    end in plain CI-NEB from the current band.
-    """
-    from perovflow.workflows.neb_gp import DeltaCalculator, DeltaModel
-
-    model = DeltaModel(band[0], cheap)
-    for end in (band[0], band[-1]):
-        model.add(end.get_positions(), *_ef(end))
-    history: list[dict[str, float]] = []
-    residual, ef = _evaluate_band(band, expensive)
-    best, failures, max_trust = np.inf, 0, trust
-    for outer in range(outer_steps):
-        for image, (e, f) in zip(band[1:-1], ef, strict=True):
-            model.add(image.get_positions(), e, f)
-        history.append({"outer": outer, "max_force": residual, "trust": trust})
-        log.info("surrogate step %d: expensive NEB max force %.4f eV/Å", outer, residual)
-        if residual < fmax:
-            return True, outer, history
-        if residual < best:
-            best, failures, trust = residual, 0, min(trust * 1.5, max_trust)
-        else:
-            failures, trust = failures + 1, max(trust * 0.5, 0.05)
-        if failures >= patience:  # the model does not describe this band: plain CI-NEB from here
-            _attach(band, expensive)
-            converged, taken = optimize_band(band, fmax, fallback_steps, climb=True)
-            history.append({"outer": outer, "fallback_fire_steps": taken})
-            log.info("surrogate gave up; direct CI-NEB: converged=%s in %d steps", converged, taken)
-            return converged, outer + taken, history
-        model.fit()
-        refs = [image.get_positions() for image in band[1:-1]]
-        surrogate = [band[0], *[image.copy() for image in band[1:-1]], band[-1]]
-        _attach(surrogate, [DeltaCalculator(model) for _ in refs])
-        _surrogate_steps(surrogate, refs, fmax / 2, inner_steps, trust)
-        for i, image in enumerate(band[1:-1], start=1):
-            image.set_positions(_clip(image, surrogate[i].get_positions(), trust).get_positions())
-        residual, ef = _evaluate_band(band, expensive)
-    history.append({"outer": outer_steps, "max_force": residual, "trust": trust})
-    return residual < fmax, outer_steps, history
-
-
-def _surrogate_steps(
-    band: list[Atoms], refs: list[np.ndarray], fmax: float, steps: int, trust: float
-) -> None:
-    """CI-NEB (FIRE) on the surrogate band until converged or an atom leaves the trust region
-    (``trust`` Å from ``refs``, the geometries the expensive calculator last saw)."""
-    from ase.mep import NEB
-    from ase.optimize import FIRE
-
-    neb = NEB(band, climb=True, method="improvedtangent")
-    opt = FIRE(neb, logfile=None, maxstep=trust / 2)
-    for _ in opt.irun(fmax=fmax, steps=steps):
-        moved = (im.get_positions() - r for im, r in zip(band[1:-1], refs, strict=True))
-        if max(max_force(step) for step in moved) > trust:
-            break
+    record = {
+        "procedure": f"plain ({interpolation})",
+        "endpoints_converged": status,
+        "expensive_calls": counter.calls + ends.calls,
+        "expensive_seconds": counter.seconds + ends.seconds,
+        "endpoint_calls": ends.calls,
+        "steps": taken,
+        "wall_s": time.perf_counter() - start,
+        "meta": {"endpoint_max_force_eV_A": end_forces, "fmax": fmax},
+    }
+    return _result(band, list(range(1, nimages + 1)), converged, record)
 
 
 def _window(band: list[Atoms], window: int | None) -> tuple[int, int]:
@@ -323,6 +210,23 @@ def _freeze_expensive(atoms: Atoms, calc: Calculator, counter: CallCounter) -> A
     return freeze(probe, *_ef(probe))
 
 
+def _cheap_band(
+    initial: Atoms, final: Atoms, cheap: Calculator, nimages: int, interpolation: str,
+    fmax: float, steps: int,
+) -> list[Atoms]:  # fmt: skip
+    """The interpolated band converged with the cheap calculator (climbing image late)."""
+    band = interpolate_band(initial, final, nimages, interpolation)
+    pre = [initial.copy(), *band[1:-1], final.copy()]
+    for atoms in pre:
+        atoms.calc = cheap
+    pre[0], pre[-1] = freeze(pre[0], *_ef(pre[0])), freeze(pre[-1], *_ef(pre[-1]))
+    if steps > 0:
+        late = max(0.3, fmax * 4)
+        ok, taken = optimize_band(pre, fmax, steps, climb=True, late_climb_fmax=late, shared=True)
+        log.info("cheap NEB: converged=%s in %d steps", ok, taken)
+    return [initial, *pre[1:-1], final]
+
+
 def accelerated_neb(
     initial: Atoms,
     final: Atoms,
@@ -335,62 +239,61 @@ def accelerated_neb(
     relax_endpoints: bool = True,
     trust: float = 0.3,
     cheap_steps: int = 500,
-    window: int | None = 1,
+    window: int | None = None,
+    gp_length: float = 2.0,
+    move_above: float = 0.7,
 ) -> NEBResult:
-    """NEB with few expensive force calls.
+    """NEB with few expensive force calls, converged to the plain procedure's test.
 
     Steps: relax both endpoints (cheap pre-relax, then surrogate relax with the expensive
-    calculator) -> IDPP band -> CI-NEB converged with the cheap calculator (climbing image
-    switched on late) -> the highest image and ``window`` neighbours on each side are refined
-    with the expensive calculator between frozen neighbours (Δ-model surrogate loop; plain
-    CI-NEB if it stalls) until their expensive NEB forces, the climbing image's included,
-    are below ``fmax`` -> one expensive evaluation of the remaining images for the profile.
-    ``window=None`` refines the whole band (the plain procedure's criterion).
+    calculator) -> IDPP band -> CI-NEB converged with the cheap calculator (``cheap_steps``;
+    0 skips it) -> the band converged on the expensive surface through the Δ-model surrogate
+    (:func:`~perovflow.workflows.neb_gp.refine_band`, at most ``outer_steps`` rounds) until
+    every image's expensive NEB force, the climbing image's included, is below ``fmax``.
 
-    The climbing image converges to a first-order saddle of the expensive surface. It is the
-    one next to the cheap model's path, which need not be the one a linear band finds: on
-    the Cs4PbBr6 Br hop a symmetric linear band stays symmetric and climbs to a higher saddle
-    (see ``benchmarks/bench_neb.py``). Outer images stay on the cheap path.
+    ``window=k`` (the windowed mode) refines only the highest cheap image and ``k`` neighbours
+    on each side between frozen expensive neighbours; the outer images get one expensive
+    evaluation each. The barrier then comes from the refined images only
+    (``result.refined``), and ``converged`` is the whole-band test on the final band, which
+    the unrefined images usually fail.
+
+    A band from another start (the seed's linear one) can end on another saddle: on the
+    Cs4PbBr6 Br hop there are several (see ``benchmarks/bench_neb.py``).
     """
-    start, ends, counter, cheap_count = (
-        time.perf_counter(),
-        CallCounter(),
-        CallCounter(),
-        CallCounter(),
-    )
+    start = time.perf_counter()
+    ends, counter, cheap_count = CallCounter(), CallCounter(), CallCounter()
     cheap = CountingCalculator(cheap, cheap_count)
-    initial, final = _endpoints(initial, final, expensive, fmax, 300, ends, relax_endpoints, cheap)
-    band = interpolate_band(initial, final, nimages, interpolation)
-    pre = [initial.copy(), *band[1:-1], final.copy()]
-    for atoms in pre:
-        atoms.calc = cheap
-    pre[0] = freeze(pre[0], *_ef(pre[0]))
-    pre[-1] = freeze(pre[-1], *_ef(pre[-1]))
-    late = max(0.3, fmax * 4)
+    initial, final, status, end_forces = _endpoints(
+        initial, final, expensive, fmax, ends, relax_endpoints, cheap
+    )
     log.info("endpoints done (%d expensive calls); cheap NEB starts", ends.calls)
-    ok, taken = optimize_band(pre, fmax, cheap_steps, climb=True, late_climb_fmax=late, shared=True)
-    log.info("cheap NEB: converged=%s in %d steps (%d cheap calls)", ok, taken, cheap_count.calls)
-    lo, hi = _window(pre, window)
-    band = [initial, *pre[1:-1], final]
+    band = _cheap_band(initial, final, cheap, nimages, interpolation, fmax, cheap_steps)
+    lo, hi = _window(band, window)
     for edge in (lo, hi):
         if 0 < edge < nimages + 1:
             band[edge] = _freeze_expensive(band[edge], expensive(edge), counter)
     calcs = [CountingCalculator(expensive(i), counter) for i in range(lo + 1, hi)]
-    converged, outer, history = _refine(band[lo : hi + 1], calcs, cheap, fmax, outer_steps, trust)
+    sub = band[lo : hi + 1]
+    refinement = refine_band(
+        sub, calcs, cheap, fmax, outer_steps, trust, move_above=move_above, length=gp_length
+    )
+    for i, (_pos, energy, forces) in refinement.known.items():
+        band[lo + i] = freeze(sub[i], energy, forces)
     for i in range(1, nimages + 1):
         if not lo <= i <= hi:
             band[i] = _freeze_expensive(band[i], expensive(i), counter)
-    energies = band_energies(band)
-    return NEBResult(
-        energies=energies,
-        images=[freeze(b, e, b.get_forces()) for b, e in zip(band, energies, strict=True)],
-        converged=converged,
-        expensive_calls=counter.calls + ends.calls,
-        expensive_seconds=counter.seconds + ends.seconds,
-        cheap_calls=cheap_count.calls,
-        endpoint_calls=ends.calls,
-        steps=outer,
-        wall_s=time.perf_counter() - start,
-        procedure="accelerated",
-        history=history,
-    )
+    whole = float(neb_residuals(band, _known(band)).max())
+    record = {
+        "procedure": "accelerated" if window is None else f"accelerated (window {window})",
+        "endpoints_converged": status,
+        "expensive_calls": counter.calls + ends.calls,
+        "expensive_seconds": counter.seconds + ends.seconds,
+        "cheap_calls": cheap_count.calls,
+        "endpoint_calls": ends.calls,
+        "steps": refinement.outer,
+        "wall_s": time.perf_counter() - start,
+        "history": refinement.history,
+        "meta": {"endpoint_max_force_eV_A": end_forces, "fmax": fmax,
+                 "refined_converged": refinement.converged},
+    }  # fmt: skip
+    return _result(band, list(range(lo + 1, hi)), whole < fmax, record)

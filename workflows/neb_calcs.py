@@ -3,15 +3,20 @@
 * :class:`CountingCalculator` counts the expensive energy+force calls (and their time).
 * :class:`ShiftedCalculator` is the surrogate: a cheap model corrected to match the expensive
   energy and forces exactly at a reference geometry, with an optional proximal term.
+* :class:`CachedCalculator` stores every result on disk and replays it (restarts).
 * :func:`relax_atoms` (BFGS with any calculator) and :func:`surrogate_relax` (few expensive
   calls: cheap pre-relax, then shifted-cheap relaxations).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from ase import Atoms
@@ -166,3 +171,55 @@ def _clip(ref: Atoms, new_positions: np.ndarray, trust: float) -> Atoms:
     out = ref.copy()
     out.set_positions(ref.get_positions() + step)
     return out
+
+
+class CachedCalculator(Calculator):
+    """Wrap ``inner``; every result is appended to ``path`` (one JSON line per geometry) and
+    replayed from there when the same geometry comes again, so an interrupted NEB (a killed
+    benchmark, a lost allocation) restarts without repeating a single expensive call.
+
+    The optimisers are deterministic, so a restarted run retraces the same geometries; a
+    truncated last line (a kill mid-write) is ignored.
+    """
+
+    implemented_properties = ("energy", "free_energy", "forces")
+
+    def __init__(self, inner: Calculator, path: str | Path) -> None:
+        super().__init__()
+        self.inner = inner
+        self.path = Path(path)
+        self.store: dict[str, tuple[float, list]] = {}
+        self.replayed = 0
+        if self.path.is_file():
+            for line in self.path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                self.store[row["key"]] = (row["energy"], row["forces"])
+
+    @staticmethod
+    def key(atoms: Atoms) -> str:
+        """Hash of the species, cell and positions (rounded to 1e-6 Å)."""
+        data = [atoms.numbers.tolist(), np.round(atoms.cell[:], 6).tolist(),
+                np.round(atoms.get_positions(), 6).tolist()]  # fmt: skip
+        return hashlib.sha1(json.dumps(data).encode()).hexdigest()
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        """Stored result for this geometry, or the inner calculator's (then stored)."""
+        super().calculate(atoms, properties, system_changes)
+        key = self.key(self.atoms)
+        if key in self.store:
+            energy, forces = self.store[key]
+            self.replayed += 1
+        else:
+            work = self.atoms.copy()
+            energy = float(self.inner.get_potential_energy(work))
+            forces = np.array(self.inner.get_forces(work)).tolist()
+            self.store[key] = (energy, forces)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as fh:
+                fh.write(json.dumps({"key": key, "energy": energy, "forces": forces}) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        self.results = {"energy": energy, "free_energy": energy, "forces": np.array(forces)}

@@ -8,6 +8,9 @@ between the two models from every expensive call made so far, so the surrogate i
 each call instead of forgetting everything but the last geometry (a force-shift correction).
 Far from the data it falls back to the cheap potential.
 
+:func:`refine_band` is the loop that uses it: expensive calls only at the images that moved,
+the exact expensive NEB forces of the whole band as the convergence test.
+
 The regression itself is ASE's (``ase.optimize.gpmin``: squared-exponential kernel with
 derivatives, Cholesky solve); this module adds the cheap-model prior, data bookkeeping and
 an ASE calculator for the band.
@@ -15,12 +18,20 @@ an ASE calculator for the band.
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.mep import NEB
 from ase.optimize.gpmin.gp import GaussianProcess
 from ase.optimize.gpmin.kernel import SquaredExponential
 from ase.optimize.gpmin.prior import Prior
+
+log = logging.getLogger("perovflow.neb")
 
 
 class CheapPrior(Prior):
@@ -137,3 +148,146 @@ class DeltaCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         energy, forces = self.model.predict(self.atoms.get_positions())
         self.results = {"energy": energy, "free_energy": energy, "forces": forces}
+
+
+@dataclass
+class Refinement:
+    """Outcome of :func:`refine_band`: the test result, the expensive data at the final band."""
+
+    converged: bool
+    outer: int
+    residual: float
+    known: dict[int, tuple[np.ndarray, float, np.ndarray]]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _PartialNEB(NEB):
+    """CI-NEB whose ``frozen`` images get zero force (the optimiser leaves them in place)."""
+
+    def __init__(self, images: list[Atoms], frozen: set[int], **kwargs: Any) -> None:
+        super().__init__(images, **kwargs)
+        self.frozen = frozen
+
+    def get_forces(self) -> np.ndarray:
+        """NEB forces with the frozen images' rows zeroed."""
+        forces = super().get_forces().reshape(self.nimages - 2, self.natoms, 3)
+        for i in self.frozen:
+            forces[i - 1] = 0.0
+        return forces.reshape(-1, 3)
+
+
+def _single_point(atoms: Atoms, energy: float, forces: np.ndarray) -> Atoms:
+    out = atoms.copy()
+    out.calc = SinglePointCalculator(out, energy=energy, forces=np.asarray(forces))
+    return out
+
+
+def neb_residuals(band: list[Atoms], known: dict[int, tuple]) -> np.ndarray:
+    """Per intermediate image, the largest atomic NEB force (climbing image on, eV/Å) from the
+    expensive energies and forces in ``known`` (index -> (positions, energy, forces)); the ends
+    carry their own frozen values."""
+    work = [band[0], *[_single_point(band[i], *known[i][1:]) for i in range(1, len(band) - 1)]]
+    neb = NEB([*work, band[-1]], climb=True, method="improvedtangent")
+    forces = neb.get_forces().reshape(len(band) - 2, -1, 3)
+    return np.linalg.norm(forces, axis=2).max(axis=1)
+
+
+def _evaluate_moved(
+    band: list[Atoms], expensive: list[Calculator], known: dict[int, tuple], model: DeltaModel
+) -> int:
+    """Expensive energy and forces of every image that moved since its last call; returns the
+    number of calls."""
+    calls = 0
+    for i in range(1, len(band) - 1):
+        pos = band[i].get_positions()
+        if i in known and np.allclose(known[i][0], pos, atol=1e-10):
+            continue
+        probe = band[i].copy()
+        probe.calc = expensive[i - 1]
+        energy, forces = float(probe.get_potential_energy()), np.array(probe.get_forces())
+        known[i] = (pos, energy, forces)
+        model.add(pos, energy, forces)
+        calls += 1
+    return calls
+
+
+def refine_band(
+    band: list[Atoms],
+    expensive: list[Calculator],
+    cheap: Calculator,
+    fmax: float,
+    outer_steps: int = 40,
+    trust: float = 0.3,
+    move_above: float = 0.7,
+    inner_steps: int = 150,
+    length: float = 2.0,
+) -> Refinement:
+    """Converge ``band`` (ends frozen with expensive values) on the expensive surface.
+
+    Each outer step: expensive energy and forces at every image that moved (only those), the
+    exact expensive NEB forces of the band (climbing image on) from them, and the test
+    ``max < fmax`` - the plain procedure's criterion. If it fails, the Δ-model
+    (:class:`DeltaModel`, trained on every call so far) is refitted and the images whose NEB
+    force exceeds ``move_above * fmax`` take CI-NEB steps on it, the others held in place
+    with their exact values, until converged on the model or an atom leaves the trust region
+    (``trust`` Å). ``length`` is the kernel length scale (Å over all 3N coordinates; long,
+    so the learnt correction persists over a step). The trust radius halves when the expensive residual rises and grows by 1.5
+    (up to its start value) at a new low.
+    """
+    model = DeltaModel(band[0], cheap, length=length)
+    for end in (band[0], band[-1]):
+        model.add(end.get_positions(), end.get_potential_energy(), end.get_forces())
+    known: dict[int, tuple] = {}
+    history: list[dict[str, Any]] = []
+    best, max_trust = np.inf, trust
+    for outer in range(outer_steps + 1):
+        calls = _evaluate_moved(band, expensive, known, model)
+        per_image = neb_residuals(band, known)
+        residual = float(per_image.max())
+        history.append({"outer": outer, "max_force": residual, "calls": calls, "trust": trust})
+        log.info("refine %d: %d expensive calls, NEB max force %.4f eV/Å", outer, calls, residual)
+        if residual < fmax or outer == outer_steps:
+            break
+        trust = min(trust * 1.5, max_trust) if residual < best else max(trust * 0.5, 0.05)
+        best = min(best, residual)
+        frozen = {i + 1 for i, r in enumerate(per_image) if r < move_above * fmax}
+        model.fit()
+        _surrogate_steps(band, known, model, frozen, fmax / 2, inner_steps, trust)
+    return Refinement(residual < fmax, outer, residual, known, history)
+
+
+def _surrogate_steps(
+    band: list[Atoms],
+    known: dict[int, tuple],
+    model: DeltaModel,
+    frozen: set[int],
+    fmax: float,
+    steps: int,
+    trust: float,
+) -> None:
+    """CI-NEB (FIRE) on the model until converged or an atom of a moving image leaves the trust
+    region around its last expensive geometry; the moving images of ``band`` take the result."""
+    from ase.optimize import FIRE
+
+    n = len(band) - 2
+    moving = [i for i in range(1, n + 1) if i not in frozen]
+    work = [band[0]]
+    for i in range(1, n + 1):
+        atoms = band[i].copy()
+        atoms.calc = SinglePointCalculator(atoms, energy=known[i][1], forces=known[i][2])
+        if i in moving:
+            atoms.calc = DeltaCalculator(model)
+        work.append(atoms)
+    work.append(band[-1])
+    neb = _PartialNEB(work, frozen, climb=True, method="improvedtangent")
+    opt = FIRE(neb, logfile=None, maxstep=trust / 2)
+    for _ in opt.irun(fmax=fmax, steps=steps):
+        steps_ = (work[i].get_positions() - known[i][0] for i in moving)
+        if max(float(np.linalg.norm(d, axis=1).max()) for d in steps_) > trust:
+            break
+    for i in moving:
+        step = work[i].get_positions() - known[i][0]
+        largest = float(np.linalg.norm(step, axis=1).max())
+        if largest > trust:
+            step *= trust / largest
+        band[i].set_positions(known[i][0] + step)

@@ -186,7 +186,7 @@ def rp_fault_report(energies: dict, nebs: dict, md: dict, info: dict) -> dict[st
     """Segregation energy, across/along barriers, MD crossings."""
     e = {k: (_doc(v) or {}).get("energy_eV") for k, v in energies.items()}
     seg = None if None in e.values() else e["near"] - e["far"]
-    barriers = {k: v["analysis"]["barrier_forward_eV"] for k, v in nebs.items()}
+    barriers = {k: v["summary"]["barrier_forward_eV"] for k, v in nebs.items()}
     return {"result_type": "rp_fault", "vacancy": info, "segregation_eV": seg, "barriers_eV": barriers,
             "md_crossings": md["crossings"], "md_frames": len(md["vacancy_track"]),
             "vacancy_domains_visited": sorted({str(t["domain"]) for t in md["vacancy_track"]})}  # fmt: skip

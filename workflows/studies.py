@@ -54,6 +54,9 @@ class NEBSpec(_Model):
         None, description="ML pre-convergence model."
     )
     charge: float = Field(0.0, description="Cell charge during the NEB (e).")
+    window: int | None = Field(
+        None, ge=0, description="Windowed mode: refine only the top image and k per side."
+    )
 
 
 class VacancySpec(_Model):

@@ -48,9 +48,21 @@ def register(app: typer.Typer) -> None:
         info = run_flow(flow, root_dir=root, study=spec.name, resume=not fresh)
         out = {k: v for k, v in info.items() if k != "responses"}
         out["workdir"] = str(root)
-        emit(out, as_json)
+        from perovflow.workflows.migration import study_barriers
+
+        barriers = study_barriers(flow)
+        if barriers is not None:
+            out["barriers"] = barriers
+        emit(out, as_json, None if barriers is None else _with_barriers)
         if info["failed"]:
             raise typer.Exit(1)
+
+    def _with_barriers(out: dict) -> str:
+        from perovflow.cli._common import table
+        from perovflow.workflows.migration import BARRIER_COLUMNS
+
+        lines = [f"{k}: {v}" for k, v in out.items() if k != "barriers"]
+        return table(out["barriers"], BARRIER_COLUMNS) + "\n" + "\n".join(lines)
 
     @app.command("demo")
     def demo_cmd(

@@ -42,8 +42,11 @@ def test_neb_barriers_match_the_model_maximum(tmp_path: Path):
     assert res.barrier_forward_eV == pytest.approx(exact, abs=2e-3)
     assert res.reaction_energy_eV == pytest.approx(DE)
     assert res.barrier_backward_eV == pytest.approx(exact - DE, abs=2e-3)
-    assert res.barrier_forward_kcal_mol == pytest.approx(res.barrier_forward_eV * 23.0605)
-    assert EV_TO_KCAL_MOL == 23.0605
+    # CODATA via scipy (an independent library): 1 eV = e N_A / 4184 J/kcal = 23.0605 kcal/mol
+    from scipy.constants import N_A, e
+
+    assert res.barrier_forward_kcal_mol == pytest.approx(res.barrier_forward_eV * e * N_A / 4184)
+    assert pytest.approx(23.0605, abs=1e-4) == EV_TO_KCAL_MOL
     assert res.ts_image == 4
     raw = analyze_neb(model_images(), fit=False)
     assert raw.barrier_forward_eV <= res.barrier_forward_eV + 1e-9

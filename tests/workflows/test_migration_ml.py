@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.mlip
 @pytest.mark.slow
-def test_seed_paths_barrier_ordering_and_resume(tmp_path):
+def test_seed_paths_barrier_ordering_and_resume(tmp_path, cli):
     from perovflow.hpc.store import get_job_store
 
     study = load_study(REPO / "studies" / "cs2naagbicl6_migration_fast.yaml")
@@ -33,6 +33,21 @@ def test_seed_paths_barrier_ordering_and_resume(tmp_path):
     # seed 004 (independent DFT): Cl hops 11-14 kcal/mol, cation hops 25-30 kcal/mol
     assert max(cl) < min(cations)
     assert all(b > 0 for b in cl + cations)
-    # a rerun continues from the store: nothing is recomputed
-    again = run_flow(build_flow(study), store=store, root_dir=tmp_path / "run2", study=study.name)
-    assert again["ran"] == 0 and again["reused"] == again["jobs"]
+    assert all(row["converged"] and row["dft_calls"] > 0 for row in rows)
+    # a rerun continues from the store: nothing is recomputed, and `run` prints the table
+    path = REPO / "studies" / "cs2naagbicl6_migration_fast.yaml"
+    code, out, err = cli("run", path, "-w", tmp_path / "run2")
+    assert code == 0, err
+    print(out)
+    assert "ran: 0" in out
+    header, _, *body = out.splitlines()[: len(rows) + 2]
+    assert header.split() == ["path", "moving", "from", "barrier_eV", "barrier_kcal_mol",
+                              "dft_calls", "converged"]  # fmt: skip
+    for line, row in zip(body, rows, strict=True):
+        kcal = float(line.split()[-3])
+        assert kcal == pytest.approx(row["barrier_eV"] * 23.0605, abs=0.01)  # printed to 0.01
+    # `report` shows every NEB's energy profile (plot) with its convergence
+    code, out, err = cli("report", study.name, "-o", tmp_path / "report")
+    assert code == 0, err
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert text.count("NEB") >= len(rows) and "_neb.png" in text and "converged" in text

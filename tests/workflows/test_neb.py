@@ -8,7 +8,12 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 
 from perovflow.workflows.neb import accelerated_neb, plain_neb
-from perovflow.workflows.neb_calcs import CallCounter, CountingCalculator, ShiftedCalculator
+from perovflow.workflows.neb_calcs import (
+    CallCounter,
+    CountingCalculator,
+    ShiftedCalculator,
+    relax_atoms,
+)
 
 
 class StiffEMT(EMT):
@@ -59,15 +64,86 @@ def test_counting_calculator_counts_new_geometries_only():
 def test_accelerated_matches_plain_barrier_with_fewer_expensive_calls():
     initial, final = vacancy_hop()
     expensive = EMT()
-    plain = plain_neb(initial, final, lambda i: expensive, nimages=5, fmax=0.05)
+    plain = plain_neb(initial, final, lambda i: expensive, nimages=5, fmax=0.05,
+                      interpolation="idpp")  # fmt: skip
     fast = accelerated_neb(initial, final, lambda i: expensive, StiffEMT(), nimages=5, fmax=0.05)
     assert plain.converged and fast.converged
+    assert fast.refined == [1, 2, 3, 4, 5]  # the default refines the whole band
+    assert fast.endpoints_converged == [True, True] == plain.endpoints_converged
     # independent facts: the hop is symmetric (no reaction energy), the saddle is the middle image
-    assert abs(plain.energies[-1] - plain.energies[0]) < 1e-3
-    assert plain.ts_index == fast.ts_index == 3
-    assert fast.forward_barrier_eV == pytest.approx(plain.forward_barrier_eV, abs=0.02)
-    assert 0.3 < plain.forward_barrier_eV < 1.5  # Cu vacancy migration is ~0.7-1 eV
+    assert abs(plain.reaction_energy_eV) < 1e-3
+    assert plain.ts_image == fast.ts_image == 3
+    assert fast.barrier_forward_eV == pytest.approx(plain.barrier_forward_eV, abs=0.02)
+    assert 0.3 < plain.barrier_forward_eV < 1.5  # Cu vacancy migration is ~0.7-1 eV
     assert fast.expensive_calls * 3 <= plain.expensive_calls
+    # the whole accelerated band meets the plain test, recomputed here with ASE's NEB
+    assert ase_neb_max_force(fast.images, EMT) < 0.05
+
+
+def ase_neb_max_force(images, calc_class) -> float:
+    """Largest CI-NEB force of a band, every image recomputed with a fresh calculator."""
+    from ase.mep import NEB
+
+    band = [im.copy() for im in images]
+    for im in band:
+        im.calc = calc_class()
+    forces = NEB(band, climb=True, method="improvedtangent").get_forces()
+    return float(np.linalg.norm(forces, axis=1).max())
+
+
+def test_converged_is_false_when_the_step_cap_stops_the_band():
+    initial, final = vacancy_hop()
+    fast = accelerated_neb(initial, final, lambda i: EMT(), StiffEMT(), nimages=3, fmax=0.01,
+                           outer_steps=1, cheap_steps=2)  # fmt: skip
+    plain = plain_neb(initial, final, lambda i: EMT(), nimages=3, fmax=0.01, steps=2)
+    for res in (fast, plain):
+        assert res.converged is False
+        assert ase_neb_max_force(res.images, EMT) > 0.01
+        assert res.max_force_eV_A == pytest.approx(ase_neb_max_force(res.images, EMT), abs=1e-6)
+
+
+def test_windowed_mode_takes_the_barrier_from_refined_images_only():
+    initial, final = vacancy_hop()
+    fast = accelerated_neb(initial, final, lambda i: EMT(), StiffEMT(), nimages=5, fmax=0.05,
+                           window=1)  # fmt: skip
+    assert fast.refined == [2, 3, 4] and fast.procedure == "accelerated (window 1)"
+    energies = [im.get_potential_energy() for im in fast.images]
+    assert fast.barrier_forward_eV == pytest.approx(max(energies[2:5]) - energies[0])
+    # converged means the whole-band test, recomputed independently
+    assert fast.converged == (ase_neb_max_force(fast.images, EMT) < 0.05)
+
+
+def test_barrier_ignores_an_unrefined_image_above_the_climbing_image():
+    """Hand-made band: image 1 (unrefined) lies 0.5 eV up, the refined images peak at 0.3."""
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from perovflow.analysis.neb import analyze_neb
+
+    images = []
+    for x, e in zip(range(5), [0.0, 0.5, 0.2, 0.3, 0.1], strict=True):
+        atoms = Atoms("H", positions=[[float(x), 0, 0]])
+        atoms.calc = SinglePointCalculator(atoms, energy=e, forces=[[0.0, 0, 0]])
+        images.append(atoms)
+    res = analyze_neb(images, refined=[2, 3])
+    assert res.barrier_forward_eV == pytest.approx(0.3) and res.ts_image == 3
+    assert res.barrier_backward_eV == pytest.approx(0.2)
+    assert analyze_neb(images, fit=False).barrier_forward_eV == pytest.approx(0.5)
+
+
+def test_cached_calculator_replays_without_calling_again(tmp_path):
+    from perovflow.workflows.neb_calcs import CachedCalculator
+
+    initial, _ = vacancy_hop()
+    initial.rattle(0.05, seed=3)
+    first, second = CallCounter(), CallCounter()
+    a = relax_atoms(initial, CachedCalculator(CountingCalculator(EMT(), first), tmp_path / "c"),
+                    0.05, 50)  # fmt: skip
+    b = relax_atoms(initial, CachedCalculator(CountingCalculator(EMT(), second), tmp_path / "c"),
+                    0.05, 50)  # fmt: skip
+    assert first.calls > 3 and second.calls == 0
+    assert np.allclose(a[0].get_positions(), b[0].get_positions())
+    assert b[1] == pytest.approx(a[1])
 
 
 def test_delta_model_learns_the_expensive_surface_from_its_calls():

@@ -31,11 +31,11 @@ def test_qe_neb_job_of_a_symmetric_br_hop(tmp_path, monkeypatch):
     job = maker.make(initial, final)
     out = run_locally(job, create_folders=True, ensure_success=True)[job.uuid][1].output
     summary = out["summary"]
-    print("\n", {k: summary[k] for k in ("barrier_eV", "expensive_calls", "cheap_calls")})
+    print("\n", {k: summary[k] for k in ("barrier_forward_eV", "expensive_calls", "cheap_calls")})
     assert summary["converged"]
     assert abs(summary["reaction_energy_eV"]) < 0.01
-    assert summary["ts_index"] == 2
-    assert 0.0 < summary["barrier_eV"] < 2.0
+    assert summary["ts_image"] == 2
+    assert 0.0 < summary["barrier_forward_eV"] < 2.0
     ts = np.array(out["images"][2]["forces"])
     assert np.linalg.norm(ts, axis=1).max() < 0.1
     assert out["code"] == "qe"
