@@ -56,10 +56,13 @@ def result_parameters(code: str, params: dict[str, Any]) -> dict[str, Any]:
     out = json.loads(json.dumps({k: v for k, v in params.items() if not k.startswith("_")},
                                 default=_plain))  # fmt: skip
     if code == "qe":
+        namelists = out.get("input_data", {})
         for section, keys in QE_RUN_ONLY.items():
-            block = out.get("input_data", {}).get(section, {})
+            block = namelists.get(section, {})
             for key in keys:
                 block.pop(key, None)
+            if section in namelists and not block:  # an emptied namelist is no namelist
+                namelists.pop(section)
     elif code == "cp2k":
         for path, keys in CP2K_RUN_ONLY.items():
             node: Any = out
