@@ -235,4 +235,7 @@ def cell_relax_settings(
         },
     )
     user = nest_overrides(overrides)
-    return merge(out, {k: v for k, v in user.items() if k not in ("kspacing", "kpts")})
+    out = merge(out, {k: v for k, v in user.items() if k not in ("kspacing", "kpts")})
+    if out["input_data"]["control"]["calculation"] not in ("vc-relax", "vc-md"):
+        out["input_data"].pop("cell")  # the user chose a fixed cell: no &CELL namelist
+    return out

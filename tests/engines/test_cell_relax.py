@@ -45,6 +45,9 @@ def test_vc_relax_input_takes_the_protocol_thresholds_and_the_user_wins():
     assert user["input_data"]["cell"]["press_conv_thr"] == 0.1
     assert user["input_data"]["cell"]["cell_dofree"] == "ibrav"
     assert base["input_data"]["control"]["calculation"] == "relax"  # input not modified
+    fixed = cell_relax_settings(base, "standard", {"calculation": "relax"})  # the user wins
+    assert fixed["input_data"]["control"]["calculation"] == "relax"
+    assert "cell" not in fixed["input_data"]
 
 
 def test_final_scf_mismatch_restarts_vc_relax_from_the_final_cell(tmp_path):
