@@ -155,3 +155,27 @@ def test_calc_relax_cell_from_the_cli_gives_the_relaxed_lattice(cli):
     assert lat["volume"] == pytest.approx(lat["a"] * lat["b"] * lat["c"], rel=1e-3)
     code, _, err = cli("calc", "scf", "CsPbBr3-cubic", "--code", "mlip", "--cell")
     assert code == 2 and err.startswith("error: --cell applies to relax")
+
+
+@pytest.mark.cp2k
+def test_cp2k_cell_opt_input_reads_back_with_pymatgen():
+    """CELL_OPT with the standard protocol's 0.5 kbar (= 500 bar, CP2K's unit) tolerance."""
+    from pymatgen.io.cp2k.inputs import Cp2kInput
+
+    from perovflow.engines.cp2k.inputs import cp2k_input_set
+    from perovflow.engines.cp2k.writer import render
+    from perovflow.engines.pseudos import get_pseudos
+    from perovflow.structures.io import to_atoms
+
+    atoms = to_atoms(cspbbr3(5.87))
+    pots = get_pseudos(["Br", "Cs", "Pb"], "cp2k")
+    params, _, _ = cp2k_input_set(atoms, "relax", "standard", pots, relax_cell=True)
+    ci = Cp2kInput.from_str(render(params))
+    assert ci["GLOBAL"]["RUN_TYPE"].values[0].upper() == "CELL_OPT"
+    opt = ci["MOTION"]["CELL_OPT"]
+    assert opt["PRESSURE_TOLERANCE"].values[0] == pytest.approx(500.0)
+    assert opt["EXTERNAL_PRESSURE"].values[0] == pytest.approx(0.0)
+    assert ci["FORCE_EVAL"]["STRESS_TENSOR"].values[0].upper() == "ANALYTICAL"
+    user, _, _ = cp2k_input_set(atoms, "relax", "standard", pots, relax_cell=True,
+                                overrides={"press_conv_kbar": 0.1})  # fmt: skip
+    assert user["MOTION"]["CELL_OPT"]["PRESSURE_TOLERANCE"] == pytest.approx(100.0)  # user wins
