@@ -1,9 +1,10 @@
 """Convergence series: plane-wave cutoff and k-point spacing, measured on one structure.
 
-:func:`run_series` runs one static calculation per value (QE ``ecutwfc`` with ``ecutrho`` tied
-at ``dual`` times it; CP2K ``CUTOFF`` with ``REL_CUTOFF`` tied the same way; or the k spacing
-of either code) and :func:`compare` reports each point against the most converged one (the
-last value of the series): total energy per atom, forces, pressure and band gap. The
+:func:`run_series` runs one static calculation per value (QE ``ecutwfc`` with ``ecutrho``
+tied at ``dual`` times it; CP2K ``CUTOFF`` with ``REL_CUTOFF`` tied at ``CUTOFF / dual``; or
+the k spacing of either code) and :func:`compare` reports each point against the most
+converged one (the last value of the series): total energy per atom, forces, pressure and
+band gap. The
 structure is rattled (a fixed seed) so that forces are not zero by symmetry.
 :func:`cheapest` picks the smallest value within given tolerances.
 """
@@ -26,7 +27,7 @@ def series_overrides(code: str, parameter: str, value: float, dual: float) -> di
         return {"kspacing": float(value)}
     if code == "qe":
         return {"ecutwfc": float(value), "ecutrho": float(dual * value)}
-    return {"cutoff_eV": float(dual * value * RY_EV), "rel_cutoff_eV": float(value * RY_EV)}
+    return {"cutoff_eV": float(value * RY_EV), "rel_cutoff_eV": float(value / dual * RY_EV)}
 
 
 def rattled(structure: Any, amplitude_A: float, seed: int = 7) -> Any:
@@ -54,8 +55,9 @@ def run_series(
     Parameters
     ----------
     parameter
-        ``ecutwfc`` (Ry; the density cutoff is ``dual`` times it; for CP2K ``REL_CUTOFF`` is
-        the value and ``CUTOFF`` ``dual`` times it) or ``kspacing`` (Å⁻¹).
+        ``ecutwfc`` (Ry; QE: the wavefunction cutoff, the density cutoff ``dual`` times it;
+        CP2K: ``CUTOFF``, with ``REL_CUTOFF`` tied at ``CUTOFF / dual``) or ``kspacing``
+        (Å⁻¹).
     fixed
         Further overrides held fixed along the series (e.g. the cutoff of a k series).
     """

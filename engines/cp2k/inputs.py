@@ -246,31 +246,6 @@ def _motion(proto: dict, opts: dict, natoms: int, defect: bool) -> dict[str, Any
     }
 
 
-BAR_PER_KBAR = 1000.0
-#: pw.x ``cell_dofree`` values and the CELL_OPT keywords doing the same in CP2K
-CELL_DOFREE = {"all": {}, "xyz": {"KEEP_ANGLES": True}, "2dxy": {"CONSTRAINT": "Z"}}
-
-
-def _cell_motion(proto: dict, opts: dict, natoms: int, defect: bool) -> dict[str, Any]:
-    """MOTION for a CELL_OPT: the GEO_OPT force criteria plus the protocol's pressure ones."""
-    geo = _motion(proto, opts, natoms, defect)["GEO_OPT"]
-    dofree = str(proto["cell_dofree"]).lower()
-    if dofree not in CELL_DOFREE:
-        raise InputError(
-            f"cell_dofree '{proto['cell_dofree']}' has no CP2K equivalent here",
-            f"use one of {', '.join(CELL_DOFREE)}, or give MOTION/CELL_OPT yourself",
-        )
-    cell_opt = {
-        "TYPE": "DIRECT_CELL_OPT",
-        **geo,
-        "EXTERNAL_PRESSURE": float(proto["press_kbar"]) * BAR_PER_KBAR,
-        "PRESSURE_TOLERANCE": float(proto["press_conv_kbar"]) * BAR_PER_KBAR,
-        **CELL_DOFREE[dofree],
-    }
-    prints = {"RESTART OFF": {}, "RESTART_HISTORY OFF": {}, "CELL ON": {}}
-    return {"CELL_OPT": cell_opt, "PRINT": prints}
-
-
 def cp2k_input_set(
     atoms: Any,
     calc_type: str,
@@ -352,7 +327,9 @@ def cp2k_input_set(
         "FORCE_EVAL": {"METHOD": "QUICKSTEP", "DFT": dft, "SUBSYS": subsys, "PRINT": {"FORCES ON": {}}},
     }  # fmt: skip
     if calc_type == "relax" and relax_cell:
-        _cell_opt(params, proto, opts, len(placed), defect, periodic)
+        from perovflow.engines.cp2k.cell import cell_opt
+
+        cell_opt(params, proto, _motion(proto, opts, len(placed), defect), periodic)
     elif calc_type == "relax":
         params["MOTION"] = _motion(proto, opts, len(placed), defect)
     info = {
@@ -364,18 +341,6 @@ def cp2k_input_set(
         "protocol_values": proto,
     }
     return merge(params, raw), placed, info
-
-
-def _cell_opt(
-    params: dict[str, Any], proto: dict, opts: dict, natoms: int, defect: bool, periodic: bool
-) -> None:
-    """Make ``params`` (built for a relax) a CELL_OPT, in place."""
-    if not periodic:
-        raise InputError("a cluster has no cell to relax", "relax it without relax_cell (GEO_OPT)")
-    params["GLOBAL"]["RUN_TYPE"] = "CELL_OPT"
-    params["FORCE_EVAL"]["STRESS_TENSOR"] = "ANALYTICAL"
-    params["FORCE_EVAL"]["PRINT"]["STRESS_TENSOR ON"] = {}
-    params["MOTION"] = _cell_motion(proto, opts, natoms, defect)
 
 
 def _integer_charge(charge: float) -> int:

@@ -38,12 +38,15 @@ def register(app: typer.Typer) -> None:
         code: Annotated[str, typer.Option(help="qe or cp2k.")] = "qe",
         protocol: Annotated[str, typer.Option(help="Protocol for everything else.")] = "fast",
         ecutwfc: Annotated[
-            str | None, typer.Option(help="Wavefunction cutoffs (Ry), e.g. 25,30,40,60,80.")
+            str | None,
+            typer.Option(help="Cutoffs (Ry; QE ecutwfc, CP2K CUTOFF), e.g. 25,30,40,60,80."),
         ] = None,
         kspacing: Annotated[
             str | None, typer.Option(help="k spacings (Å⁻¹), e.g. 0.6,0.4,0.3,0.2.")
         ] = None,
-        dual: Annotated[float, typer.Option(help="Density cutoff / wavefunction cutoff.")] = 4.0,
+        dual: Annotated[
+            float, typer.Option(help="QE ecutrho/ecutwfc; CP2K CUTOFF/REL_CUTOFF.")
+        ] = 4.0,
         k_cutoff: Annotated[
             float | None, typer.Option(help="ecutwfc (Ry) held fixed in the k series.")
         ] = None,
