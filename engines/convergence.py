@@ -27,6 +27,7 @@ def series_overrides(code: str, parameter: str, value: float, dual: float) -> di
         return {"kspacing": float(value)}
     if code == "qe":
         return {"ecutwfc": float(value), "ecutrho": float(dual * value)}
+
     return {"cutoff_eV": float(value * RY_EV), "rel_cutoff_eV": float(value / dual * RY_EV)}
 
 
@@ -74,6 +75,8 @@ def run_series(
     rows = []
     for value in values:
         overrides = {**(fixed or {}), **series_overrides(code, parameter, value, dual)}
+        if code == "qe":  # pw.x prints no eigenvalues beyond 100 k-points unless verbose
+            overrides.setdefault("control.verbosity", "high")
         folder = Path(directory) / f"{parameter}_{value:g}"
         folder.mkdir(parents=True, exist_ok=True)
         maker = Maker(protocol=protocol, input_set_overrides=overrides)
