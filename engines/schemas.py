@@ -88,7 +88,9 @@ class TaskDocument(BaseModel):
     )
     pseudopotentials: list[PseudoInfo] = Field(default_factory=list, description="Potentials used.")
     calc_hash: str | None = Field(
-        None, description="Hash of structure + inputs, for de-duplication."
+        None,
+        description="Hash of structure, inputs, protocol, code version and pseudopotential "
+        "checksums (engines.fingerprint), for de-duplication.",
     )
     labels: dict[str, Any] = Field(
         default_factory=dict,
@@ -101,7 +103,9 @@ class TaskDocument(BaseModel):
         None, description="Forces (eV/Å), one row per atom."
     )
     max_force_eV_per_A: float | None = Field(None, description="Largest force norm (eV/Å).")
-    stress_GPa: list[list[float]] | None = Field(None, description="Stress tensor (GPa), 3x3.")
+    stress_GPa: list[list[float]] | None = Field(
+        None, description="Stress tensor (GPa), 3x3, ASE's sign (negative: the cell is compressed)."
+    )
     electronic: ElectronicSummary = Field(
         default_factory=ElectronicSummary, description="Edges and gap."
     )
@@ -140,11 +144,21 @@ class TaskDocument(BaseModel):
 
 
 def calc_hash(
-    structure_dict: dict[str, Any], parameters: dict[str, Any], code: str, calc_type: str
+    structure_dict: dict[str, Any],
+    parameters: dict[str, Any],
+    code: str,
+    calc_type: str,
+    environment: dict[str, Any] | None = None,
 ) -> str:
-    """Stable sha1 of structure + inputs, used to de-duplicate calculations."""
+    """Stable sha1 of what makes a calculation: structure, inputs, kind and ``environment``.
+
+    ``environment`` (:func:`perovflow.engines.fingerprint.environment`) carries the code's
+    name and version, the protocol's values and the pseudopotential/basis checksums; the
+    parameters should be the result-changing ones only
+    (:func:`perovflow.engines.fingerprint.result_parameters`: no paths, no parallel layout).
+    """
     payload = json.dumps(
-        {"s": structure_dict, "p": parameters, "c": code, "t": calc_type},
+        {"s": structure_dict, "p": parameters, "c": code, "t": calc_type, "e": environment},
         sort_keys=True,
         default=str,
     )

@@ -222,6 +222,9 @@ def submit_flow(
     study = study or flow.name or "study"
     config = load_queue_config(settings)
     ordered = [job for job, _ in flow.iterflow()]
+    from perovflow.workflows.runner import assign_calc_hashes
+
+    assign_calc_hashes(flow)  # metadata["calc_hash"]: code version, protocol, pseudopotentials
     hashes = job_hashes(flow, ordered)
     with submit_lock(lp):
         return _add_new(lp, flow, study, config, ordered, hashes)

@@ -105,16 +105,27 @@ def run_maker(
 
 
 def relax_chain(
-    structure: Any, relax_maker: Any, prerelax_maker: Any | None, name: str, labels: dict
+    structure: Any,
+    relax_maker: Any,
+    prerelax_maker: Any | None,
+    name: str,
+    labels: dict,
+    cell: bool = False,
 ) -> tuple[list[Job], Any]:
-    """Optional ML pre-relax then the relax maker; returns (jobs, relaxed-structure reference)."""
+    """Optional ML pre-relax then the relax maker; returns (jobs, relaxed-structure reference).
+
+    ``cell``: the relax maker relaxes the cell too (``relax_cell``: QE vc-relax, CP2K
+    CELL_OPT, the ML potential's cell filter); the ML pre-relax keeps the cell. A user's
+    ``relax_cell`` in the maker's ``input_set_overrides`` still wins.
+    """
     jobs: list[Job] = []
     if prerelax_maker is not None:
         pre = run_maker(prerelax_maker, structure, f"{name} ml-prerelax", labels)
         jobs.append(pre)
         structure = pre.output.structure
     if relax_maker is not None:
-        rel = run_maker(relax_maker, structure, f"{name} relax", labels)
+        extra = {"relax_cell": True} if cell else {}
+        rel = run_maker(relax_maker, structure, f"{name} relax", labels, **extra)
         jobs.append(rel)
         structure = rel.output.structure
     return jobs, structure

@@ -51,7 +51,9 @@ class CompositionFlowMaker(Maker):
         for z, cell in series(structure, self.host, self.guest, self.z):
             tag = f"z={z:g}"
             labels = {"study": self.name, "z": z}
-            chain, relaxed = relax_chain(cell, self.relax_maker, self.prerelax_maker, tag, labels)
+            chain, relaxed = relax_chain(
+                cell, self.relax_maker, self.prerelax_maker, tag, labels, cell=True
+            )
             jobs += chain
             point = {
                 "z": z,

@@ -173,7 +173,7 @@ class MigrationFlowMaker(Maker):
         bulk = structure
         if self.relax_bulk:
             jobs, bulk = relax_chain(
-                structure, self.relax_maker, self.prerelax_maker, "bulk", labels
+                structure, self.relax_maker, self.prerelax_maker, "bulk", labels, cell=True
             )
         sc = make_supercell_job(bulk, self.supercell)
         sc.name = "supercell"

@@ -6,6 +6,14 @@ arguments, and - for arguments that are outputs of other jobs - the keys of thos
 knows it. On a rerun, a job whose key already has a completed output in the store is not
 run again: it returns a reference to that output. Changing any setting of a job changes
 its key and the keys of everything downstream, so only that part reruns.
+
+Engine jobs (QE, CP2K, ML potential) also get ``metadata["calc_hash"]``
+(:func:`assign_calc_hashes`): what changes their result but is not among the maker's fields
+- code and version, the protocol's current values, pseudopotential and basis checksums
+(:func:`perovflow.engines.fingerprint.environment`) - and none of what does not (job name,
+labels, attempt and wall-time limits, parallel layout, paths). It enters the resume key, and
+``perovflow submit`` hashes it too, so switching ``qe.pseudo_dir`` or upgrading pw.x reruns
+the calculations instead of reusing old results.
 """
 
 from __future__ import annotations
@@ -19,6 +27,9 @@ from typing import Any
 from jobflow import Flow, Job, Response, job
 
 KEY = "resume_key"
+CALC_HASH = "calc_hash"
+#: maker fields that do not change a calculation's result
+NOT_RESULT = ("name", "labels", "max_attempts", "walltime_s")
 
 
 def _sanitize(obj: Any, keys: dict[str, str]) -> Any:
@@ -42,9 +53,70 @@ def _sanitize(obj: Any, keys: dict[str, str]) -> Any:
     return walk(data)
 
 
-def assign_resume_keys(flow: Flow | Job, study: str = "") -> dict[str, str]:
-    """Set ``metadata["resume_key"]`` (and ``metadata["study"]``) on every job; uuid -> key."""
+def _elements(node: Any, found: set[str]) -> set[str]:
+    """Element symbols of every structure/molecule dict in a sanitized argument tree."""
+    if isinstance(node, dict):
+        if node.get("@class") in ("Structure", "Molecule"):
+            for site in node.get("sites", []):
+                found |= {sp["element"] for sp in site.get("species", []) if "element" in sp}
+        for value in node.values():
+            _elements(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            _elements(value, found)
+    return found
+
+
+def _engine_maker(job_: Job) -> tuple[Any, str] | None:
+    """(maker, code) of a job that runs QE, CP2K or the ML potential, else None."""
+    from perovflow.workflows.common import maker_code
+
+    owner = getattr(job_.function, "__self__", None)
+    if owner is None or not type(owner).__module__.startswith("perovflow.engines."):
+        return None
+    code = maker_code(owner)
+    return (owner, code) if code in ("qe", "cp2k", "mlip") else None
+
+
+def assign_calc_hashes(flow: Flow | Job) -> dict[str, str]:
+    """Set ``metadata["calc_hash"]`` on every engine job of ``flow``; uuid -> hash.
+
+    The elements of a job's structure are those of the structures among its arguments and,
+    for an output of another job, that job's elements (a vacancy cell inherits its host's).
+    """
+    from monty.json import jsanitize
+
+    from perovflow.engines.fingerprint import digest, environment
+
     flow = flow if isinstance(flow, Flow) else Flow([flow])
+    elements: dict[str, set[str]] = {}
+    out: dict[str, str] = {}
+    for job_, _parents in flow.iterflow():
+        args = jsanitize([job_.function_args, job_.function_kwargs], strict=True, allow_bson=False)
+        found = _elements(args, set())
+        for ref in job_.input_references:
+            found |= elements.get(ref.uuid, set())
+        elements[job_.uuid] = found
+        engine = _engine_maker(job_)
+        if engine is None:
+            continue
+        maker, code = engine
+        fields = jsanitize(maker, strict=True, allow_bson=False, enum_values=True)
+        fields = {k: v for k, v in fields.items() if k not in NOT_RESULT and k != "@version"}
+        env = environment(code, found, getattr(maker, "protocol", None))
+        out[job_.uuid] = digest({"maker": fields, "environment": env})
+        job_.metadata = {**(job_.metadata or {}), CALC_HASH: out[job_.uuid]}
+    return out
+
+
+def assign_resume_keys(flow: Flow | Job, study: str = "") -> dict[str, str]:
+    """Set ``metadata["resume_key"]`` (and ``metadata["study"]``) on every job; uuid -> key.
+
+    Engine jobs' ``metadata["calc_hash"]`` (set here by :func:`assign_calc_hashes`) is part
+    of the key.
+    """
+    flow = flow if isinstance(flow, Flow) else Flow([flow])
+    calc = assign_calc_hashes(flow)
     keys: dict[str, str] = {}
     for job_, _parents in flow.iterflow():
         payload = {
@@ -52,6 +124,7 @@ def assign_resume_keys(flow: Flow | Job, study: str = "") -> dict[str, str]:
             "function": _sanitize(job_.function, keys),
             "args": _sanitize(job_.function_args, keys),
             "kwargs": _sanitize(job_.function_kwargs, keys),
+            "calc": calc.get(job_.uuid),
         }
         text = json.dumps(payload, sort_keys=True, default=str)
         keys[job_.uuid] = hashlib.sha1(text.encode()).hexdigest()

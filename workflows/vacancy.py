@@ -22,6 +22,7 @@ from perovflow.workflows.vacancy_phases import (
     check_competing_phases,
     formation_report,
     phase_makers,
+    phase_relaxes_cell,
 )
 
 
@@ -48,12 +49,14 @@ def electronic_chain(
 class VacancyFlowMaker(Maker):
     """Vacancy study (code-agnostic: QE, CP2K and the ML potential plug in the same way).
 
-    Steps: (1) relax the bulk cell (optional ML pre-relax, then ``relax_maker``);
+    Steps: (1) relax the bulk cell, lattice included (optional ML pre-relax, then
+    ``relax_maker`` with ``relax_cell``);
     (2) build the supercell of the relaxed bulk; (3) bulk supercell static + PDOS (reference
     energy, band edges, bulk IPR); (4) enumerate the symmetry-distinct vacancy sites of each
     element (spglib) with their charge states; (5) for every site and charge: remove the
-    atom, relax (pre-relax + ``relax_maker``), static + PDOS; (6) relax + static of every
-    competing phase (``phase_relax_maker``/``phase_static_maker``; checked before anything
+    atom, relax (pre-relax + ``relax_maker``), static + PDOS; (6) relax (cell included, see
+    :func:`phase_relaxes_cell`) + static of every competing phase
+    (``phase_relax_maker``/``phase_static_maker``; checked before anything
     runs: every element of the host needs a pure phase); (7) report: IPR of the states of
     each vacancy cell against the bulk edges, Kohn–Sham levels, formation energies at every
     chemical-potential limit and transition levels (charged cells uncorrected).
@@ -112,7 +115,9 @@ class VacancyFlowMaker(Maker):
         labels = {"study": self.name}
         if self.competing_phases:
             check_competing_phases(as_structure(structure), self.competing_phases)
-        jobs, bulk = relax_chain(structure, self.relax_maker, self.prerelax_maker, "bulk", labels)
+        jobs, bulk = relax_chain(
+            structure, self.relax_maker, self.prerelax_maker, "bulk", labels, cell=True
+        )
         sc = make_supercell_job(bulk, self.supercell)
         sc.name = "bulk supercell"
         jobs.append(sc)
@@ -145,7 +150,10 @@ class VacancyFlowMaker(Maker):
         relax_maker = self.phase_relax_maker or self.relax_maker
         static_maker = self.phase_static_maker or self.static_maker
         for formula, phase in self.competing_phases.items():
-            chain, relaxed = relax_chain(phase, relax_maker, self.prerelax_maker, formula, labels)
+            cell = phase_relaxes_cell(phase, relax_maker)
+            chain, relaxed = relax_chain(
+                phase, relax_maker, self.prerelax_maker, formula, labels, cell=cell
+            )
             el, static, _ = electronic_chain(relaxed, static_maker, None, formula, labels)
             jobs += [*chain, *el]
             phases[formula] = _out(static or (chain[-1] if chain else None))

@@ -13,6 +13,38 @@ from perovflow.errors import InputError
 from perovflow.workflows.common import as_structure
 
 GRID = ("kpts", "koffset")  # explicit k grids of the supercell, not carried to other cells
+MOLECULAR_ELEMENTS = ("H", "N", "O", "F", "Cl", "Br", "I")  # pure phases are molecular crystals
+
+
+def _has_dispersion(maker: Any) -> bool:
+    """Whether ``maker`` computes a dispersion correction (protocol or user settings)."""
+    from perovflow.engines.protocols import get_protocol
+    from perovflow.settings import get_settings
+
+    overrides = dict(getattr(maker, "input_set_overrides", None) or {})
+    flat = {**overrides, **(overrides.get("system") or {})}
+    for key in ("dispersion", "vdw_corr", "system.vdw_corr"):
+        if key in flat:
+            return str(flat[key]).lower() not in ("none", "null", "false", "")
+    if not hasattr(maker, "input_set_overrides") or not hasattr(maker, "charge"):
+        return False  # the ML potential has no dispersion term
+    protocol = getattr(maker, "protocol", None) or get_settings().protocol
+    return bool(get_protocol(protocol).get("dispersion"))
+
+
+def phase_relaxes_cell(phase: Any, maker: Any) -> bool:
+    """Whether a competing phase is relaxed with its cell.
+
+    Every phase is, except a molecular crystal (Br2, Cl2, I2...) when ``maker`` has no
+    dispersion correction: without D3 (the ``standard`` and ``seed`` protocols have it,
+    ``fast`` has not) PBE barely binds the molecules to each other, so such a cell is kept
+    at its measured lattice and only the positions relax.
+    """
+    if maker is None:
+        return False
+    elements = {e.symbol for e in as_structure(phase).composition.elements}
+    molecular = len(elements) == 1 and elements <= set(MOLECULAR_ELEMENTS)
+    return not molecular or _has_dispersion(maker)
 
 
 def phase_makers(study: Any, makers: dict[str, Any]) -> tuple[Any, Any]:

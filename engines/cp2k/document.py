@@ -8,12 +8,14 @@ from typing import Any
 import numpy as np
 
 from perovflow.engines.cp2k.inputs import COORD_FILE, INPUT_FILE, OUTPUT_FILE
-from perovflow.engines.cp2k.jobs import TRAJ
+from perovflow.engines.cp2k.jobs import CELL_TRAJ, TRAJ
 from perovflow.engines.cp2k.parsers import (
     band_edges,
     parse_output,
+    read_cells,
     read_kpoints,
     read_projections,
+    read_stress_GPa,
     read_trajectory,
 )
 from perovflow.engines.schemas import ElectronicSummary, RecoveryAction, TaskDocument, calc_hash
@@ -73,6 +75,9 @@ def build_task_document(
         frames = frames + read_trajectory(directory / TRAJ)
         if frames:
             atoms.positions = frames[-1]["positions"]
+        cells = read_cells(directory / CELL_TRAJ)
+        if len(cells):  # CELL_OPT: positions above are Cartesian in this last cell
+            atoms.set_cell(cells[-1])
     proj = _projections(directory, params, atoms, res.fermi_eV)
     eig, occ = _edges_source(res, proj)
     edges = band_edges(eig, occ) if eig is not None else {}
@@ -84,6 +89,7 @@ def build_task_document(
         **edges,
     )
     forces = res.forces
+    stress = read_stress_GPa((directory / OUTPUT_FILE).read_text(errors="replace"))
     structure = _structure_dict(atoms)
     input_structure = _structure_dict(placed)
     return TaskDocument(
@@ -106,6 +112,7 @@ def build_task_document(
         energy_per_atom_eV=res.energy_eV / len(atoms),
         forces_eV_per_A=None if forces is None else forces.tolist(),
         max_force_eV_per_A=None if forces is None else float(np.linalg.norm(forces, axis=1).max()),
+        stress_GPa=None if stress is None else (-stress).tolist(),  # ASE sign, as for QE
         electronic=electronic,
         converged=res.scf_converged and res.geo_converged is not False,
         walltime_s=outcome.walltime_s,

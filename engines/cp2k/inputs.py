@@ -15,7 +15,7 @@ Coordinates go to ``coords.xyz`` (``&TOPOLOGY COORD_FILE_NAME``) so that nothing
 
 Steps of :func:`cp2k_input_set`: protocol -> options (user overrides) -> cell and Poisson
 solver (periodic or cluster) -> kinds (basis + potential) -> SCF (diagonalisation or OT,
-k-points) -> prints (MO eigenvalues, per-atom PDOS) -> run type (energy/forces or GEO_OPT)
+k-points) -> prints (MO eigenvalues, per-atom PDOS) -> run type (energy/forces, GEO_OPT or CELL_OPT)
 -> raw CP2K overrides laid on top.
 """
 
@@ -256,6 +256,7 @@ def cp2k_input_set(
     multiplicity: int | None = None,
     defect: bool = False,
     overrides: dict[str, Any] | None = None,
+    relax_cell: bool = False,
 ) -> tuple[dict[str, Any], Any, dict[str, Any]]:
     """Build the CP2K parameters for ``atoms`` (see the module docstring for the steps).
 
@@ -271,6 +272,9 @@ def cp2k_input_set(
         element -> :class:`perovflow.engines.pseudos.Pseudo` (``name`` = GTH potential).
     overrides
         User settings; they win over the protocol and over automatic choices.
+    relax_cell
+        ``relax`` only: CELL_OPT (positions and cell, analytical stress) to the protocol's
+        ``press_kbar`` within ``press_conv_kbar``, instead of GEO_OPT.
 
     Returns
     -------
@@ -328,7 +332,11 @@ def cp2k_input_set(
         "GLOBAL": glob,
         "FORCE_EVAL": {"METHOD": "QUICKSTEP", "DFT": dft, "SUBSYS": subsys, "PRINT": {"FORCES ON": {}}},
     }  # fmt: skip
-    if calc_type == "relax":
+    if calc_type == "relax" and relax_cell:
+        from perovflow.engines.cp2k.cell import cell_opt
+
+        cell_opt(params, proto, _motion(proto, opts, len(placed), defect), periodic)
+    elif calc_type == "relax":
         params["MOTION"] = _motion(proto, opts, len(placed), defect)
     info = {
         "periodic": periodic,

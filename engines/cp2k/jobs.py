@@ -32,6 +32,7 @@ from perovflow.structures.io import to_atoms
 WFN = f"{PROJECT}-RESTART.wfn"
 PREV_WFN = "previous.wfn"
 TRAJ = f"{PROJECT}-pos-1.xyz"
+CELL_TRAJ = f"{PROJECT}-1.cell"
 
 
 @dataclass
@@ -64,9 +65,15 @@ class CP2KStaticMaker(BaseCP2KMaker):
 
 @dataclass
 class CP2KRelaxMaker(BaseCP2KMaker):
-    """Fixed-cell GEO_OPT (BFGS; LBFGS above 300 atoms) to the protocol's force threshold."""
+    """GEO_OPT (BFGS; LBFGS above 300 atoms) to the protocol's force threshold.
+
+    ``relax_cell`` makes it a CELL_OPT: the cell relaxes too (analytical stress), to the
+    protocol's ``press_kbar`` within ``press_conv_kbar``; a restart continues from the last
+    cell and geometry written.
+    """
 
     name: str = "cp2k relax"
+    relax_cell: bool = False
     calc_type = "relax"
 
 
@@ -121,6 +128,7 @@ def run_cp2k_task(
     params, placed, info = cp2k_input_set(
         atoms, maker.calc_type, protocol, potentials, charge=maker.charge,
         multiplicity=maker.multiplicity, defect=maker.defect, overrides=overrides,
+        relax_cell=bool(getattr(maker, "relax_cell", False)),
     )  # fmt: skip
     directory.mkdir(parents=True, exist_ok=True)
     if _previous_wfn(prev_dir, directory, placed, info["multiplicity"]):
@@ -128,6 +136,9 @@ def run_cp2k_task(
         if "SCF_GUESS" not in {k.upper() for k in user_scf}:
             params["FORCE_EVAL"]["DFT"]["WFN_RESTART_FILE_NAME"] = PREV_WFN
             params["FORCE_EVAL"]["DFT"]["SCF"]["SCF_GUESS"] = "RESTART"
+    from perovflow.engines.fingerprint import task_hash
+
+    identity = task_hash("cp2k", placed, params, maker.calc_type, protocol)
     frames: list[dict[str, Any]] = []
     execute = _executor(placed, directory, frames, maker.walltime_s)
     try:
@@ -140,9 +151,11 @@ def run_cp2k_task(
         raise _with_abort_message(exc, directory) from None
     from perovflow.engines.cp2k.document import build_task_document
 
-    return build_task_document(
+    doc = build_task_document(
         maker, atoms, placed, outcome, directory, protocol, potentials, info, frames
     )
+    doc.calc_hash = identity
+    return doc
 
 
 def _with_abort_message(exc: EngineError, directory: Path) -> EngineError:
@@ -162,22 +175,35 @@ def _ended(directory: Path) -> bool:
     return "PROGRAM ENDED AT" in output_tail(directory / OUTPUT_FILE, 12)
 
 
+def _set_cell(params: dict[str, Any], cell: Any) -> None:
+    """Write cell vectors (Å) into the ``&CELL`` section of ``params`` (in place)."""
+    section = params["FORCE_EVAL"]["SUBSYS"]["CELL"]
+    for key, row in zip("ABC", cell, strict=True):
+        section[key] = [float(x) for x in row]
+
+
 def _executor(placed: Any, directory: Path, frames: list, walltime_s: float | None):
     """The ``execute(params, attempt)`` callback: write inputs, clean stale files, run CP2K."""
-    from perovflow.engines.cp2k.parsers import read_trajectory
+    from perovflow.engines.cp2k.parsers import read_cells, read_trajectory
     from perovflow.engines.cp2k.writer import coords_text, render
     from perovflow.engines.runner import run_command
 
     state = {"atoms": placed.copy()}
 
     def execute(params: dict[str, Any], attempt: int) -> Any:
-        traj = directory / TRAJ
+        traj, cells = directory / TRAJ, directory / CELL_TRAJ
         if traj.is_file():  # a relaxation restarts from its last complete frame
             done = read_trajectory(traj)
             frames.extend(done)
             if done:
                 state["atoms"].positions = done[-1]["positions"]
             traj.rename(directory / f"{PROJECT}-pos.attempt{attempt}.xyz")
+        if cells.is_file():  # a CELL_OPT restarts from its last cell too
+            last = read_cells(cells)
+            if len(last):
+                state["atoms"].set_cell(last[-1])
+                _set_cell(params, last[-1])
+            cells.rename(directory / f"{PROJECT}-cell.attempt{attempt}.cell")
         for stale in directory.glob(f"{PROJECT}-*.pdos"):
             stale.unlink()
         _atomic_write(directory / COORD_FILE, coords_text(state["atoms"]))

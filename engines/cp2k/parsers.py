@@ -38,6 +38,10 @@ _FERMI = re.compile(rf"^ MO\| E\(Fermi\):\s+({_NUM})\s+a\.u\.", re.M)
 _FORCES = re.compile(
     r"ATOMIC FORCES in \[a\.u\.\]\s*\n\s*\n\s*# Atom.*\n((?:\s+\d+\s+\d+\s+\S+.*\n)+)"
 )
+_STRESS = re.compile(
+    r"STRESS\| Analytical stress tensor \[GPa\]\s*\n\s*STRESS\|\s+x\s+y\s+z\s*\n"
+    r"((?:\s*STRESS\|\s+[xyz]\s+\S+\s+\S+\s+\S+\s*\n){3})"
+)
 _KPOINT = re.compile(rf"^\s*KPOINT\s+({_NUM})\s+({_NUM})\s+({_NUM})\s+({_NUM})", re.M | re.I)
 
 
@@ -318,6 +322,32 @@ def read_trajectory(path: Path) -> list[dict[str, Any]]:
         )
         i += 2 + n
     return frames
+
+
+def read_cells(path: Path) -> np.ndarray:
+    """Cell vectors (Å) of every step of a CELL_OPT ``<project>-1.cell`` file, [step][3][3].
+
+    Each row is ``step time Ax Ay Az Bx By Bz Cx Cy Cz volume``; a truncated last row is
+    dropped.
+    """
+    if not Path(path).is_file():
+        return np.zeros((0, 3, 3))
+    rows = [
+        line.split()
+        for line in Path(path).read_text(errors="replace").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    rows = [r for r in rows if len(r) == 12]
+    return np.array([r[2:11] for r in rows], dtype=float).reshape(-1, 3, 3)
+
+
+def read_stress_GPa(text: str) -> np.ndarray | None:
+    """The last stress tensor (GPa, CP2K's sign: positive = compressed) printed in ``cp2k.out``."""
+    blocks = _STRESS.findall(text)
+    if not blocks:
+        return None
+    rows = [line.split()[2:5] for line in blocks[-1].strip().splitlines()]
+    return np.array(rows, dtype=float)
 
 
 def read_folder_projections(folder: Path) -> Any:

@@ -62,7 +62,7 @@ def build_task_document(
 
     calculation = outcome.params["input_data"]["control"]["calculation"]
     res = parse_pw_output(directory, calculation)
-    atoms = res.atoms if calculation == "relax" else input_atoms
+    atoms = res.atoms if calculation in ("relax", "vc-relax") else input_atoms
     params = _json_params({k: v for k, v in outcome.params.items() if not k.startswith("_")})
     edges = (
         band_edges(res.eigenvalues, res.nelect, res.fermi_eV) if res.eigenvalues is not None else {}

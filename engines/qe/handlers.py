@@ -7,7 +7,9 @@ not write; a restart geometry is written to ``restart_geometry.json`` and named 
 ``params["_restart_structure"]``.
 
 Handled: SCF not converged, too few bands, diagonalization failure (also when pw.x's message
-was lost: see :mod:`perovflow.engines.qe.failures`), wall time reached, BFGS failure. A crashed executable that no handler recognises ends the loop with an
+was lost: see :mod:`perovflow.engines.qe.failures`), wall time reached, BFGS failure, a
+vc-relax cell that outgrew its plane-wave basis. A crashed executable that no handler
+recognises ends the loop with an
 :class:`~perovflow.errors.EngineError` carrying the output tail (see ``run_with_recovery``).
 """
 
@@ -15,8 +17,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from perovflow.engines.qe.failures import CRASH_FILE, PW_ERR, PW_OUT, diagnose
 from perovflow.engines.runner import ErrorHandler
@@ -219,6 +224,78 @@ class BFGSHandler(ErrorHandler):
         return {"errors": [self.error], "actions": actions}
 
 
+FINAL_SCF = re.compile(r"final scf calculation at the relaxed structure", re.I)  # 6.7: "Final scf"
+MAX_VOLUME_CHANGE = 0.05  # relative; beyond it the plane-wave basis of the start cell is stale
+_STRESS_BLOCK = re.compile(
+    r"total\s+stress\s+\(Ry/bohr\*\*3\)\s+\(kbar\)\s+P=\s*([-0-9.]+)\s*\n"
+    r"((?:\s*[-0-9.]+\s+[-0-9.]+\s+[-0-9.]+\s+[-0-9.]+\s+[-0-9.]+\s+[-0-9.]+\s*\n){3})"
+)
+_VOLUME = re.compile(r"unit-cell volume\s*=\s*([0-9.]+)")
+
+
+def final_stress_kbar(text: str) -> np.ndarray | None:
+    """The last stress tensor a pw.x output printed, in kbar (pw.x's sign: P > 0 compressed)."""
+    blocks = _STRESS_BLOCK.findall(text)
+    if not blocks:
+        return None
+    rows = [line.split()[3:6] for line in blocks[-1][1].strip().splitlines()]
+    return np.array(rows, dtype=float)
+
+
+def _input_value(directory: Path, key: str, default: float) -> float:
+    """A numeric keyword of the pw.x input written in ``directory`` (``default`` if absent)."""
+    try:
+        text = (Path(directory) / "espresso.pwi").read_text(errors="replace")
+    except OSError:
+        return default
+    m = re.search(rf"^\s*{key}\s*=\s*([-+0-9.eEdD]+)", text, re.M | re.I)
+    return float(m.group(1).lower().replace("d", "e")) if m else default
+
+
+class VCRelaxHandler(ErrorHandler):
+    """vc-relax whose cell outgrew its plane-wave basis: rerun vc-relax from the final cell.
+
+    pw.x keeps the plane waves of the starting cell during a vc-relax, then recomputes them
+    for a final scf on the relaxed cell ("Results may differ from those at the preceding
+    step"). Two signs that the relaxed cell is not the equilibrium of a proper basis, both
+    corrected by starting a new vc-relax from the final cell (a fresh basis):
+
+    * the final scf's stress is further than ``press_conv_thr`` from the target ``press``
+      (the final-scf mismatch);
+    * the volume changed by more than ``MAX_VOLUME_CHANGE`` (the basis no longer fits).
+    """
+
+    error = "vc-relax cell does not fit its plane-wave basis"
+    max_num_corrections = 3
+
+    def check(self, directory: Path) -> bool:
+        text = read_output(directory)
+        if not FINAL_SCF.search(text):
+            return False
+        return bool(self._problems(directory, text))
+
+    def _problems(self, directory: Path, text: str) -> list[str]:
+        out = []
+        final = list(FINAL_SCF.finditer(text))
+        stress = final_stress_kbar(text[final[-1].start() :]) if final else None
+        press = _input_value(directory, "press", 0.0)
+        thr = _input_value(directory, "press_conv_thr", 0.5)
+        if stress is not None:
+            worst = float(np.abs(stress - press * np.eye(3)).max())
+            if worst > thr:
+                out.append(f"final scf stress {worst:.2f} kbar from press (threshold {thr})")
+        volumes = [float(v) for v in _VOLUME.findall(text)]
+        if len(volumes) > 1 and abs(volumes[-1] / volumes[0] - 1) > MAX_VOLUME_CHANGE:
+            change = 100 * (volumes[-1] / volumes[0] - 1)
+            out.append(f"volume changed by {change:+.1f} % (basis of the start cell)")
+        return out
+
+    def correct(self, directory: Path, params: dict[str, Any]) -> dict[str, Any]:
+        problems = self._problems(directory, read_output(directory)) or [self.error]
+        geometry = write_restart_geometry(directory)
+        return {"errors": problems, "actions": [geometry] if geometry else []}
+
+
 def default_handlers() -> list[ErrorHandler]:
     """Handlers in the order they are checked."""
     return [
@@ -227,4 +304,5 @@ def default_handlers() -> list[ErrorHandler]:
         DiagonalizationHandler(),
         BFGSHandler(),
         SCFConvergenceHandler(),
+        VCRelaxHandler(),
     ]

@@ -205,3 +205,37 @@ def _namelists(
     if calc_type == "relax":
         out["ions"] = {"ion_dynamics": "bfgs"}
     return out
+
+
+def cell_relax_settings(
+    params: dict[str, Any], protocol: str, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Turn a ``relax`` input set into a ``vc-relax`` (positions and cell, BFGS).
+
+    The target pressure, the stress threshold and the free cell components come from the
+    protocol (``press_kbar``, ``press_conv_kbar``, ``cell_dofree``); the user's
+    ``overrides`` are laid over the result again, so they still win. ``params`` is not
+    modified.
+    """
+    proto = get_protocol(protocol, "qe")
+    cell = {
+        "cell_dynamics": "bfgs",
+        "press": float(proto["press_kbar"]),
+        "press_conv_thr": float(proto["press_conv_kbar"]),
+        "cell_dofree": str(proto["cell_dofree"]),
+    }
+    out = merge(
+        params,
+        {
+            "input_data": {
+                "control": {"calculation": "vc-relax"},
+                "ions": {"ion_dynamics": "bfgs"},
+                "cell": cell,
+            }
+        },
+    )
+    user = nest_overrides(overrides)
+    out = merge(out, {k: v for k, v in user.items() if k not in ("kspacing", "kpts")})
+    if out["input_data"]["control"]["calculation"] not in ("vc-relax", "vc-md"):
+        out["input_data"].pop("cell")  # the user chose a fixed cell: no &CELL namelist
+    return out

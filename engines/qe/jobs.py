@@ -61,9 +61,16 @@ class QEStaticMaker(BaseQEMaker):
 
 @dataclass
 class QERelaxMaker(BaseQEMaker):
-    """Fixed-cell relaxation with pw.x's BFGS (force threshold fmax_bulk / fmax_defect)."""
+    """Relaxation with pw.x's BFGS (force threshold fmax_bulk / fmax_defect).
+
+    ``relax_cell`` makes it a ``vc-relax``: the cell relaxes too, to the protocol's
+    ``press_kbar`` within ``press_conv_kbar`` (``cell_dofree`` from the protocol); a cell
+    that outgrew its plane-wave basis is relaxed again from where it ended
+    (:class:`~perovflow.engines.qe.handlers.VCRelaxHandler`).
+    """
 
     name: str = "qe relax"
+    relax_cell: bool = False
     calc_type = "relax"
 
 
@@ -134,6 +141,10 @@ def run_qe_task(
         atoms, maker.calc_type, protocol, pseudos, charge=maker.charge,
         defect=maker.defect, overrides=maker.input_set_overrides,
     )  # fmt: skip
+    if getattr(maker, "relax_cell", False):
+        from perovflow.engines.qe.inputs import cell_relax_settings
+
+        params = cell_relax_settings(params, protocol, maker.input_set_overrides)
     labels = {}
     restart = None
     if maker.calc_type in ("static", "relax"):
@@ -144,6 +155,9 @@ def run_qe_task(
         link_charge_density(prev_dir, directory, params["input_data"]["control"]["prefix"])
     if maker.calc_type == "bands" and "kpts" not in (maker.input_set_overrides or {}):
         params["kpts"], labels = band_path(atoms, maker.line_density)
+    from perovflow.engines.fingerprint import task_hash
+
+    identity = task_hash("qe", atoms, params, maker.calc_type, protocol)
     outcome = run_pw(
         atoms, params, directory, pseudo_dir_for(pseudos),
         max_attempts=maker.max_attempts, walltime_s=maker.walltime_s,
@@ -157,9 +171,11 @@ def run_qe_task(
         extra = run_projwfc(directory, outcome.params, maker.delta_e_eV)
     from perovflow.engines.qe.document import build_task_document
 
-    return build_task_document(
+    doc = build_task_document(
         maker, atoms, outcome, directory, protocol, pseudos, prev_dir, labels, extra
     )
+    doc.calc_hash = identity
+    return doc
 
 
 def band_path(

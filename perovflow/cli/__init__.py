@@ -27,11 +27,12 @@ from perovflow.cli import analyze as _analyze  # noqa: E402
 from perovflow.cli import assemblies as _assemblies  # noqa: E402
 from perovflow.cli import calc as _calc  # noqa: E402
 from perovflow.cli import config as _config  # noqa: E402
+from perovflow.cli import converge as _converge  # noqa: E402
 from perovflow.cli import hpc as _hpc  # noqa: E402
 from perovflow.cli import structures as _structures  # noqa: E402
 from perovflow.cli import studies as _studies  # noqa: E402
 
-for _module in (_config, _structures, _assemblies, _calc, _analyze, _studies, _hpc):
+for _module in (_config, _structures, _assemblies, _calc, _converge, _analyze, _studies, _hpc):
     _module.register(app)
 
 EXIT_USER_ERROR = 2

@@ -78,8 +78,12 @@ def run_calc(
     overrides: dict[str, Any],
     root: Path,
     prev_dir: str | None = None,
+    cell: bool = False,
 ) -> Any:
-    """Build the job (scf first when bands/DOS lack ``prev_dir``), run it, return its output."""
+    """Build the job (scf first when bands/DOS lack ``prev_dir``), run it, return its output.
+
+    ``cell``: a relax relaxes the cell too (QE vc-relax, CP2K CELL_OPT, ML cell filter).
+    """
     from jobflow import Flow, run_locally
 
     from perovflow.engines.registry import ALIASES, get_maker
@@ -90,7 +94,9 @@ def run_calc(
 
         nest_overrides(overrides)
     common = {"protocol": protocol, "charge": charge, "input_set_overrides": overrides}
-    maker = get_maker(code, kind, **common)
+    if cell and kind != "relax":
+        raise InputError(f"--cell applies to relax, not {kind}", "drop --cell or run calc relax")
+    maker = get_maker(code, kind, **common, **({"relax_cell": True} if cell else {}))
     jobs = []
     if kind in ("bands", "dos") and prev_dir is None:
         scf_overrides = {k: v for k, v in overrides.items() if k not in ("kpts", "kspacing")}
@@ -122,8 +128,21 @@ def _calc_dir(directory: Path | None, kind: str) -> Path:
     return get_settings().resolved(get_settings().scratch_dir) / f"calc-{kind}-{stamp}"
 
 
+def lattice_summary(structure: dict[str, Any]) -> dict[str, float]:
+    """Lattice lengths (Å), angles (°) and volume (Å³) of a structure dict."""
+    from pymatgen.core import Structure
+
+    lat = Structure.from_dict(structure).lattice
+    keys = ("a", "b", "c", "alpha", "beta", "gamma")
+    return {**dict(zip(keys, (round(x, 5) for x in (*lat.abc, *lat.angles)), strict=True)),
+            "volume": round(lat.volume, 4)}  # fmt: skip
+
+
 def summary(doc: Any) -> dict[str, Any]:
-    """The CLI's JSON for one task document."""
+    """The CLI's JSON for one task document (a relax adds its final lattice and stress)."""
+    extra = {}
+    if doc.calc_type == "relax":
+        extra = {"lattice": lattice_summary(doc.structure), "stress_GPa": doc.stress_GPa}
     return {
         "code": doc.code,
         "calc_type": doc.calc_type,
@@ -138,6 +157,7 @@ def summary(doc: Any) -> dict[str, Any]:
         "walltime_s": doc.walltime_s,
         "recovery": [r.handler for r in doc.recovery],
         "dir": doc.dir_name,
+        **extra,
     }
 
 
@@ -249,12 +269,15 @@ def register(app: typer.Typer) -> None:
         prev_dir: Annotated[
             str | None, typer.Option(help="scf folder to start bands/dos from.")
         ] = None,
+        cell: Annotated[
+            bool, typer.Option("--cell", help="relax: relax the cell too (vc-relax/CELL_OPT).")
+        ] = False,
         as_json: JsonOpt = False,
     ) -> None:
         """Run one calculation and print energy, gap, wall time and its folder."""
         doc = run_calc(
             kind.lower(), load_any_structure(structure), code.lower(), protocol, charge,
-            parse_sets(set_), _calc_dir(directory, kind.lower()), prev_dir,
+            parse_sets(set_), _calc_dir(directory, kind.lower()), prev_dir, cell=cell,
         )  # fmt: skip
         emit(summary(doc), as_json)
 

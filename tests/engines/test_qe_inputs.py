@@ -32,7 +32,7 @@ PSEUDOS = {
 def test_protocol_values_are_converted_to_pw_units():
     p = qe_input_set(cspbbr3(), "static", "standard", PSEUDOS)
     system = p["input_data"]["system"]
-    assert system["ecutwfc"] == pytest.approx(544.0 / RY_EV)  # 40 Ry
+    assert system["ecutwfc"] == pytest.approx(1088.46 / RY_EV)  # 80 Ry
     assert system["vdw_corr"] == "dft-d3"  # standard protocol: PBE-D3
     assert system["occupations"] == "fixed"  # 9 + 4 + 21 = 34 electrons, closed shell
     assert p["_nelect"] == 34

@@ -43,7 +43,7 @@ def run(maker, structure, tmp_path, name, prev_dir=None):
 
 
 def test_scf_bands_dos_chain(tmp_path):
-    # standard protocol (40 Ry, D3) with user cutoffs and grid: the user values must be used
+    # standard protocol (80 Ry, D3) with user cutoffs and grid: the user values must be used
     scf = run(
         QEStaticMaker(protocol="standard", input_set_overrides={**TINY, "kpts": [2, 2, 2]}),
         cspbbr3(), tmp_path, "scf",
