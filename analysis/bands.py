@@ -177,10 +177,10 @@ def _midgap(eig: dict, nelec: float | None, per_band: int, info: dict) -> float:
 def _label_kpoints(structure: Any, frac: np.ndarray) -> dict[str, np.ndarray]:
     """Labels of the k-points that are high-symmetry points of the cell's own path.
 
-    The points are those of :func:`perovflow.analysis.kpath.cell_kpath`, in this cell's
+    The points are those of :func:`perovflow.structures.kpath.cell_kpath`, in this cell's
     reciprocal basis (a k-point matches a label up to a reciprocal lattice vector).
     """
-    from perovflow.analysis.kpath import cell_kpath
+    from perovflow.structures.kpath import cell_kpath
 
     try:
         points = cell_kpath(structure).points
@@ -250,7 +250,7 @@ def _kinfo(bs: Any, kidx: int) -> dict[str, Any]:
 
 def _kname(bs: Any, kidx: int) -> str:
     """Γ, B₁ ... for a labelled k-point, ``k12`` (its index on the path) otherwise."""
-    from perovflow.analysis.kpath import pretty_label
+    from perovflow.structures.kpath import pretty_label
 
     return pretty_label(bs.kpoints[kidx].label) or f"k{kidx}"
 

@@ -281,7 +281,7 @@ def study_sections(study: str, figdir: str | Path) -> list[dict[str, Any]]:
 
 def _one_finding(sec: dict[str, Any]) -> str | None:
     """The key number of one section, as a clause (None if it has none)."""
-    from perovflow.analysis.kpath import pretty_label
+    from perovflow.structures.kpath import pretty_label
 
     s, name = sec.get("summary", {}), sec["title"].split(":")[0]
     if sec.get("kind") == "bands" and s.get("band_gap_eV") is not None:

@@ -82,7 +82,7 @@ def path_distances(
     Two adjacent labelled k-points are a jump of the path (``B₁|B``): the distance does
     not grow between them, their labels share a tick, and no line joins them.
     """
-    from perovflow.analysis.kpath import mathtext_label
+    from perovflow.structures.kpath import mathtext_label
 
     cart = np.asarray(kfrac, dtype=float) @ np.asarray(recip, dtype=float)
     steps = np.linalg.norm(np.diff(cart, axis=0), axis=1)

@@ -152,7 +152,7 @@ CSS = (
 
 def _text(v: Any) -> str:
     """A table cell or sentence: k labels rendered (Γ, B₁, →), floats to 4 digits."""
-    from perovflow.analysis.kpath import pretty_label
+    from perovflow.structures.kpath import pretty_label
 
     if isinstance(v, bool) or v is None:
         return "" if v is None else ("yes" if v else "no")

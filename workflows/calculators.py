@@ -31,26 +31,10 @@ CODES = ("mlip", "qe", "cp2k")
 @cache
 def mlip_calculator(model: str | None = None, device: str | None = None) -> Calculator:
     """The packaged ML potential (one instance per model, reused)."""
-    try:
-        from perovflow.engines.mlip.calculator import get_mlip_calculator
-    except ImportError:
-        get_mlip_calculator = None
-    if get_mlip_calculator is not None:
-        kwargs = {k: v for k, v in (("model", model), ("device", device)) if v}
-        return get_mlip_calculator(**kwargs)
-    from perovflow.settings import get_settings
+    from perovflow.engines.mlip.calculator import get_mlip_calculator
 
-    mlip = get_settings().mlip
-    model, device = model or mlip.model, device or mlip.device
-    if model == "sevenn":
-        from sevenn.calculator import SevenNetCalculator
-
-        return SevenNetCalculator("7net-0", device=device)
-    if model == "chgnet":
-        from chgnet.model.dynamics import CHGNetCalculator
-
-        return CHGNetCalculator(use_device=device)
-    raise InputError(f"unknown ML potential '{model}'", "use chgnet or sevenn")
+    kwargs = {k: v for k, v in (("model", model), ("device", device)) if v}
+    return get_mlip_calculator(**kwargs)
 
 
 def calculator_factory(

@@ -50,25 +50,17 @@ def interpolate_band(
 ) -> list[Atoms]:
     """``nimages`` intermediate images between the endpoints (endpoints included in the list).
 
-    Uses the structures layer (pymatgen's IDPPSolver) when present, ASE's otherwise.
+    Uses the structures layer (:func:`perovflow.structures.paths.interpolate`, pymatgen's
+    IDPPSolver).
     """
-    try:
-        from perovflow.structures.paths import interpolate
-    except ImportError:
-        interpolate = None
-    if interpolate is not None:
-        from pymatgen.io.ase import AseAtomsAdaptor
+    from pymatgen.io.ase import AseAtomsAdaptor
 
-        a2s = AseAtomsAdaptor
-        band = interpolate(a2s.get_structure(initial), a2s.get_structure(final), nimages, method)
-        band = [a2s.get_atoms(s) if not isinstance(s, Atoms) else s for s in band]
-        if len(band) == nimages + 2:
-            return [initial, *[b.copy() for b in band[1:-1]], final]
-    from ase.mep import NEB
+    from perovflow.structures.paths import interpolate
 
-    band = [initial.copy()] + [initial.copy() for _ in range(nimages)] + [final.copy()]
-    NEB(band).interpolate(method="idpp" if method == "idpp" else "linear", mic=True)
-    return [initial, *band[1:-1], final]
+    a2s = AseAtomsAdaptor
+    band = interpolate(a2s.get_structure(initial), a2s.get_structure(final), nimages, method)
+    band = [a2s.get_atoms(s) if not isinstance(s, Atoms) else s for s in band]
+    return [initial, *[b.copy() for b in band[1:-1]], final]
 
 
 def _attach(band: list[Atoms], calcs: list[Calculator]) -> None:

@@ -189,11 +189,11 @@ def band_path(
 
     The Setyawan–Curtarolo path of ``reference`` (default: the cell itself) carried into
     this cell through the integer matrix between the cells
-    (:func:`perovflow.analysis.kpath.path_kpoints`): every label sits at its true point;
+    (:func:`perovflow.structures.kpath.path_kpoints`): every label sits at its true point;
     for a supercell/defect cell of ``reference`` the path is the host's, folded.
     ``line_density`` (per Å⁻¹) defaults to the protocol's ``bands_line_density``.
     """
-    from perovflow.analysis.kpath import path_kpoints
+    from perovflow.structures.kpath import path_kpoints
 
     if line_density is None:
         from perovflow.engines.protocols import get_protocol

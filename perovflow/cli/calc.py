@@ -32,41 +32,16 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
 
 def load_any_structure(name_or_file: str) -> Any:
     """A pymatgen Structure from a file or a name known to the structures layer."""
-    try:
-        from perovflow.structures.io import load_structure
-    except ImportError:
-        load_structure = None
-    if load_structure is not None:
-        return load_structure(name_or_file)
-    path = Path(name_or_file)
-    if not path.is_file():
-        raise InputError(f"structure '{name_or_file}' not found", "give a CIF/POSCAR/xyz file path")
-    from ase.io import read
-    from pymatgen.io.ase import AseAtomsAdaptor
+    from perovflow.structures.io import load_structure
 
-    try:
-        return AseAtomsAdaptor.get_structure(read(path))
-    except Exception as exc:
-        raise InputError(
-            f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-            "check the file format (CIF, POSCAR, extxyz)",
-        ) from None
+    return load_structure(name_or_file)
 
 
 def job_store() -> Any:
-    """The project's JobStore (perovflow.hpc.store); a memory store if that layer is absent."""
-    try:
-        from perovflow.hpc.store import get_job_store
-    except ImportError:
-        return _memory_job_store()
+    """The project's JobStore (:func:`perovflow.hpc.store.get_job_store`)."""
+    from perovflow.hpc.store import get_job_store
+
     return get_job_store()
-
-
-def _memory_job_store() -> Any:
-    from jobflow import JobStore
-    from maggma.stores import MemoryStore
-
-    return JobStore(MemoryStore(), additional_stores={"data": MemoryStore()})
 
 
 def run_calc(
