@@ -85,7 +85,7 @@ class VacancyFlowMaker(Maker):
     elements: list[str] = field(default_factory=list)
     charge_states: dict[str, list[int]] = field(default_factory=dict)
     competing_phases: dict[str, Any] = field(default_factory=dict)
-    ipr_threshold: float | None = None  # None: analysis default max(0.03, 3/N)
+    ipr_threshold: float | None = None  # None: analysis default max(0.03, 8/N)
     phase_relax_maker: Any = None
     phase_static_maker: Any = None
 
