@@ -5,6 +5,14 @@ symmetry-distinct Br (21 atoms) -> ML pre-relax (packaged CHGNet) -> QE scf -> Q
 along the high-symmetry path and QE nscf + projwfc (PDOS) on the scf density -> IPR of
 every state -> report (gap, band-structure, PDOS and IPR PNGs; task documents in the
 embedded store). Reruns reuse finished jobs (resume).
+
+The 21-atom cell has an odd electron count, so every QE run is spin-polarised with one
+unpaired electron (:func:`perovflow.engines.qe.inputs.spin_settings`). The summary names
+each gap for what it is: ``host_gap_eV`` (host VBM to host CBM, the defect levels left
+out), ``defect_cell_gap_eV`` (the defect cell's highest occupied to lowest empty state,
+both spins: the occupied level to its empty partner when that lies in the gap) and the
+level's position ``level_above_vbm_eV`` / ``level_below_cbm_eV`` (see
+:func:`perovflow.workflows.vacancy.defect_level`).
 """
 
 from __future__ import annotations
@@ -104,13 +112,10 @@ def demo_report(scf: Any, bands: Any, dos: Any, out_dir: str, label: str) -> dic
         "ipr": plot_ipr(ipr, figs / "ipr.png"),
     }
     gap_states = _gap_states(ipr.summary())  # threshold-based (large cells); see defect_level
-    level = defect_level(ipr.states)
     summary = {
         "defect": label,
-        "scf_gap_eV": scf["electronic"].get("band_gap_eV"),
-        "bands_gap_eV": band_res.band_gap_eV,
-        "ipr_gap_eV": ipr.summary()["gap_eV"],
-        **level,
+        "total_magnetization_muB": scf["electronic"].get("total_magnetization"),
+        **defect_level(ipr.states),
     }
     sections = [
         section(summary, f"{label} in Cs4PbBr6: summary", provenance={"dir_name": scf["dir_name"]}),

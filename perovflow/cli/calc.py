@@ -78,8 +78,14 @@ def run_calc(
     overrides: dict[str, Any],
     root: Path,
     prev_dir: str | None = None,
+    spin: bool | None = None,
 ) -> Any:
-    """Build the job (scf first when bands/DOS lack ``prev_dir``), run it, return its output."""
+    """Build the job (scf first when bands/DOS lack ``prev_dir``), run it, return its output.
+
+    ``spin``: spin polarisation on (True) or off (False); None leaves the automatic choice
+    (odd electron counts). User ``--set`` spin keys (``nspin``, ``tot_magnetization``,
+    CP2K ``UKS``) win over it.
+    """
     from jobflow import Flow, run_locally
 
     from perovflow.engines.registry import ALIASES, get_maker
@@ -90,6 +96,7 @@ def run_calc(
 
         nest_overrides(overrides)
     common = {"protocol": protocol, "charge": charge, "input_set_overrides": overrides}
+    common.update(_spin_fields(code, spin, overrides))
     maker = get_maker(code, kind, **common)
     jobs = []
     if kind in ("bands", "dos") and prev_dir is None:
@@ -109,6 +116,17 @@ def run_calc(
             raise_immediately=True, log=False,
         )  # fmt: skip
     return responses[final.uuid][1].output
+
+
+def _spin_fields(code: str, spin: bool | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Maker fields for ``--spin/--no-spin``: QE's ``spin`` field, CP2K's ``UKS`` keyword."""
+    if spin is None:
+        return {}
+    if code == "cp2k":
+        if "FORCE_EVAL" in overrides:  # the user's raw CP2K sections win
+            return {}
+        return {"input_set_overrides": {**overrides, "FORCE_EVAL": {"DFT": {"UKS": spin}}}}
+    return {"spin": spin}
 
 
 def _calc_dir(directory: Path | None, kind: str) -> Path:
@@ -133,6 +151,8 @@ def summary(doc: Any) -> dict[str, Any]:
         "vbm_eV": doc.electronic.vbm_eV,
         "cbm_eV": doc.electronic.cbm_eV,
         "fermi_eV": doc.electronic.fermi_eV,
+        "spin_polarized": doc.electronic.spin_polarized,
+        "total_magnetization": doc.electronic.total_magnetization,
         "max_force_eV_per_A": doc.max_force_eV_per_A,
         "converged": doc.converged,
         "walltime_s": doc.walltime_s,
@@ -249,12 +269,19 @@ def register(app: typer.Typer) -> None:
         prev_dir: Annotated[
             str | None, typer.Option(help="scf folder to start bands/dos from.")
         ] = None,
+        spin: Annotated[
+            bool | None,
+            typer.Option(
+                "--spin/--no-spin",
+                help="Spin-polarised run on/off [default: on for odd electron counts].",
+            ),
+        ] = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Run one calculation and print energy, gap, wall time and its folder."""
         doc = run_calc(
             kind.lower(), load_any_structure(structure), code.lower(), protocol, charge,
-            parse_sets(set_), _calc_dir(directory, kind.lower()), prev_dir,
+            parse_sets(set_), _calc_dir(directory, kind.lower()), prev_dir, spin,
         )  # fmt: skip
         emit(summary(doc), as_json)
 
