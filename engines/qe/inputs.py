@@ -161,7 +161,7 @@ def qe_input_set(
     nelect = count_electrons(atoms.get_chemical_symbols(), valences, charge)
     metal = is_metallic(atoms.get_chemical_symbols())
     spin_keys = spin_settings(nelect, metal, spin, user.get("input_data", {}).get("system", {}))
-    input_data = _namelists(proto, calc_type, charge, defect, nelect, metal, bool(spin_keys))
+    input_data = _namelists(proto, calc_type, charge, defect, nelect, metal)
     input_data["system"].update(spin_keys)
     params: dict[str, Any] = {
         "input_data": input_data,
@@ -183,13 +183,13 @@ def _namelists(
     defect: bool,
     nelect: float,
     metal: bool = False,
-    spin_polarized: bool = False,
 ) -> dict[str, Any]:
     """Protocol values and automatic choices, as pw.x namelists.
 
     Metallic cells get Marzari-Vanderbilt cold smearing of at least ``METAL_SMEARING_EV``;
-    defect cells and spin-restricted odd electron counts a narrow Gaussian (``smearing_eV``);
-    a spin-polarised odd count has integer filling per channel, so fixed occupations.
+    defect cells and odd electron counts a narrow Gaussian (``smearing_eV``), spin-polarised
+    or not (with a fixed ``tot_magnetization`` pw.x then reports one Fermi level per spin;
+    fixed occupations let near-degenerate levels of small odd cells slosh and never converge).
     """
     if calc_type not in CALCULATION:
         raise InputError(f"unknown QE calculation '{calc_type}'", f"use one of {list(CALCULATION)}")
@@ -215,7 +215,7 @@ def _namelists(
     if metal:
         width = max(proto["smearing_eV"], proto.get("metal_smearing_eV", METAL_SMEARING_EV))
         system.update(occupations="smearing", smearing="mv", degauss=width / RY_EV)
-    elif defect or (odd and not spin_polarized):
+    elif defect or odd:
         system.update(
             occupations="smearing", smearing="gaussian", degauss=proto["smearing_eV"] / RY_EV
         )
