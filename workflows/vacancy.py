@@ -204,8 +204,9 @@ def defect_level(states: list[dict[str, Any]], split_eV: float = 0.5) -> dict[st
     In a 0D host (Cs4PbBr6) every state is molecule-like and has a high IPR, so an IPR
     threshold cannot tell the vacancy level apart; its position can. The host VBM is the
     next occupied state below the level (either spin), the host CBM the lowest empty state
-    of the level's own spin channel (its partner, empty in the other channel, may lie in
-    the gap). The level is mid-gap when it sits more than ``split_eV`` above the host VBM
+    of the level's own spin channel. Spin-polarised, its partner is the lowest empty state
+    of the other channel on the same main atom (``partner_in_gap`` when below the host
+    CBM). The level is mid-gap when it sits more than ``split_eV`` above the host VBM
     and below the host CBM. Occupations follow :mod:`perovflow.electronic`.
     """
     occ = sorted((s for s in states if _occupied(s)), key=lambda s: s["energy_eV"])
@@ -229,12 +230,20 @@ def defect_level(states: list[dict[str, Any]], split_eV: float = 0.5) -> dict[st
         "defect_cell_gap_eV": round(lowest_empty - top["energy_eV"], 3),
         **_level_facts("level", top),
     }
-    partner = [s for s in empty if (s.get("spin") or 0) != spin and s["energy_eV"] < host_cbm]
-    if polarized and partner:
-        low = min(partner, key=lambda s: s["energy_eV"])
+    other = [s for s in empty if (s.get("spin") or 0) != spin]
+    if polarized and other:
+        low = _partner(top, other)
         out["partner_above_vbm_eV"] = round(low["energy_eV"] - host_vbm, 3)
+        out["partner_in_gap"] = bool(low["energy_eV"] < host_cbm)
         out.update(_level_facts("partner", low))
     return out
+
+
+def _partner(level: dict[str, Any], other: list[dict[str, Any]]) -> dict[str, Any]:
+    """The empty state of the other spin channel on the level's main atom (lowest first)."""
+    atom = (level.get("top_atoms") or [{}])[0].get("index")
+    same = [s for s in other if (s.get("top_atoms") or [{}])[0].get("index") == atom]
+    return min(same or other, key=lambda s: s["energy_eV"])
 
 
 def _level_facts(prefix: str, state: dict[str, Any]) -> dict[str, Any]:
