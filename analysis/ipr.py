@@ -379,7 +379,7 @@ def plot_ipr(result: IPRResult, path: str | Path, reference: str = "vbm") -> Pat
                 pts = ax.scatter(
                     result.ipr[m], result.energies[m] - ref, s=14, marker=marker,
                     color=colour, facecolors=None if full else "none",
-                    label=None if colour else name,
+                    label=name if colour is None else None,
                 )  # fmt: skip
                 colours[name] = pts.get_edgecolor()[0] if colour is None else colour
     ax.axvline(result.threshold, color="grey", ls="--", lw=0.8, label=f"IPR={result.threshold:g}")
