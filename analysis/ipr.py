@@ -368,21 +368,20 @@ def plot_ipr(result: IPRResult, path: str | Path, reference: str = "vbm") -> Pat
     polarized = len(set(np.asarray(result.spins).tolist())) > 1
     occ = result.occupations
     filled = np.ones(len(result.ipr), bool) if occ is None else np.asarray(occ) > 0.5
-    colours = {}
     for g, name in enumerate(result.group_names):
+        first = True
         for spin, marker in ((0, "^" if polarized else "o"), (1, "v")):
             for full in (True, False):
                 m = (dominant == g) & (result.spins == spin) & (filled == full)
                 if not m.any():
                     continue
-                colour = colours.get(name)
-                pts = ax.scatter(
+                ax.scatter(
                     result.ipr[m], result.energies[m] - ref, s=14, marker=marker,
-                    color=colour, facecolors=None if full else "none",
-                    label=name if colour is None else None,
+                    edgecolors=f"C{g}", facecolors=f"C{g}" if full else "none",
+                    label=name if first else None,
                 )  # fmt: skip
-                colours[name] = pts.get_edgecolor()[0] if colour is None else colour
-    ax.axvline(result.threshold, color="grey", ls="--", lw=0.8, label=f"IPR={result.threshold:g}")
+                first = False
+    ax.axvline(result.threshold, color="grey", ls="--", lw=0.8, label=f"IPR={result.threshold:.3g}")
     if result.cbm_eV is not None and result.vbm_eV is not None:
         ax.axhline(result.cbm_eV - ref, color="k", lw=0.5, ls=":")
         ax.axhline(result.vbm_eV - ref, color="k", lw=0.5, ls=":")
