@@ -147,3 +147,16 @@ def test_registry_errors_and_maker_fields():
     relax = get_maker("qe", "relax", defect=True)
     assert relax.defect and relax.input_set_overrides == {}
     assert get_maker("qe", "relax").input_set_overrides is not relax.input_set_overrides
+
+
+def test_cli_spin_flag_maps_to_each_code_and_user_sections_win():
+    from perovflow.cli.calc import _spin_fields
+
+    assert _spin_fields("qe", True, {}) == {"spin": True}
+    assert _spin_fields("qe", None, {"nspin": 2}) == {}
+    cp2k = _spin_fields("cp2k", False, {"cutoff_eV": 3000})["input_set_overrides"]
+    assert cp2k == {"cutoff_eV": 3000, "FORCE_EVAL": {"DFT": {"UKS": False}}}
+    raw = {"FORCE_EVAL": {"DFT": {"UKS": True, "MULTIPLICITY": 3}}}
+    assert _spin_fields("cp2k", False, raw) == {}  # the user's raw CP2K section wins
+    with pytest.raises(InputError, match="does not take spin"):
+        get_maker("mlip", "scf", spin=True)
