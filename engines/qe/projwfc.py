@@ -70,7 +70,7 @@ def _find_by_marker(folder: Path, marker: str) -> Path | None:
     candidates = sorted(
         p
         for p in folder.iterdir()
-        if p.is_file() and re.search(r"\.(out|log|txt)(\.gz)?$|^stdout", p.name)
+        if p.is_file() and re.search(r"\.(out|log|txt|pwo)(\.gz)?$|^stdout", p.name)
     )
     for path in candidates:
         opener = gzip.open if path.suffix == ".gz" else open

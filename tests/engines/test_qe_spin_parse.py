@@ -30,3 +30,24 @@ def test_lsda_run_gives_n_up_and_n_down_occupied_bands(tmp_path):
     # without the input file the moment comes from the printed total magnetisation
     (tmp_path / "espresso.pwi").unlink()
     assert parse_pw_output(tmp_path).occupations[1].sum() == 13
+
+
+def test_lsda_projections_keep_both_spin_channels():
+    from perovflow.analysis.ipr import analyze_ipr
+    from perovflow.analysis.pdos import compute_pdos
+    from perovflow.engines.qe.projwfc import parse_projwfc
+
+    proj = parse_projwfc(DATA / "dos")
+    # projwfc.x lists the 21 bands of Γ twice (nkstot = 2): spin up, then spin down
+    assert proj.spins.tolist() == [0] * 21 + [1] * 21
+    # pw.x: "the spin up/dw Fermi energies are ..." -> 14 up and 13 down states filled
+    occ = proj.occupations
+    assert occ[:21].sum() == 14 and occ[21:].sum() == 13
+    res = analyze_ipr(proj)
+    edges = res.summary()["spin_edges"]
+    assert edges["up"]["n_occupied"] == 14 and edges["down"]["n_occupied"] == 13
+    pdos = compute_pdos(proj, sigma=0.05, window=(-26, 5))
+    counts = pdos.summary()["spin_integrals"]
+    # one state per band and spin: 21 states in each channel inside the window
+    assert counts["up"]["total"] == pytest.approx(21, abs=0.05)
+    assert counts["down"]["total"] == pytest.approx(21, abs=0.05)
