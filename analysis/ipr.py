@@ -354,7 +354,7 @@ def _band_ipr(proj, sel, values) -> list[dict[str, Any]]:
     ]
 
 
-def plot_ipr(result: IPRResult, path: str | Path, reference: str = "vbm") -> Path:
+def plot_ipr(result: IPRResult, path: str | Path, reference: str | float = "vbm") -> Path:
     """Energy vs IPR, each state coloured by its largest atom-group share (seed figure).
 
     Spin-polarised results mark spin up with ▲ and spin down with ▼; empty states are
@@ -362,7 +362,10 @@ def plot_ipr(result: IPRResult, path: str | Path, reference: str = "vbm") -> Pat
     """
     from perovflow.analysis.plots import new_figure, save_figure
 
-    ref = result.vbm_eV if reference == "vbm" and result.vbm_eV is not None else 0.0
+    if isinstance(reference, int | float) and not isinstance(reference, bool):
+        ref = float(reference)
+    else:
+        ref = result.vbm_eV if reference == "vbm" and result.vbm_eV is not None else 0.0
     fig, ax = new_figure(4.5, 5.0)
     dominant = np.nan_to_num(result.group_shares).argmax(axis=1)
     polarized = len(set(np.asarray(result.spins).tolist())) > 1
@@ -388,6 +391,7 @@ def plot_ipr(result: IPRResult, path: str | Path, reference: str = "vbm") -> Pat
     ax.set_xlabel("IPR" + ("  (▲ spin up, ▼ spin down; hollow: empty)" if polarized else ""))
     ax.set_ylabel("E - VBM (eV)" if ref else "E (eV)")
     top = ax.secondary_xaxis("top", functions=(_inverse, _inverse))
+    top.set_xticks([1, 1.5, 2, 3, 5, 10])
     top.set_xlabel("participation number 1/IPR (atoms)")
     ax.legend(fontsize=7, title="largest share")
     return save_figure(fig, path)

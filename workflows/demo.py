@@ -103,19 +103,21 @@ def demo_report(scf: Any, bands: Any, dos: Any, out_dir: str, label: str) -> dic
     figs.mkdir(parents=True, exist_ok=True)
     proj = projections_of(dos, scf)
     ipr = analyze_ipr(proj)
-    pdos = compute_pdos(proj, by="element")
+    level = defect_level(ipr.states)
+    host_vbm = level.get("host_vbm_eV", "vbm")  # plots from the host VBM, not the level
+    pdos = compute_pdos(proj, by="element", reference=host_vbm)
     band_source = str(Path(bands["dir_name"]) / "espresso.pwo")  # the pw.x bands output
     band_res = analyze_bands(band_source)
     plots = {
         "bands": plot_bands(band_source, figs / "bands.png"),
         "pdos": plot_pdos(pdos, figs / "pdos.png"),
-        "ipr": plot_ipr(ipr, figs / "ipr.png"),
+        "ipr": plot_ipr(ipr, figs / "ipr.png", reference=host_vbm),
     }
     gap_states = _gap_states(ipr.summary())  # threshold-based (large cells); see defect_level
     summary = {
         "defect": label,
         "total_magnetization_muB": scf["electronic"].get("total_magnetization"),
-        **defect_level(ipr.states),
+        **level,
     }
     sections = [
         section(summary, f"{label} in Cs4PbBr6: summary", provenance={"dir_name": scf["dir_name"]}),

@@ -227,6 +227,7 @@ def defect_level(states: list[dict[str, Any]], split_eV: float = 0.5) -> dict[st
         "level_above_vbm_eV": round(top["energy_eV"] - host_vbm, 3),
         "level_below_cbm_eV": round(host_cbm - top["energy_eV"], 3),
         "host_gap_eV": round(host_cbm - host_vbm, 3),
+        "host_vbm_eV": round(host_vbm, 4),
         "defect_cell_gap_eV": round(lowest_empty - top["energy_eV"], 3),
         **_level_facts("level", top),
     }
