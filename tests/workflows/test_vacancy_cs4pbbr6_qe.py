@@ -32,6 +32,7 @@ def _pb_next_to_vacancy(structure) -> int:
 
 @pytest.mark.qe
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the spin-polarised defect cell doubles its scf + nscf cost
 def test_shipped_fast_study_finds_a_localized_midgap_vbr_level(run_study):
     # the shipped file, with the QE relaxation off to keep CI short (ML pre-relax stays on)
     report, store = run_study(STUDY.read_text() + "relax: false\n")
