@@ -1,16 +1,30 @@
 """Inverse participation ratio (IPR) of Kohn–Sham states or molecular orbitals.
 
-Definition (seed 002, the user's card)::
+Convention (seed 002, the user's card)::
 
-    IPR_i = sum_a |P_ai|^4 / (sum_a |P_ai|^2)^2
+    IPR_i = sum_a |P_ai|^4 / (sum_a |P_ai|^2)^2 = sum_a p_ai^2 / (sum_a p_ai)^2
 
-with ``P_ai`` the weight of state ``i`` on atom ``a``. It ranges from 1/N (a state spread
-evenly over N atoms) to 1 (a state on one atom). States above ``threshold`` are flagged
-as localized. The default is size-aware, ``max(0.03, 3/N)`` (capped at 0.5): the seed's 0.03 for its
-thousands-of-atom models, but never below a few times the delocalized limit 1/N, which in a
-small test cell (N = 21: 1/N = 0.048) would flag every state. An explicit threshold wins. For k-point calculations the IPR is computed
-per (k, band) state; :attr:`IPRResult.band_ipr` averages it over k with the k-weights.
+with ``p_ai = |P_ai|^2`` the weight of state ``i`` on atom ``a`` as the codes give it: QE
+projwfc.x's |<phi|psi>|^2 summed over the atom's orbitals, CP2K's ``&LDOS`` MO weight. These
+are probabilities, so they are squared once. For every state
+``max_a(p/sum p)^2 <= IPR <= max_a p/sum p``; a state spread evenly over N atoms has
+IPR = 1/N, a state on one atom 1. The participation number ``1/IPR`` is the number of
+atoms carrying the state.
 
+States above ``threshold`` are flagged localized. The default is size-aware,
+``max(0.03, 8/N)`` (at most 0.5), i.e. a state is localized when fewer than N/8 atoms (and
+fewer than 33) carry it. Why: a host band state is carried by a fixed fraction f of the
+cell's atoms, so its IPR is 1/(f N), while a defect level keeps a few atoms at any size.
+Measured on the stored QE runs (``tests/data/analysis/qe``): CsPbBr3 valence band f = 0.8,
+conduction band (Pb 6p) f = 0.26; 0D Cs4PbBr6 valence band f = 0.5-0.7, conduction band
+f = 0.17 (IPR 0.26-0.28 in the 22-atom cell); the Br vacancy level of the 21-atom cell
+carries 1.9 atoms (IPR 0.54). A factor 8 > 1/0.17 keeps every host band state below the
+threshold with a margin; the seed's 0.03 (its >2,000-atom models) takes over from
+N = 267 atoms. An explicit threshold wins. For k-point calculations the IPR is computed
+per (k, band, spin) state; :attr:`IPRResult.band_ipr` averages it over k with the
+k-weights, per spin channel.
+
+Band edges and occupations follow the one rule of :mod:`perovflow.electronic`, per spin.
 Everything is vectorised over states and computed in row chunks, so the extra memory stays a
 small fraction of the projection array (float32 arrays stay float32).
 """
@@ -28,11 +42,11 @@ from perovflow.analysis.projections import StateProjections
 from perovflow.errors import InputError
 
 DEFAULT_THRESHOLD = 0.03  # seed 002
-DELOCALIZED_FACTOR = 3.0  # automatic threshold is at least this many times 1/N
+DELOCALIZED_FACTOR = 8.0  # automatic threshold: at least this many times 1/N (see above)
 
 
 def default_threshold(natoms: int) -> float:
-    """The automatic localization threshold ``max(0.03, 3/N)`` (at most 0.5) for ``natoms`` atoms."""
+    """The automatic localization threshold ``max(0.03, 8/N)`` (at most 0.5) for ``natoms`` atoms."""
     return min(0.5, max(DEFAULT_THRESHOLD, DELOCALIZED_FACTOR / max(natoms, 1)))
 
 
@@ -41,13 +55,13 @@ CHUNK_ELEMENTS = 4_000_000
 
 
 def ipr_values(weights: np.ndarray, chunk_elements: int = CHUNK_ELEMENTS) -> np.ndarray:
-    """IPR of every row of ``weights`` (nstates, natoms): ``sum p^2 / (sum p)^2``, p = |w|.
+    """IPR ``sum_a p_a^2 / (sum_a p_a)^2`` of every row of ``weights`` (nstates, natoms).
 
-    Rows of zeros give NaN. Non-negative weights (probabilities, the usual case) are
-    contracted in place by two ``einsum`` reductions (SIMD, accumulated in the array's
-    float type: ~1e-6 relative in float32), so no temporary of the array's size is made.
-    Weights with negative entries (Mulliken-type populations) go through one reused
-    ``|w|`` buffer of ``chunk_elements``.
+    The rows are probabilities ``p_ai = |P_ai|^2`` (see the module docstring), so they are
+    squared once, not twice. Rows of zeros give NaN. Non-negative weights (the usual case)
+    are contracted in place by two ``einsum`` reductions (accumulated in the array's float
+    type: ~1e-6 relative in float32); weights with negative entries (Mulliken-type
+    populations) go through one reused ``|w|`` buffer.
     """
     weights = np.asarray(weights)
     if weights.ndim != 2:
@@ -69,18 +83,32 @@ def ipr_values(weights: np.ndarray, chunk_elements: int = CHUNK_ELEMENTS) -> np.
         return num / (den * den)
 
 
-def band_edges(proj: StateProjections) -> tuple[float | None, float | None]:
-    """VBM (highest occupied) and CBM (lowest empty) energies, from occupations or E_F."""
-    e = proj.energies
+def state_occupations(proj: StateProjections) -> np.ndarray | None:
+    """Occupation fraction of every state: the code's, else from the Fermi level, else None."""
+    from perovflow.electronic import occupations_from_fermi
+
     if proj.occupations is not None:
-        occ = np.asarray(proj.occupations) > 0.5
-    elif proj.fermi_eV is not None:
-        occ = e <= proj.fermi_eV + 1e-6
-    else:
-        return None, None
-    vbm = float(e[occ].max()) if occ.any() else None
-    cbm = float(e[~occ].min()) if (~occ).any() else None
-    return vbm, cbm
+        return np.asarray(proj.occupations, dtype=float)
+    if proj.fermi_eV is None:
+        return None
+    return occupations_from_fermi(proj.energies[None, None, :], proj.fermi_eV).ravel()
+
+
+def projection_edges(proj: StateProjections) -> dict[str, Any]:
+    """Band edges of the projected states by the shared rule (:mod:`perovflow.electronic`),
+    over both spin channels and per channel; ``{}`` when occupations are unknown."""
+    from perovflow.electronic import band_edges as shared_edges
+
+    occ = state_occupations(proj)
+    if occ is None:
+        return {}
+    return shared_edges(proj.energies, occ, proj.spins, proj.kindex)
+
+
+def band_edges(proj: StateProjections) -> tuple[float | None, float | None]:
+    """VBM (highest occupied) and CBM (lowest empty) over both spins (shared rule)."""
+    edges = projection_edges(proj)
+    return edges.get("vbm_eV"), edges.get("cbm_eV")
 
 
 @dataclass
@@ -91,10 +119,17 @@ class IPRResult:
     ----------
     energies, ipr, localized
         Per state (eV, IPR, flag).
+    participation
+        Per state ``1/IPR``: the number of atoms carrying it.
+    spins, occupations
+        Per state spin channel (0 up, 1 down) and occupation fraction (None if unknown).
     threshold
         IPR above which a state counts as localized.
     vbm_eV, cbm_eV
-        Band edges from occupations (None if unknown).
+        Band edges from occupations over both spins (None if unknown).
+    edges
+        The shared rule's full answer (:func:`perovflow.electronic.band_edges`): gap,
+        directness and the edges of each spin channel.
     edges_delocalized
         VBM/CBM counted over delocalized states only (seed 002's "extrapolated" edges).
     group_names, group_shares
@@ -111,12 +146,21 @@ class IPRResult:
     threshold: float
     vbm_eV: float | None
     cbm_eV: float | None
+    edges: dict[str, Any]
+    spins: np.ndarray
+    occupations: np.ndarray | None
     edges_delocalized: dict[str, float | None]
     group_names: list[str]
     group_shares: np.ndarray
     band_ipr: list[dict[str, Any]]
     states: list[dict[str, Any]] = field(default_factory=list)
     source: str = ""
+
+    @property
+    def participation(self) -> np.ndarray:
+        """``1/IPR`` of every state: how many atoms carry it (1 to N)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return 1.0 / self.ipr
 
     @property
     def localized_states(self) -> list[dict[str, Any]]:
@@ -129,11 +173,12 @@ class IPRResult:
             "nstates": len(self.energies),
             "threshold": self.threshold,
             "n_localized": int(self.localized.sum()),
+            "convention": "IPR = sum_a p_a^2 / (sum_a p_a)^2, p_a = |P_a|^2; participation = 1/IPR",
+            "spin_polarized": bool(self.edges.get("spin")),
             "vbm_eV": self.vbm_eV,
             "cbm_eV": self.cbm_eV,
-            "gap_eV": None
-            if self.vbm_eV is None or self.cbm_eV is None
-            else self.cbm_eV - self.vbm_eV,
+            "cell_gap_eV": self.edges.get("band_gap_eV"),
+            "spin_edges": self.edges.get("spin"),
             "edges_delocalized": self.edges_delocalized,
             "localized_states": self.localized_states,
             "source": self.source,
@@ -183,7 +228,7 @@ def analyze_ipr(
         Projections from any code (QE projwfc, CP2K MOs).
     threshold
         States with IPR above it are localized. None (default) uses
-        :func:`default_threshold`, ``max(0.03, 3/N)``; seed 002 used 0.03 on >2,000 atoms.
+        :func:`default_threshold`, ``max(0.03, 8/N)``; seed 002 used 0.03 on >2,000 atoms.
     groups
         Atom groups for the colour shares: ``element`` (default), ``domain``,
         ``prop:<site property>`` or a dict name -> atom indices.
@@ -196,7 +241,9 @@ def analyze_ipr(
         threshold = default_threshold(proj.natoms)
     if not 0 < threshold <= 1:
         raise InputError(f"IPR threshold {threshold} is outside (0, 1]", "use e.g. 0.03")
-    vbm, cbm = band_edges(proj)
+    edges = projection_edges(proj)
+    vbm, cbm = edges.get("vbm_eV"), edges.get("cbm_eV")
+    occ_all = state_occupations(proj)
     keep = _window_mask(proj, energy_window, vbm)
     w = proj.weights if keep is None else proj.weights[keep]
     energies = proj.energies if keep is None else proj.energies[keep]
@@ -208,8 +255,9 @@ def analyze_ipr(
         shares = (w @ mat).astype(np.float64) / w.sum(axis=1, dtype=np.float64)[:, None]
     tidx, tfrac = top_atoms(w, top)
     sel = np.arange(proj.nstates) if keep is None else np.flatnonzero(keep)
+    occ = None if occ_all is None else occ_all[sel]
     states = _state_dicts(
-        proj, sel, energies, values, loc, shares, list(grp), tidx, tfrac, vbm, cbm
+        proj, sel, energies, values, loc, shares, list(grp), tidx, tfrac, vbm, cbm, occ
     )
     return IPRResult(
         energies=energies,
@@ -218,7 +266,10 @@ def analyze_ipr(
         threshold=threshold,
         vbm_eV=vbm,
         cbm_eV=cbm,
-        edges_delocalized=_delocalized_edges(proj, sel, values, threshold),
+        edges=edges,
+        spins=np.asarray(proj.spins)[sel],
+        occupations=occ,
+        edges_delocalized=_delocalized_edges(proj, sel, values, threshold, occ),
         group_names=list(grp),
         group_shares=shares,
         band_ipr=_band_ipr(proj, sel, values),
@@ -244,12 +295,11 @@ def _window_mask(
     return mask
 
 
-def _state_dicts(proj, sel, energies, values, loc, shares, names, tidx, tfrac, vbm, cbm):
+def _state_dicts(proj, sel, energies, values, loc, shares, names, tidx, tfrac, vbm, cbm, occ):
     species = proj.species
     band = np.asarray(proj.kindex)[sel]
     out = []
     nbnd = proj.meta.get("nbnd")
-    occ = None if proj.occupations is None else np.asarray(proj.occupations)[sel]
     for j, i in enumerate(sel.tolist()):
         out.append(
             {
@@ -262,6 +312,7 @@ def _state_dicts(proj, sel, energies, values, loc, shares, names, tidx, tfrac, v
                 "e_minus_cbm_eV": None if cbm is None else float(energies[j] - cbm),
                 "occupation": None if occ is None else float(occ[j]),
                 "ipr": float(values[j]),
+                "participation": float(1.0 / values[j]) if values[j] > 0 else None,
                 "localized": bool(loc[j]),
                 "shares": {n: round(float(shares[j, g]), 4) for g, n in enumerate(names)},
                 "top_atoms": [
@@ -273,19 +324,17 @@ def _state_dicts(proj, sel, energies, values, loc, shares, names, tidx, tfrac, v
     return out
 
 
-def _delocalized_edges(proj, sel, values, threshold) -> dict[str, float | None]:
-    """Band edges counted over delocalized states only (seed 002 uses IPR < 0.03)."""
-    if proj.occupations is None:
-        return {"vbm_eV": None, "cbm_eV": None}
-    occ = np.asarray(proj.occupations)[sel] > 0.5
-    e = proj.energies[sel]
+def _delocalized_edges(proj, sel, values, threshold, occ) -> dict[str, float | None]:
+    """Band edges counted over delocalized states only (seed 002 uses IPR < 0.03): the host
+    band edges of a defect cell, its localized levels left out (shared occupation rule)."""
+    from perovflow.electronic import band_edges as shared_edges
+
     deloc = values <= threshold
-    v = e[occ & deloc]
-    c = e[~occ & deloc]
-    return {
-        "vbm_eV": float(v.max()) if v.size else None,
-        "cbm_eV": float(c.min()) if c.size else None,
-    }
+    if occ is None or not deloc.any():
+        return {"vbm_eV": None, "cbm_eV": None}
+    spins = np.asarray(proj.spins)[sel][deloc]
+    edges = shared_edges(proj.energies[sel][deloc], occ[deloc], spins)
+    return {"vbm_eV": edges["vbm_eV"], "cbm_eV": edges["cbm_eV"]}
 
 
 def _band_ipr(proj, sel, values) -> list[dict[str, Any]]:
@@ -312,22 +361,49 @@ def _band_ipr(proj, sel, values) -> list[dict[str, Any]]:
     ]
 
 
-def plot_ipr(result: IPRResult, path: str | Path, reference: str = "vbm") -> Path:
-    """Energy vs IPR, each state coloured by its largest atom-group share (seed figure)."""
+def plot_ipr(result: IPRResult, path: str | Path, reference: str | float = "vbm") -> Path:
+    """Energy vs IPR, each state coloured by its largest atom-group share (seed figure).
+
+    Spin-polarised results mark spin up with ▲ and spin down with ▼; empty states are
+    drawn hollow. The top axis gives the participation number 1/IPR (atoms per state).
+    """
     from perovflow.analysis.plots import new_figure, save_figure
 
-    ref = result.vbm_eV if reference == "vbm" and result.vbm_eV is not None else 0.0
+    if isinstance(reference, int | float) and not isinstance(reference, bool):
+        ref = float(reference)
+    else:
+        ref = result.vbm_eV if reference == "vbm" and result.vbm_eV is not None else 0.0
     fig, ax = new_figure(4.5, 5.0)
     dominant = np.nan_to_num(result.group_shares).argmax(axis=1)
+    polarized = len(set(np.asarray(result.spins).tolist())) > 1
+    occ = result.occupations
+    filled = np.ones(len(result.ipr), bool) if occ is None else np.asarray(occ) > 0.5
     for g, name in enumerate(result.group_names):
-        m = dominant == g
-        if m.any():
-            ax.scatter(result.ipr[m], result.energies[m] - ref, s=10, label=name)
-    ax.axvline(result.threshold, color="grey", ls="--", lw=0.8, label=f"IPR={result.threshold:g}")
+        first = True
+        for spin, marker in ((0, "^" if polarized else "o"), (1, "v")):
+            for full in (True, False):
+                m = (dominant == g) & (result.spins == spin) & (filled == full)
+                if not m.any():
+                    continue
+                ax.scatter(
+                    result.ipr[m], result.energies[m] - ref, s=14, marker=marker,
+                    edgecolors=f"C{g}", facecolors=f"C{g}" if full else "none",
+                    label=name if first else None,
+                )  # fmt: skip
+                first = False
+    ax.axvline(result.threshold, color="grey", ls="--", lw=0.8, label=f"IPR={result.threshold:.3g}")
     if result.cbm_eV is not None and result.vbm_eV is not None:
         ax.axhline(result.cbm_eV - ref, color="k", lw=0.5, ls=":")
         ax.axhline(result.vbm_eV - ref, color="k", lw=0.5, ls=":")
-    ax.set_xlabel("IPR")
+    ax.set_xlabel("IPR" + ("  (▲ spin up, ▼ spin down; hollow: empty)" if polarized else ""))
     ax.set_ylabel("E - VBM (eV)" if ref else "E (eV)")
+    top = ax.secondary_xaxis("top", functions=(_inverse, _inverse))
+    top.set_xticks([1, 1.5, 2, 3, 5, 10])
+    top.set_xlabel("participation number 1/IPR (atoms)")
     ax.legend(fontsize=7, title="largest share")
     return save_figure(fig, path)
+
+
+def _inverse(x: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return 1.0 / np.maximum(np.asarray(x, dtype=float), 1e-3)

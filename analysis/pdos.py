@@ -8,6 +8,10 @@ product, so there is no per-state Python loop and memory stays bounded.
 
 Weights are renormalised per state by default (``normalize=True``) so that the groups of a
 state sum to one: the total DOS then counts states, not the basis' spill-over.
+
+Spin-polarised projections give the total and every group per spin channel as well
+(:attr:`PDOSResult.spin`, plotted up above the axis and down below it); ``total`` and
+``curves`` are the sums of both channels. Band edges follow :mod:`perovflow.electronic`.
 """
 
 from __future__ import annotations
@@ -155,7 +159,9 @@ class PDOSResult:
     reference_eV
         Absolute energy subtracted from the grid (VBM by default).
     vbm_eV, cbm_eV
-        Band edges (absolute, eV) from occupations, if known.
+        Band edges (absolute, eV) from occupations over both spins, if known.
+    spin
+        Spin-polarised only: ``{"up": {"total": ..., group: ...}, "down": {...}}``.
     """
 
     energies: np.ndarray
@@ -168,10 +174,15 @@ class PDOSResult:
     grouping: str
     source: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    spin: dict[str, dict[str, np.ndarray]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (arrays as lists)."""
+        spin = None
+        if self.spin is not None:
+            spin = {ch: {k: v.tolist() for k, v in c.items()} for ch, c in self.spin.items()}
         return {
+            "spin": spin,
             "energies_eV": self.energies.tolist(),
             "total": self.total.tolist(),
             "curves": {k: v.tolist() for k, v in self.curves.items()},
@@ -194,6 +205,11 @@ class PDOSResult:
             "sigma_eV": self.sigma_eV,
             "integrals": {k: float(v.sum() * de) for k, v in self.curves.items()},
             "total_integral": float(self.total.sum() * de),
+            "spin_integrals": None
+            if self.spin is None
+            else {
+                ch: {k: float(v.sum() * de) for k, v in c.items()} for ch, c in self.spin.items()
+            },
             "source": self.source,
         }
 
@@ -296,8 +312,14 @@ def compute_pdos(
     )
     kw = np.asarray(proj.kweights, dtype=np.float64) * degeneracy
     stacked = np.concatenate([kw[:, None], mat * kw[:, None].astype(mat.dtype)], axis=1)
-    dos = gaussian_dos(e_rel, stacked, grid, sigma)
+    spins = np.asarray(proj.spins)
+    channels = {"up": spins == 0, "down": spins == 1} if (spins == 1).any() else {}
+    per_spin = {ch: gaussian_dos(e_rel[m], stacked[m], grid, sigma) for ch, m in channels.items()}
+    dos = sum(per_spin.values()) if per_spin else gaussian_dos(e_rel, stacked, grid, sigma)
+    spin = {ch: {"total": d[0], **{n: d[j + 1] for j, n in enumerate(names)}}
+            for ch, d in per_spin.items()}  # fmt: skip
     return PDOSResult(
+        spin=spin or None,
         energies=grid,
         total=dos[0],
         curves={n: dos[j + 1] for j, n in enumerate(names)},
@@ -315,15 +337,30 @@ def plot_pdos(result: PDOSResult, path: str | Path, total: bool = True) -> Path:
     from perovflow.analysis.plots import new_figure, save_figure
 
     fig, ax = new_figure(5.5, 3.5)
-    if total:
-        ax.fill_between(result.energies, result.total, color="0.85", label="total")
-    for name, curve in result.curves.items():
-        ax.plot(result.energies, curve, lw=1.2, label=name)
+    if result.spin is not None:  # spin up above the axis, spin down mirrored below it
+        _plot_spin(ax, result, total)
+    else:
+        if total:
+            ax.fill_between(result.energies, result.total, color="0.85", label="total")
+        for name, curve in result.curves.items():
+            ax.plot(result.energies, curve, lw=1.2, label=name)
     for edge in (result.vbm_eV, result.cbm_eV):
         if edge is not None:
             ax.axvline(edge - result.reference_eV, color="k", lw=0.5, ls=":")
     ax.set_xlabel("E - E_ref (eV)")
-    ax.set_ylabel("DOS (states/eV)")
+    ax.set_ylabel("DOS (states/eV)" + (", ↑ up / ↓ down" if result.spin is not None else ""))
     ax.set_xlim(result.energies[0], result.energies[-1])
     ax.legend(fontsize=7, ncol=2)
     return save_figure(fig, path)
+
+
+def _plot_spin(ax: Any, result: PDOSResult, total: bool) -> None:
+    """Spin-up curves above zero, spin-down curves mirrored below, one colour per group."""
+    up, down = result.spin["up"], result.spin["down"]
+    if total:
+        ax.fill_between(result.energies, up["total"], color="0.85", label="total")
+        ax.fill_between(result.energies, -down["total"], color="0.85")
+    for name in result.curves:
+        (line,) = ax.plot(result.energies, up[name], lw=1.2, label=name)
+        ax.plot(result.energies, -down[name], lw=1.2, color=line.get_color())
+    ax.axhline(0.0, color="k", lw=0.5)

@@ -62,6 +62,15 @@ class ElectronicSummary(BaseModel):
     spin_polarized: bool = Field(
         False, description="Whether the calculation had two spin channels."
     )
+    total_magnetization: float | None = Field(
+        None, description="n_up - n_down (Bohr magnetons per cell), spin-polarised runs."
+    )
+    absolute_magnetization: float | None = Field(
+        None, description="Integral of |n_up - n_down| (Bohr magnetons per cell), if printed."
+    )
+    spin_edges: dict[str, Any] | None = Field(
+        None, description="vbm_eV/cbm_eV/band_gap_eV per spin channel ('up', 'down')."
+    )
 
 
 class TaskDocument(BaseModel):

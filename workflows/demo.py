@@ -5,6 +5,14 @@ symmetry-distinct Br (21 atoms) -> ML pre-relax (packaged CHGNet) -> QE scf -> Q
 along the high-symmetry path and QE nscf + projwfc (PDOS) on the scf density -> IPR of
 every state -> report (gap, band-structure, PDOS and IPR PNGs; task documents in the
 embedded store). Reruns reuse finished jobs (resume).
+
+The 21-atom cell has an odd electron count, so every QE run is spin-polarised with one
+unpaired electron (:func:`perovflow.engines.qe.inputs.spin_settings`). The summary names
+each gap for what it is: ``host_gap_eV`` (host VBM to host CBM, the defect levels left
+out), ``defect_cell_gap_eV`` (the defect cell's highest occupied to lowest empty state,
+both spins: the occupied level to its empty partner when that lies in the gap) and the
+level's position ``level_above_vbm_eV`` / ``level_below_cbm_eV`` (see
+:func:`perovflow.workflows.vacancy.defect_level`).
 """
 
 from __future__ import annotations
@@ -135,20 +143,19 @@ def demo_report(
     figs.mkdir(parents=True, exist_ok=True)
     proj = projections_of(dos, scf)
     ipr = analyze_ipr(proj)
-    pdos = compute_pdos(proj, by="element")
+    level = defect_level(ipr.states)
+    host_vbm = level.get("host_vbm_eV", "vbm")  # plots from the host VBM, not the level
+    pdos = compute_pdos(proj, by="element", reference=host_vbm)
     band_source = str(Path(bands["dir_name"]) / "espresso.pwo")  # the pw.x bands output
     band_res = analyze_bands(band_source, labels=path_labels)
     plots = {
         "pdos": plot_pdos(pdos, figs / "pdos.png"),
-        "ipr": plot_ipr(ipr, figs / "ipr.png"),
+        "ipr": plot_ipr(ipr, figs / "ipr.png", reference=host_vbm),
     }
     gap_states = _gap_states(ipr.summary())  # threshold-based (large cells); see defect_level
-    level = defect_level(ipr.states)
     summary = {
         "defect": label,
-        "scf_gap_eV": scf["electronic"].get("band_gap_eV"),
-        "bands_gap_eV": band_res.band_gap_eV,
-        "ipr_gap_eV": ipr.summary()["gap_eV"],
+        "total_magnetization_muB": scf["electronic"].get("total_magnetization"),
         **level,
     }
     plots["bands"] = _band_figure(

@@ -47,7 +47,7 @@ class HeterostructureFlowMaker(Maker):
     static_maker: Any = None
     dos_maker: Any = None
     prerelax_maker: Any = None
-    ipr_threshold: float | None = None  # None: analysis default max(0.03, 3/N)
+    ipr_threshold: float | None = None  # None: analysis default max(0.03, 8/N)
     pair: tuple[str, str] | None = None
 
     def make(self, structure: Any) -> Flow:

@@ -77,7 +77,7 @@ class VacancySpec(_Model):
         "whose kpts are the supercell's and are not used for them).",
     )
     ipr_threshold: float | None = Field(
-        None, gt=0, le=1, description="IPR above which a state is localized (None: max(0.03, 3/N))."
+        None, gt=0, le=1, description="IPR above which a state is localized (None: max(0.03, 8/N))."
     )
 
 
@@ -106,7 +106,7 @@ class HeterostructureSpec(_Model):
         default_factory=dict, description="Keyword arguments of the builder."
     )
     ipr_threshold: float | None = Field(
-        None, gt=0, le=1, description="IPR threshold (None: max(0.03, 3/N atoms))."
+        None, gt=0, le=1, description="IPR threshold (None: max(0.03, 8/N atoms))."
     )
 
 

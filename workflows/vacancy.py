@@ -11,6 +11,7 @@ from typing import Any
 
 from jobflow import Flow, Maker, job
 
+from perovflow.electronic import SPIN_NAMES
 from perovflow.workflows.common import (
     as_structure,
     make_supercell_job,
@@ -88,7 +89,7 @@ class VacancyFlowMaker(Maker):
     elements: list[str] = field(default_factory=list)
     charge_states: dict[str, list[int]] = field(default_factory=dict)
     competing_phases: dict[str, Any] = field(default_factory=dict)
-    ipr_threshold: float | None = None  # None: analysis default max(0.03, 3/N)
+    ipr_threshold: float | None = None  # None: analysis default max(0.03, 8/N)
     phase_relax_maker: Any = None
     phase_static_maker: Any = None
 
@@ -182,7 +183,7 @@ def _doc(obj: Any) -> dict[str, Any] | None:
 
 
 def _gap_states(defect: dict | None) -> list[dict[str, Any]]:
-    """Localized states between the defect cell's delocalized band edges (defect levels)."""
+    """Localized states strictly between the defect cell's delocalized band edges (levels)."""
     if not defect:
         return []
     edges = defect.get("edges_delocalized") or {}
@@ -191,33 +192,78 @@ def _gap_states(defect: dict | None) -> list[dict[str, Any]]:
         return []
     return [
         {"energy_above_vbm_eV": round(st["energy_eV"] - vbm, 4), "ipr": round(st["ipr"], 4),
-         "occupation": st.get("occupation"), "top_atoms": st.get("top_atoms", [])[:2]}
+         "spin": SPIN_NAMES[st.get("spin") or 0], "occupation": st.get("occupation"),
+         "top_atoms": st.get("top_atoms", [])[:2]}
         for st in defect.get("localized_states", [])
-        if vbm + 0.02 < st["energy_eV"] < cbm - 0.02
+        if vbm < st["energy_eV"] < cbm
     ]  # fmt: skip
 
 
+def _occupied(state: dict[str, Any]) -> bool:
+    from perovflow.electronic import OCCUPIED_FRACTION
+
+    return (state.get("occupation") or 0) > OCCUPIED_FRACTION
+
+
 def defect_level(states: list[dict[str, Any]], split_eV: float = 0.5) -> dict[str, Any]:
-    """The highest occupied state, and whether it sits in the gap (split from the valence band).
+    """The highest occupied state (the level), the host edges around it and, spin-polarised,
+    its empty partner in the other spin channel.
 
     In a 0D host (Cs4PbBr6) every state is molecule-like and has a high IPR, so an IPR
-    threshold cannot tell the vacancy level apart; its position can: an occupied level more
-    than ``split_eV`` above the next occupied state and below the lowest empty one.
+    threshold cannot tell the vacancy level apart; its position can. The host VBM is the
+    next occupied state below the level (either spin), the host CBM the lowest empty state
+    of the level's own spin channel. Spin-polarised, its partner is the lowest empty state
+    of the other channel on the same main atom (``partner_in_gap`` when below the host
+    CBM). The level is mid-gap when it sits more than ``split_eV`` above the host VBM
+    and below the host CBM. Occupations follow :mod:`perovflow.electronic`.
     """
-    occ = sorted(
-        (s for s in states if (s.get("occupation") or 0) > 0), key=lambda s: s["energy_eV"]
-    )
-    empty = [s["energy_eV"] for s in states if not (s.get("occupation") or 0) > 0]
+    occ = sorted((s for s in states if _occupied(s)), key=lambda s: s["energy_eV"])
+    empty = [s for s in states if not _occupied(s)]
     if len(occ) < 2 or not empty:
         return {"midgap_level": None}
-    top, below, cbm = occ[-1], occ[-2]["energy_eV"], min(empty)
+    top, host_vbm = occ[-1], occ[-2]["energy_eV"]
+    spin = top.get("spin") or 0
+    own = [s["energy_eV"] for s in empty if (s.get("spin") or 0) == spin]
+    host_cbm = min(own) if own else min(s["energy_eV"] for s in empty)
+    lowest_empty = min(s["energy_eV"] for s in empty)
+    polarized = any((s.get("spin") or 0) == 1 for s in states)
+    out = {
+        "midgap_level": bool(
+            top["energy_eV"] - host_vbm > split_eV and host_cbm - top["energy_eV"] > 0.05
+        ),
+        "level_spin": SPIN_NAMES[spin] if polarized else None,
+        "level_above_vbm_eV": round(top["energy_eV"] - host_vbm, 3),
+        "level_below_cbm_eV": round(host_cbm - top["energy_eV"], 3),
+        "host_gap_eV": round(host_cbm - host_vbm, 3),
+        "host_vbm_eV": round(host_vbm, 4),
+        "defect_cell_gap_eV": round(lowest_empty - top["energy_eV"], 3),
+        **_level_facts("level", top),
+    }
+    other = [s for s in empty if (s.get("spin") or 0) != spin]
+    if polarized and other:
+        low = _partner(top, other)
+        out["partner_above_vbm_eV"] = round(low["energy_eV"] - host_vbm, 3)
+        out["partner_in_gap"] = bool(low["energy_eV"] < host_cbm)
+        out.update(_level_facts("partner", low))
+    return out
+
+
+def _partner(level: dict[str, Any], other: list[dict[str, Any]]) -> dict[str, Any]:
+    """The empty state of the other spin channel on the level's main atom (lowest first)."""
+    atom = (level.get("top_atoms") or [{}])[0].get("index")
+    same = [s for s in other if (s.get("top_atoms") or [{}])[0].get("index") == atom]
+    return min(same or other, key=lambda s: s["energy_eV"])
+
+
+def _level_facts(prefix: str, state: dict[str, Any]) -> dict[str, Any]:
     return {
-        "midgap_level": bool(top["energy_eV"] - below > split_eV and cbm - top["energy_eV"] > 0.05),
-        "level_above_vbm_eV": round(top["energy_eV"] - below, 3),
-        "level_below_cbm_eV": round(cbm - top["energy_eV"], 3),
-        "level_ipr": round(top["ipr"], 3),
-        "level_atoms": [
-            f"{a['element']}{a['index']} {a['fraction']:.2f}" for a in top["top_atoms"][:2]
+        f"{prefix}_occupation": state.get("occupation"),
+        f"{prefix}_ipr": round(state["ipr"], 3),
+        f"{prefix}_participation": None
+        if not state.get("participation")
+        else round(state["participation"], 2),
+        f"{prefix}_atoms": [
+            f"{a['element']}{a['index']} {a['fraction']:.2f}" for a in state["top_atoms"][:2]
         ],
     }
 
@@ -236,8 +282,10 @@ def edge_ipr(summary: dict | None, states: list[dict] | None = None) -> float | 
 
 
 def projections_of(doc: dict | None, static: dict | None = None) -> Any:
-    """StateProjections of a task document, with the Fermi level and occupations filled in
-    from the scf document when the projection run did not carry them (nscf + projwfc)."""
+    """StateProjections of a task document; when the projection run carried no occupations
+    (nscf + projwfc without the pw.x output), they are filled by the shared rule: integer
+    filling per spin from the electron count and the scf's magnetisation, else the Fermi
+    level (:mod:`perovflow.electronic`)."""
     if not doc or not doc.get("projections"):
         return None
 
@@ -246,15 +294,29 @@ def projections_of(doc: dict | None, static: dict | None = None) -> Any:
     proj = StateProjections.from_dict(doc["projections"])
     if proj.occupations is None:
         elec = (static or {}).get("electronic") or doc.get("electronic") or {}
-        fermi = next(
-            (f for f in (proj.fermi_eV, elec.get("fermi_eV"), elec.get("vbm_eV")) if f is not None),
-            None,
-        )
-        if fermi is not None:
-            proj.fermi_eV = float(fermi)
-            # smearing puts E_F on a partly filled defect level; nscf shifts it by ~meV
-            proj.occupations = (proj.energies <= fermi + 0.02).astype(float)
+        proj.occupations = _filled(proj, elec)
+        if proj.fermi_eV is None:
+            proj.fermi_eV = elec.get("fermi_eV")
     return proj
+
+
+def _filled(proj: Any, elec: dict[str, Any]) -> Any:
+    import numpy as np
+
+    from perovflow.electronic import occupations_from_count, occupations_from_fermi
+
+    nbnd, nelect = proj.meta.get("nbnd"), elec.get("nelect") or proj.meta.get("nelec")
+    mag = elec.get("total_magnetization")
+    nspin = int(np.max(proj.spins)) + 1
+    if nbnd and nelect is not None and proj.nstates % (nspin * nbnd) == 0:
+        eig = proj.energies.reshape(nspin, -1, nbnd)
+        occ = occupations_from_count(eig, nelect, None if mag is None else round(mag))
+        if occ is not None:
+            return occ.ravel()
+    fermi = proj.fermi_eV if proj.fermi_eV is not None else elec.get("fermi_eV")
+    if fermi is None:
+        return None
+    return occupations_from_fermi(proj.energies[None, None, :], fermi).ravel()
 
 
 def _ipr(
@@ -290,14 +352,16 @@ def vacancy_report(
         summary, states = _ipr(_doc(d.get("dos")), threshold, _doc(d.get("static")))
         gap = _gap_states(summary)
         level = defect_level(states or [])
+        elec = (doc or {}).get("electronic") or {}
         rows.append({
             "label": d["label"], "charge": d["charge"], "multiplicity": d["multiplicity"],
             "energy_eV": doc.get("energy_eV") if doc else None,
+            "total_magnetization": elec.get("total_magnetization"),
             "gap_states": gap, **level,
             "doc": {"structure": doc["structure"], "energy_eV": doc["energy_eV"]} if doc else None,
         })  # fmt: skip
     return {
-        "bulk": {**edges, "gap_eV": None if None in edges.values() else edges["cbm_eV"] - edges["vbm_eV"],
+        "bulk": {**edges, "host_gap_eV": None if None in edges.values() else edges["cbm_eV"] - edges["vbm_eV"],
                  "edge_ipr": edge_ipr(bulk_ipr, bulk_states)},
         "vacancies": [{k: v for k, v in r.items() if k != "doc"} for r in rows],
         "formation": formation_report(bulk, rows, {f: _doc(p) for f, p in phases.items()}, edges),

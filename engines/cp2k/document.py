@@ -86,6 +86,9 @@ def build_task_document(
         nelect=info["nelect"],
         nbands=None if eig is None else int(eig.shape[2]),
         spin_polarized=eig is not None and eig.shape[0] == 2,
+        total_magnetization=float(occ[0].sum() - occ[1].sum())  # alpha - beta electrons
+        if occ is not None and occ.shape[0] == 2
+        else None,
         **edges,
     )
     forces = res.forces

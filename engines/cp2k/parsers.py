@@ -191,32 +191,17 @@ def read_kpoints(params: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def band_edges(eig: np.ndarray, occ: np.ndarray) -> dict[str, Any]:
-    """VBM, CBM, gap and directness: a state is occupied when it holds over half its maximum.
+    """VBM, CBM, gap and directness by the shared rule (:mod:`perovflow.electronic`).
 
-    With smearing the split follows the occupations CP2K reports (maximum 2 closed shell,
-    1 per spin channel). The gap is None for a metal or a partly filled (degenerate) level,
-    i.e. when any state holds between 10 % and 90 % of its maximum occupation.
+    CP2K's occupations (maximum 2 closed shell, 1 per spin channel) are turned into
+    fractions of that maximum; a partly filled state (10-90 %) means no gap.
     """
+    from perovflow.electronic import band_edges_grid
+
     full = 1.0 if eig.shape[0] == 2 else 2.0
-    occupied = occ > 0.5 * full
-    if ((occ > 0.1 * full) & (occ < 0.9 * full)).any():  # partly filled level: no gap
-        vbm = float(eig[occ > 0.1 * full].max())
-        return {"vbm_eV": vbm, "cbm_eV": None, "band_gap_eV": None, "is_direct": None}
-    if not occupied.any() or occupied.all():
-        vbm = float(eig[occupied].max()) if occupied.any() else None
-        return {"vbm_eV": vbm, "cbm_eV": None, "band_gap_eV": None, "is_direct": None}
-    masked_v = np.where(occupied, eig, -np.inf)
-    masked_c = np.where(~occupied, eig, np.inf)
-    vbm, cbm = float(masked_v.max()), float(masked_c.min())
-    k_v = np.unravel_index(np.argmax(masked_v), eig.shape)[1]
-    k_c = np.unravel_index(np.argmin(masked_c), eig.shape)[1]
-    gap = cbm - vbm
-    return {
-        "vbm_eV": vbm,
-        "cbm_eV": cbm,
-        "band_gap_eV": gap if gap > 1e-3 else None,
-        "is_direct": bool(k_v == k_c) if gap > 1e-3 else None,
-    }
+    edges = band_edges_grid(eig, np.asarray(occ, dtype=float) / full)
+    keys = ("vbm_eV", "cbm_eV", "band_gap_eV", "is_direct")
+    return {**{k: edges[k] for k in keys}, "spin_edges": edges.get("spin")}
 
 
 def _read_pdos(path: Path) -> tuple[np.ndarray, list[str]]:

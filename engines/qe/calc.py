@@ -13,7 +13,7 @@ import os
 import re
 import shlex
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -180,9 +180,13 @@ class PWResults:
     fermi_eV: float | None
     nelect: float | None
     version: str | None
-    scf_converged: bool
-    relax_converged: bool | None
-    trajectory: list[dict[str, Any]]
+    occupations: np.ndarray | None = None  # [spin][k][band], fractions 0..1 per channel
+    fermi_levels_eV: list[float] | None = None  # [up, down] when pw.x prints two
+    total_magnetization: float | None = None  # Bohr magnetons per cell
+    absolute_magnetization: float | None = None
+    scf_converged: bool = True
+    relax_converged: bool | None = None
+    trajectory: list[dict[str, Any]] = field(default_factory=list)
 
 
 def parse_pw_output(directory: Path, calculation: str = "scf") -> PWResults:
@@ -208,6 +212,12 @@ def parse_pw_output(directory: Path, calculation: str = "scf") -> PWResults:
         for im in images
     ]
     stress = _safe(lambda: last.get_stress(voigt=False))
+    nelect = float(m_nel.group(1)) if m_nel else None
+    spin = _spin_info(text, Path(directory))
+    fermi = _safe(calc.get_fermi_level) if calc is not None else None
+    smeared = "the Fermi energy is" in text  # fixed occupations print only HOMO/LUMO
+    level = spin["fermi_levels_eV"] or (fermi if smeared else None)
+    occ = None if eig is None else occupations(eig, nelect, level, spin["fixed_magnetization"])
     return PWResults(
         atoms=last,
         energy_eV=_safe(last.get_potential_energy),
@@ -218,13 +228,47 @@ def parse_pw_output(directory: Path, calculation: str = "scf") -> PWResults:
         if calc is None or calc.get_ibz_k_points() is None
         else calc.get_ibz_k_points(),
         kweights=_safe(lambda: np.array([k.weight for k in calc.kpts if k.s == 0])),
-        fermi_eV=_safe(calc.get_fermi_level) if calc is not None else None,
-        nelect=float(m_nel.group(1)) if m_nel else None,
+        fermi_eV=fermi if fermi is not None else _upper(spin["fermi_levels_eV"]),
+        nelect=nelect,
         version=m_ver.group(1) if m_ver else None,
+        occupations=occ,
+        fermi_levels_eV=spin["fermi_levels_eV"],
+        total_magnetization=spin["total_magnetization"],
+        absolute_magnetization=spin["absolute_magnetization"],
         scf_converged="convergence NOT achieved" not in text,
         relax_converged=relax_ok,
         trajectory=traj,
     )
+
+
+def _upper(levels: list[float] | None) -> float | None:
+    return None if not levels else float(max(levels))
+
+
+_FLOAT = r"([-+]?\d+\.?\d*(?:[EeDd][-+]?\d+)?)"
+
+
+def _last_float(pattern: str, text: str) -> float | None:
+    hits = re.findall(pattern, text)
+    return float(hits[-1].replace("D", "E").replace("d", "e")) if hits else None
+
+
+def _spin_info(text: str, directory: Path) -> dict[str, Any]:
+    """Magnetisation, the two Fermi levels of a fixed-moment run, and the input's moment."""
+    two = re.findall(rf"the spin up/dw Fermi energies are\s*{_FLOAT}\s+{_FLOAT}\s*ev", text)
+    pwi = directory / PW_IN
+    fixed = None
+    if pwi.is_file():
+        fixed = _last_float(rf"tot_magnetization\s*=\s*{_FLOAT}", pwi.read_text(errors="replace"))
+    total = _last_float(rf"total magnetization\s*=\s*{_FLOAT}\s*Bohr", text)
+    if fixed is None and total is not None and abs(total - round(total)) < 0.02:
+        fixed = float(round(total))
+    return {
+        "fermi_levels_eV": [float(two[-1][0]), float(two[-1][1])] if two else None,
+        "total_magnetization": total,
+        "absolute_magnetization": _last_float(rf"absolute magnetization\s*=\s*{_FLOAT}", text),
+        "fixed_magnetization": fixed,
+    }
 
 
 def _read_images(path: Path) -> tuple[str, list[Any]]:
@@ -268,37 +312,36 @@ def _eigenvalues(calc: Any) -> np.ndarray | None:
     return np.array([[k.eps_n for k in calc.kpts if k.s == s] for s in range(nspin)])
 
 
-def band_edges(
-    eigenvalues: np.ndarray, nelect: float | None, fermi_eV: float | None
-) -> dict[str, Any]:
-    """VBM, CBM, gap and directness from eigenvalues [spin][k][band].
+def occupations(
+    eigenvalues: np.ndarray,
+    nelect: float | None,
+    fermi_eV: Any = None,
+    magnetization: float | None = None,
+) -> np.ndarray | None:
+    """Occupation fractions [spin][k][band] of a pw.x run, by the shared rule.
 
-    Occupied states are the lowest ``nelect/2`` bands (non-spin-polarized, integer filling)
-    or, with smearing / fractional filling, those below the Fermi level.
+    States below the Fermi level (one per spin channel when pw.x prints two) when there is
+    one (smearing); otherwise integer filling of ``n_up``/``n_down`` bands per k-point from
+    the electron count and the total magnetisation (fixed occupations, 'bands' runs). See
+    :mod:`perovflow.electronic`.
     """
-    eig = np.asarray(eigenvalues, dtype=float)
-    nspin = eig.shape[0]
-    nocc = None if nelect is None else nelect / (2 if nspin == 1 else 1)
-    if nocc is not None and abs(nocc - round(nocc)) < 1e-6 and nspin == 1:
-        n = round(nocc)
-        if n >= eig.shape[2]:
-            return {"vbm_eV": float(eig[..., n - 1].max()), "cbm_eV": None, "band_gap_eV": None}
-        occ_mask = np.zeros_like(eig, dtype=bool)
-        occ_mask[..., :n] = True
-    elif fermi_eV is not None:
-        occ_mask = eig <= fermi_eV
-    else:
+    from perovflow.electronic import occupations_from_count, occupations_from_fermi
+
+    if fermi_eV is not None:
+        return occupations_from_fermi(eigenvalues, fermi_eV)
+    if nelect is None:
+        return None
+    return occupations_from_count(eigenvalues, nelect, magnetization)
+
+
+def band_edges(eigenvalues: np.ndarray, occ: np.ndarray | None) -> dict[str, Any]:
+    """VBM, CBM, gap and directness (per spin channel too) of eigenvalues [spin][k][band].
+
+    ``occ`` are occupation fractions (:func:`occupations`); None gives ``{}``. The rule is
+    :func:`perovflow.electronic.band_edges`, the same for every code and analysis.
+    """
+    from perovflow.electronic import band_edges_grid
+
+    if occ is None:
         return {}
-    vbm = np.where(occ_mask, eig, -np.inf).max()
-    cbm = np.where(~occ_mask, eig, np.inf).min()
-    if not np.isfinite(vbm) or not np.isfinite(cbm):
-        return {}
-    k_v = np.argwhere(np.where(occ_mask, eig, -np.inf) == vbm)[0][1]
-    k_c = np.argwhere(np.where(~occ_mask, eig, np.inf) == cbm)[0][1]
-    gap = float(cbm - vbm)
-    return {
-        "vbm_eV": float(vbm),
-        "cbm_eV": float(cbm),
-        "band_gap_eV": gap if gap > 1e-3 else None,
-        "is_direct": bool(k_v == k_c) if gap > 1e-3 else None,
-    }
+    return band_edges_grid(eigenvalues, occ)

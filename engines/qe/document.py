@@ -40,10 +40,8 @@ def reference_edges(prev_dir: str | Path | None) -> dict[str, Any]:
         res = parse_pw_output(Path(prev_dir))
     except Exception:
         return {}
-    edges = (
-        band_edges(res.eigenvalues, res.nelect, res.fermi_eV) if res.eigenvalues is not None else {}
-    )
-    return {"fermi_eV": res.fermi_eV, **edges}
+    edges = band_edges(res.eigenvalues, res.occupations) if res.eigenvalues is not None else {}
+    return {"fermi_eV": res.fermi_eV, "fermi_levels_eV": res.fermi_levels_eV, **edges}
 
 
 def build_task_document(
@@ -58,25 +56,20 @@ def build_task_document(
     extra: dict[str, Any],
 ) -> TaskDocument:
     """Collect energies, forces, eigenvalues, edges, recovery and files of one QE job."""
-    from perovflow.engines.qe.calc import band_edges, parse_pw_output
+    from perovflow.engines.qe.calc import band_edges, occupations, parse_pw_output
 
     calculation = outcome.params["input_data"]["control"]["calculation"]
     res = parse_pw_output(directory, calculation)
     atoms = res.atoms if calculation in ("relax", "vc-relax") else input_atoms
     params = _json_params({k: v for k, v in outcome.params.items() if not k.startswith("_")})
-    edges = (
-        band_edges(res.eigenvalues, res.nelect, res.fermi_eV) if res.eigenvalues is not None else {}
-    )
-    fermi = res.fermi_eV
+    occ, fermi = res.occupations, res.fermi_eV
     if maker.calc_type in ("bands", "dos"):
         ref = reference_edges(prev_dir)
         fermi = fermi if fermi is not None else ref.get("fermi_eV")
-        if maker.calc_type == "bands":  # no Fermi level in a 'bands' run: occupations from nelect
-            edges = (
-                band_edges(res.eigenvalues, res.nelect, fermi)
-                if res.eigenvalues is not None
-                else edges
-            )
+        if occ is None and res.eigenvalues is not None:  # no count rule: the scf's Fermi level
+            level = ref.get("fermi_levels_eV") or fermi
+            occ = occupations(res.eigenvalues, None, level) if level is not None else None
+    edges = band_edges(res.eigenvalues, occ) if res.eigenvalues is not None else {}
     forces = None if res.forces is None else np.asarray(res.forces)
     structure = _structure_dict(atoms)
     electronic = ElectronicSummary(
@@ -84,6 +77,9 @@ def build_task_document(
         nelect=res.nelect,
         nbands=None if res.eigenvalues is None else int(res.eigenvalues.shape[2]),
         spin_polarized=res.eigenvalues is not None and res.eigenvalues.shape[0] == 2,
+        total_magnetization=res.total_magnetization,
+        absolute_magnetization=res.absolute_magnetization,
+        spin_edges=edges.get("spin"),
         **{k: v for k, v in edges.items() if k in ("vbm_eV", "cbm_eV", "band_gap_eV", "is_direct")},
     )
     converged = res.scf_converged and (res.relax_converged is not False)
@@ -116,6 +112,7 @@ def build_task_document(
         recovery=[RecoveryAction(**r) for r in outcome.recovery],
         files={"input": str(directory / "espresso.pwi"), "output": str(directory / "espresso.pwo")},
         eigenvalues=None if res.eigenvalues is None else res.eigenvalues.tolist(),
+        occupations=None if occ is None else np.asarray(occ).tolist(),
         kpoints=None
         if res.kpoints is None
         else {

@@ -7,7 +7,8 @@ The parameter dict handed to ASE's Espresso template has this shape::
 
 Order of precedence (lowest first): protocol (``get_protocol(name, "qe")``), automatic
 logic (k grid from the k spacing, twice as dense for metals; number of bands; cold smearing
-for metals, narrow smearing for defects/odd electron counts; pools), user
+for metals, narrow smearing for defects/odd electron counts; spin polarisation, see
+:func:`spin_settings`; pools), user
 ``input_set_overrides``. User keys may be nested (``{"system": {"ecutwfc":
 30}}``), dotted (``"system.ecutwfc"``) or bare (``"ecutwfc"``: the namelist is looked up in
 ASE's table of pw.x keywords); ``kpts``, ``koffset`` and ``kspacing`` are top-level keys.
@@ -70,6 +71,33 @@ def nest_overrides(overrides: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+SPIN_KEYS = ("nspin", "tot_magnetization", "noncolin", "lspinorb")
+
+
+def spin_settings(
+    nelect: float, metal: bool, spin: bool | None, user_system: dict[str, Any]
+) -> dict[str, Any]:
+    """Automatic spin keys of the ``system`` namelist (empty: spin-restricted, ``nspin=1``).
+
+    The spin state is the lowest one the electron count allows, fixed through
+    ``tot_magnetization`` (n_up - n_down = 1 for an odd count, 0 for an even one): the
+    same state as CP2K's automatic ``MULTIPLICITY`` 2 / 1 with UKS, so both codes compute
+    the same spin state of a cell. ``spin=None`` polarises odd electron counts of
+    non-metals (a Br vacancy's unpaired electron); metals stay restricted (their odd
+    count is a partly filled band, not a moment). ``spin=True`` polarises any cell,
+    ``spin=False`` none. Any user spin key (:data:`SPIN_KEYS`) switches the automatic
+    choice off: the user's settings are used as given (``tot_magnetization`` alone also
+    gets ``nspin=2``, which pw.x requires).
+    """
+    given = {k for k in user_system if k in SPIN_KEYS or k.startswith("starting_magnetization")}
+    if given:
+        return {"nspin": 2} if given == {"tot_magnetization"} else {}
+    odd = round(nelect) % 2 == 1 and abs(nelect - round(nelect)) < 1e-6
+    if spin is False or (spin is None and (metal or not odd)):
+        return {}
+    return {"nspin": 2, "tot_magnetization": 1.0 if odd else 0.0}
+
+
 def count_electrons(symbols: list[str], valences: dict[str, float], charge: float) -> float:
     """Valence electrons of the cell minus the charge."""
     try:
@@ -99,6 +127,7 @@ def qe_input_set(
     charge: float = 0.0,
     defect: bool = False,
     overrides: dict[str, Any] | None = None,
+    spin: bool | None = None,
 ) -> dict[str, Any]:
     """Build the pw.x parameters for ``atoms`` (an ASE Atoms).
 
@@ -117,7 +146,11 @@ def qe_input_set(
     defect
         Defect cell: smearing and the defect force threshold.
     overrides
-        User settings; they win over everything else.
+        User settings; they win over everything else (a user ``nspin``,
+        ``tot_magnetization`` or ``noncolin`` replaces the automatic spin choice).
+    spin
+        Spin polarisation: None (default) for odd electron counts of non-metals, True
+        always, False never (see :func:`spin_settings`).
     """
     proto = get_protocol(protocol, "qe")
     user = nest_overrides(overrides)
@@ -127,7 +160,9 @@ def qe_input_set(
     }
     nelect = count_electrons(atoms.get_chemical_symbols(), valences, charge)
     metal = is_metallic(atoms.get_chemical_symbols())
+    spin_keys = spin_settings(nelect, metal, spin, user.get("input_data", {}).get("system", {}))
     input_data = _namelists(proto, calc_type, charge, defect, nelect, metal)
+    input_data["system"].update(spin_keys)
     params: dict[str, Any] = {
         "input_data": input_data,
         "pseudopotentials": {el: p.name for el, p in pseudos.items()},
@@ -152,7 +187,9 @@ def _namelists(
     """Protocol values and automatic choices, as pw.x namelists.
 
     Metallic cells get Marzari-Vanderbilt cold smearing of at least ``METAL_SMEARING_EV``;
-    defect cells and odd electron counts a narrow Gaussian (``smearing_eV``).
+    defect cells and odd electron counts a narrow Gaussian (``smearing_eV``), spin-polarised
+    or not (with a fixed ``tot_magnetization`` pw.x then reports one Fermi level per spin;
+    fixed occupations let near-degenerate levels of small odd cells slosh and never converge).
     """
     if calc_type not in CALCULATION:
         raise InputError(f"unknown QE calculation '{calc_type}'", f"use one of {list(CALCULATION)}")

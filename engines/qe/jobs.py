@@ -36,10 +36,14 @@ class BaseQEMaker(DFTMaker):
     """Common fields of the QE makers (see :class:`~perovflow.engines.base.DFTMaker`).
 
     ``input_set_overrides`` takes pw.x settings: ``{"system": {"ecutwfc": 30}}``,
-    ``{"ecutwfc": 30}`` or ``{"kpts": [2, 2, 2]}``.
+    ``{"ecutwfc": 30}`` or ``{"kpts": [2, 2, 2]}``. ``spin``: spin polarisation, None
+    (default) for odd electron counts of non-metals, True always, False never (a user
+    ``nspin``/``tot_magnetization`` override wins; see
+    :func:`perovflow.engines.qe.inputs.spin_settings`).
     """
 
     name: str = "qe static"
+    spin: bool | None = None
 
     @job(data=BIG_FIELDS)
     def make(self, structure: Any, prev_dir: str | None = None) -> TaskDocument:
@@ -139,7 +143,7 @@ def run_qe_task(
     pseudos = get_pseudos(sorted(set(atoms.get_chemical_symbols())), "qe")
     params = qe_input_set(
         atoms, maker.calc_type, protocol, pseudos, charge=maker.charge,
-        defect=maker.defect, overrides=maker.input_set_overrides,
+        defect=maker.defect, overrides=maker.input_set_overrides, spin=maker.spin,
     )  # fmt: skip
     if getattr(maker, "relax_cell", False):
         from perovflow.engines.qe.inputs import cell_relax_settings

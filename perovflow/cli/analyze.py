@@ -136,7 +136,7 @@ def ipr(
     ref: RefArg,
     threshold: Annotated[
         float | None,
-        typer.Option(help="IPR above which a state is localized [default: max(0.03, 3/N atoms)]."),
+        typer.Option(help="IPR above which a state is localized [default: max(0.03, 8/N atoms)]."),
     ] = None,
     groups: Annotated[
         str, typer.Option(help="element, domain or prop:NAME (plot colours).")

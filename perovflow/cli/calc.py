@@ -54,10 +54,14 @@ def run_calc(
     root: Path,
     prev_dir: str | None = None,
     cell: bool = False,
+    spin: bool | None = None,
 ) -> Any:
     """Build the job (scf first when bands/DOS lack ``prev_dir``), run it, return its output.
 
     ``cell``: a relax relaxes the cell too (QE vc-relax, CP2K CELL_OPT, ML cell filter).
+    ``spin``: spin polarisation on (True) or off (False); None leaves the automatic choice
+    (odd electron counts). User ``--set`` spin keys (``nspin``, ``tot_magnetization``,
+    CP2K ``UKS``) win over it.
     """
     from jobflow import Flow, run_locally
 
@@ -71,6 +75,7 @@ def run_calc(
     common = {"protocol": protocol, "charge": charge, "input_set_overrides": overrides}
     if cell and kind != "relax":
         raise InputError(f"--cell applies to relax, not {kind}", "drop --cell or run calc relax")
+    common.update(_spin_fields(code, spin, overrides))
     maker = get_maker(code, kind, **common, **({"relax_cell": True} if cell else {}))
     jobs = []
     if kind in ("bands", "dos") and prev_dir is None:
@@ -90,6 +95,17 @@ def run_calc(
             raise_immediately=True, log=False,
         )  # fmt: skip
     return responses[final.uuid][1].output
+
+
+def _spin_fields(code: str, spin: bool | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Maker fields for ``--spin/--no-spin``: QE's ``spin`` field, CP2K's ``UKS`` keyword."""
+    if spin is None:
+        return {}
+    if code == "cp2k":
+        if "FORCE_EVAL" in overrides:  # the user's raw CP2K sections win
+            return {}
+        return {"input_set_overrides": {**overrides, "FORCE_EVAL": {"DFT": {"UKS": spin}}}}
+    return {"spin": spin}
 
 
 def _calc_dir(directory: Path | None, kind: str) -> Path:
@@ -127,6 +143,8 @@ def summary(doc: Any) -> dict[str, Any]:
         "vbm_eV": doc.electronic.vbm_eV,
         "cbm_eV": doc.electronic.cbm_eV,
         "fermi_eV": doc.electronic.fermi_eV,
+        "spin_polarized": doc.electronic.spin_polarized,
+        "total_magnetization": doc.electronic.total_magnetization,
         "max_force_eV_per_A": doc.max_force_eV_per_A,
         "converged": doc.converged,
         "walltime_s": doc.walltime_s,
@@ -247,12 +265,19 @@ def register(app: typer.Typer) -> None:
         cell: Annotated[
             bool, typer.Option("--cell", help="relax: relax the cell too (vc-relax/CELL_OPT).")
         ] = False,
+        spin: Annotated[
+            bool | None,
+            typer.Option(
+                "--spin/--no-spin",
+                help="Spin-polarised run on/off [default: on for odd electron counts].",
+            ),
+        ] = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Run one calculation and print energy, gap, wall time and its folder."""
         doc = run_calc(
             kind.lower(), load_any_structure(structure), code.lower(), protocol, charge,
-            parse_sets(set_), _calc_dir(directory, kind.lower()), prev_dir, cell=cell,
+            parse_sets(set_), _calc_dir(directory, kind.lower()), prev_dir, cell=cell, spin=spin,
         )  # fmt: skip
         emit(summary(doc), as_json)
 

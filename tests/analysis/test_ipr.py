@@ -1,4 +1,8 @@
-"""IPR: the card's formula on hand-computed examples, chunking, bounds, bad input."""
+"""IPR: the card's formula on hand-computed examples, chunking, bounds, bad input.
+
+The weights are probabilities p_a = |P_a|^2 (projwfc.x, CP2K &LDOS), so
+IPR = sum |P|^4 / (sum |P|^2)^2 = sum p^2 / (sum p)^2.
+"""
 
 from __future__ import annotations
 
@@ -23,9 +27,30 @@ def two_atom() -> StateProjections:
 
 def test_two_atom_hand_computed():
     values = ipr_values(two_atom().weights)
-    # sum p^2 / (sum p)^2 by hand:
-    # 1/1 = 1 ; (0.25+0.25)/1 = 0.5 ; (0.5625+0.0625)/1 = 0.625
+    # sum p^2 / (sum p)^2 by hand: 1/1 = 1 ; (0.25+0.25)/1 = 0.5 ; (0.5625+0.0625)/1 = 0.625
     assert values == pytest.approx([1.0, 0.5, 0.625])
+    res = analyze_ipr(two_atom())
+    assert [s["participation"] for s in res.states] == pytest.approx([1.0, 2.0, 1.6])
+
+
+def test_three_atom_hand_computed_unnormalised():
+    # p = (2, 1, 1): sum p^2 = 6, (sum p)^2 = 16 -> 0.375, 1/IPR = 2.667 atoms
+    assert ipr_values(np.array([[2.0, 1.0, 1.0]])) == pytest.approx([0.375])
+
+
+def test_bounds_hold_for_random_states():
+    # max_a(p/sum p)^2 <= IPR <= max_a p/sum p for every state (any N, sparse or dense)
+    rng = np.random.default_rng(7)
+    for natoms in (2, 5, 21, 300):
+        w = rng.random((200, natoms)) ** rng.uniform(0.5, 8.0, size=(200, 1))
+        w[rng.random(w.shape) < 0.3] = 0.0
+        w[:, 0] += 1e-12
+        frac = w / w.sum(axis=1, keepdims=True)
+        top = frac.max(axis=1)
+        values = ipr_values(w)
+        assert np.all(top**2 <= values * (1 + 1e-12))
+        assert np.all(values <= top * (1 + 1e-12))
+        assert np.all(values >= 1.0 / natoms * (1 - 1e-12))
 
 
 def test_bounds_one_over_n_and_one():
@@ -78,16 +103,19 @@ def test_unknown_grouping_is_an_error():
 
 def test_default_threshold_is_size_aware_and_user_value_wins():
     # 21 atoms: a state spread evenly has IPR 1/21 = 0.048 > 0.03, so the seed's absolute
-    # 0.03 (chosen for >2,000-atom models) would call it localized.
+    # 0.03 (chosen for >2,000-atom models) would call it localized. A state on the 2 Pb of
+    # Cs4PbBr6's cell with its 12 Br (a host band of the 0D crystal, 1/0.17 of the atoms)
+    # must stay delocalized too; one on 2 atoms (the vacancy level) is localized.
     n = 21
-    weights = np.vstack([np.full(n, 1.0 / n), np.eye(n)[0]])  # delocalized, one-atom state
-    proj = StateProjections(energies=[0.0, 1.0], weights=weights, species=["Br"] * n,
-                            occupations=[1.0, 0.0])  # fmt: skip
+    host_band = np.r_[np.full(4, 0.25), np.zeros(n - 4)]  # 4 atoms: IPR 0.25
+    weights = np.vstack([np.full(n, 1.0 / n), host_band, np.r_[0.8, 0.2, np.zeros(n - 2)]])
+    proj = StateProjections(energies=[0.0, 1.0, 2.0], weights=weights, species=["Br"] * n,
+                            occupations=[1.0, 0.0, 0.0])  # fmt: skip
     auto = analyze_ipr(proj)
-    assert auto.threshold == pytest.approx(3 / n)
-    assert auto.localized.tolist() == [False, True]
+    assert auto.threshold == pytest.approx(8 / n)
+    assert auto.localized.tolist() == [False, False, True]
     user = analyze_ipr(proj, threshold=0.03)  # an explicit threshold is used as given
-    assert user.threshold == 0.03 and user.localized.tolist() == [True, True]
+    assert user.threshold == 0.03 and user.localized.tolist() == [True, True, True]
     big = StateProjections(
         energies=[0.0], weights=np.full((1, 2000), 1 / 2000), species=["Br"] * 2000
     )

@@ -8,7 +8,7 @@ import pytest
 from ase import Atoms
 
 from perovflow.engines.pseudos import Pseudo
-from perovflow.engines.qe.calc import band_edges, choose_npool, mpi_ranks, pw_argv
+from perovflow.engines.qe.calc import band_edges, choose_npool, mpi_ranks, occupations, pw_argv
 from perovflow.engines.qe.inputs import RY_EV, nest_overrides, qe_input_set
 from perovflow.engines.registry import get_maker
 from perovflow.errors import InputError
@@ -102,9 +102,42 @@ def test_launch_command_comes_from_settings_and_pools_follow_kpoints(monkeypatch
 
 def test_band_edges_find_direct_gap():
     eig = [[[0.0, 1.0, 3.0], [0.5, 1.5, 2.5]]]  # [spin][k][band], 2 occupied bands (4 e-)
-    edges = band_edges(eig, 4, None)
+    edges = band_edges(eig, occupations(eig, 4))
     assert edges["vbm_eV"] == 1.5 and edges["cbm_eV"] == 2.5 and edges["is_direct"]
-    assert band_edges(eig, 4.0, 2.0)["band_gap_eV"] == pytest.approx(1.0)
+    assert band_edges(eig, occupations(eig, 4.0, 2.0))["band_gap_eV"] == pytest.approx(1.0)
+
+
+def test_odd_electron_count_is_spin_polarised_with_one_unpaired_electron():
+    atoms = cspbbr3()
+    del atoms[4]  # Br vacancy: 9 + 4 + 14 = 27 electrons
+    system = qe_input_set(atoms, "static", "fast", PSEUDOS)["input_data"]["system"]
+    assert system["nspin"] == 2 and system["tot_magnetization"] == 1.0
+    assert system["occupations"] == "smearing"  # narrow: near-degenerate levels converge
+    closed = qe_input_set(cspbbr3(), "static", "fast", PSEUDOS)["input_data"]["system"]
+    assert "nspin" not in closed  # 34 electrons: closed shell, spin-restricted
+    on = qe_input_set(cspbbr3(), "static", "fast", PSEUDOS, spin=True)["input_data"]["system"]
+    assert on["nspin"] == 2 and on["tot_magnetization"] == 0.0
+    off = qe_input_set(atoms, "static", "fast", PSEUDOS, spin=False)["input_data"]["system"]
+    assert "nspin" not in off and off["occupations"] == "smearing"  # half-filled level
+    metal = Atoms("Na", cell=[4.2, 4.2, 4.2], pbc=True)  # 9 electrons, a metal: no moment
+    assert "nspin" not in qe_input_set(metal, "static", "fast", PSEUDOS)["input_data"]["system"]
+
+
+def test_user_spin_settings_win_over_automatic_spin():
+    atoms = cspbbr3()
+    del atoms[4]  # odd: automatic nspin=2, tot_magnetization=1
+    for user, want in (
+        ({"nspin": 1}, {"nspin": 1}),
+        ({"system.tot_magnetization": 3}, {"nspin": 2, "tot_magnetization": 3}),
+        ({"nspin": 2, "starting_magnetization(1)": 0.5}, {"nspin": 2}),
+    ):
+        system = qe_input_set(atoms, "static", "fast", PSEUDOS, overrides=user, spin=True)[
+            "input_data"
+        ]["system"]
+        got = {k: system[k] for k in ("nspin", "tot_magnetization") if k in system}
+        assert got == want, user
+    maker = get_maker("qe", "scf", spin=False)
+    assert maker.spin is False and get_maker("qe", "scf").spin is None
 
 
 def test_registry_errors_and_maker_fields():
@@ -118,3 +151,16 @@ def test_registry_errors_and_maker_fields():
     relax = get_maker("qe", "relax", defect=True)
     assert relax.defect and relax.input_set_overrides == {}
     assert get_maker("qe", "relax").input_set_overrides is not relax.input_set_overrides
+
+
+def test_cli_spin_flag_maps_to_each_code_and_user_sections_win():
+    from perovflow.cli.calc import _spin_fields
+
+    assert _spin_fields("qe", True, {}) == {"spin": True}
+    assert _spin_fields("qe", None, {"nspin": 2}) == {}
+    cp2k = _spin_fields("cp2k", False, {"cutoff_eV": 3000})["input_set_overrides"]
+    assert cp2k == {"cutoff_eV": 3000, "FORCE_EVAL": {"DFT": {"UKS": False}}}
+    raw = {"FORCE_EVAL": {"DFT": {"UKS": True, "MULTIPLICITY": 3}}}
+    assert _spin_fields("cp2k", False, raw) == {}  # the user's raw CP2K section wins
+    with pytest.raises(InputError, match="does not take spin"):
+        get_maker("mlip", "scf", spin=True)
