@@ -269,16 +269,20 @@ def _eigenvalues(calc: Any) -> np.ndarray | None:
 
 
 def band_edges(
-    eigenvalues: np.ndarray, nelect: float | None, fermi_eV: float | None
+    eigenvalues: np.ndarray,
+    nelect: float | None,
+    fermi_eV: float | None,
+    noncolin: bool = False,
 ) -> dict[str, Any]:
     """VBM, CBM, gap and directness from eigenvalues [spin][k][band].
 
-    Occupied states are the lowest ``nelect/2`` bands (non-spin-polarized, integer filling)
-    or, with smearing / fractional filling, those below the Fermi level.
+    Occupied states are the lowest ``nelect/2`` bands (non-spin-polarized, integer filling;
+    ``nelect`` bands for a non-collinear/spin–orbit run, ``noncolin=True``, where each band
+    holds one electron) or, with smearing / fractional filling, those below the Fermi level.
     """
     eig = np.asarray(eigenvalues, dtype=float)
     nspin = eig.shape[0]
-    nocc = None if nelect is None else nelect / (2 if nspin == 1 else 1)
+    nocc = None if nelect is None else nelect / (2 if nspin == 1 and not noncolin else 1)
     if nocc is not None and abs(nocc - round(nocc)) < 1e-6 and nspin == 1:
         n = round(nocc)
         if n >= eig.shape[2]:

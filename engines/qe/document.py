@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from perovflow.engines.qe.soc import output_is_noncolin
 from perovflow.engines.schemas import (
     ElectronicSummary,
     RecoveryAction,
@@ -40,8 +41,11 @@ def reference_edges(prev_dir: str | Path | None) -> dict[str, Any]:
         res = parse_pw_output(Path(prev_dir))
     except Exception:
         return {}
+    nc = output_is_noncolin(Path(prev_dir) / "espresso.pwo")
     edges = (
-        band_edges(res.eigenvalues, res.nelect, res.fermi_eV) if res.eigenvalues is not None else {}
+        band_edges(res.eigenvalues, res.nelect, res.fermi_eV, nc)
+        if res.eigenvalues is not None
+        else {}
     )
     return {"fermi_eV": res.fermi_eV, **edges}
 
@@ -64,8 +68,11 @@ def build_task_document(
     res = parse_pw_output(directory, calculation)
     atoms = res.atoms if calculation == "relax" else input_atoms
     params = _json_params({k: v for k, v in outcome.params.items() if not k.startswith("_")})
+    nc = output_is_noncolin(directory / "espresso.pwo")
     edges = (
-        band_edges(res.eigenvalues, res.nelect, res.fermi_eV) if res.eigenvalues is not None else {}
+        band_edges(res.eigenvalues, res.nelect, res.fermi_eV, nc)
+        if res.eigenvalues is not None
+        else {}
     )
     fermi = res.fermi_eV
     if maker.calc_type in ("bands", "dos"):
@@ -73,7 +80,7 @@ def build_task_document(
         fermi = fermi if fermi is not None else ref.get("fermi_eV")
         if maker.calc_type == "bands":  # no Fermi level in a 'bands' run: occupations from nelect
             edges = (
-                band_edges(res.eigenvalues, res.nelect, fermi)
+                band_edges(res.eigenvalues, res.nelect, fermi, nc)
                 if res.eigenvalues is not None
                 else edges
             )

@@ -20,6 +20,7 @@ import re
 from typing import Any
 
 from perovflow.engines.protocols import get_protocol, kpoint_grid, merge
+from perovflow.engines.qe.soc import apply_soc, resolve_soc
 from perovflow.errors import InputError
 
 RY_EV = 13.605693122994
@@ -99,6 +100,7 @@ def qe_input_set(
     charge: float = 0.0,
     defect: bool = False,
     overrides: dict[str, Any] | None = None,
+    soc: bool | None = None,
 ) -> dict[str, Any]:
     """Build the pw.x parameters for ``atoms`` (an ASE Atoms).
 
@@ -118,6 +120,9 @@ def qe_input_set(
         Defect cell: smearing and the defect force threshold.
     overrides
         User settings; they win over everything else.
+    soc
+        Spin–orbit (non-collinear) run; None takes the protocol's ``soc``
+        (:mod:`perovflow.engines.qe.soc`).
     """
     proto = get_protocol(protocol, "qe")
     user = nest_overrides(overrides)
@@ -128,6 +133,7 @@ def qe_input_set(
     nelect = count_electrons(atoms.get_chemical_symbols(), valences, charge)
     metal = is_metallic(atoms.get_chemical_symbols())
     input_data = _namelists(proto, calc_type, charge, defect, nelect, metal)
+    input_data = apply_soc(input_data, resolve_soc(soc, proto, user), nelect)
     params: dict[str, Any] = {
         "input_data": input_data,
         "pseudopotentials": {el: p.name for el, p in pseudos.items()},

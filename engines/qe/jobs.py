@@ -36,10 +36,12 @@ class BaseQEMaker(DFTMaker):
     """Common fields of the QE makers (see :class:`~perovflow.engines.base.DFTMaker`).
 
     ``input_set_overrides`` takes pw.x settings: ``{"system": {"ecutwfc": 30}}``,
-    ``{"ecutwfc": 30}`` or ``{"kpts": [2, 2, 2]}``.
+    ``{"ecutwfc": 30}`` or ``{"kpts": [2, 2, 2]}``. ``soc``: spin–orbit coupling
+    (non-collinear, fully relativistic pseudopotentials); None takes the protocol's ``soc``.
     """
 
     name: str = "qe static"
+    soc: bool | None = None
 
     @job(data=BIG_FIELDS)
     def make(self, structure: Any, prev_dir: str | None = None) -> TaskDocument:
@@ -129,10 +131,11 @@ def run_qe_task(
             "pw.x needs a periodic cell, but the structure is a molecule/cluster",
             "use the CP2K engine for clusters, or put the molecule in a box (a Structure with vacuum)",
         )
-    pseudos = get_pseudos(sorted(set(atoms.get_chemical_symbols())), "qe")
+    soc = _soc(maker, protocol)
+    pseudos = get_pseudos(sorted(set(atoms.get_chemical_symbols())), "qe", soc=soc)
     params = qe_input_set(
         atoms, maker.calc_type, protocol, pseudos, charge=maker.charge,
-        defect=maker.defect, overrides=maker.input_set_overrides,
+        defect=maker.defect, overrides=maker.input_set_overrides, soc=soc,
     )  # fmt: skip
     labels = {}
     restart = None
@@ -159,6 +162,17 @@ def run_qe_task(
 
     return build_task_document(
         maker, atoms, outcome, directory, protocol, pseudos, prev_dir, labels, extra
+    )
+
+
+def _soc(maker: BaseQEMaker, protocol: str) -> bool:
+    """The maker's spin–orbit switch resolved against the protocol and the user's overrides."""
+    from perovflow.engines.protocols import get_protocol
+    from perovflow.engines.qe.inputs import nest_overrides
+    from perovflow.engines.qe.soc import resolve_soc
+
+    return resolve_soc(
+        maker.soc, get_protocol(protocol, "qe"), nest_overrides(maker.input_set_overrides)
     )
 
 
