@@ -59,14 +59,20 @@ def main() -> None:
         root = Path(tmp)
         for fr in (False, True):
             e = [run(a, False, fr, ecut, root)["E"] for a in lattice]
-            print(f"{'ld1-fr-pbe (SR limit)' if fr else 'gth-pbe':22s} a0 = {ev_minimum(lattice, e):.4f} Å")
+            print(
+                f"{'ld1-fr-pbe (SR limit)' if fr else 'gth-pbe':22s} a0 = {ev_minimum(lattice, e):.4f} Å"
+            )
         sr, so = run(5.87, False, True, ecut, root), run(5.87, True, True, ecut, root)
         gth = run(5.87, False, False, ecut, root)
-        print(f"gap a=5.87  gth-pbe {gth['gap']:.3f}  ld1-fr-pbe SR {sr['gap']:.3f}  "
-              f"SOC {so['gap']:.3f} eV  (SOC lowers it by {sr['gap'] - so['gap']:.3f} eV)")
+        print(
+            f"gap a=5.87  gth-pbe {gth['gap']:.3f}  ld1-fr-pbe SR {sr['gap']:.3f}  "
+            f"SOC {so['gap']:.3f} eV  (SOC lowers it by {sr['gap'] - so['gap']:.3f} eV)"
+        )
         split = so["cb_R"][2] - so["cb_R"][0]
-        print(f"SOC at R: CBM (j=1/2) to next level (j=3/2) {split:.3f} eV; "
-              f"wall {so['s']:.0f} s (SR {sr['s']:.0f} s)")
+        print(
+            f"SOC at R: CBM (j=1/2) to next level (j=3/2) {split:.3f} eV; "
+            f"wall {so['s']:.0f} s (SR {sr['s']:.0f} s)"
+        )
 
 
 if __name__ == "__main__":

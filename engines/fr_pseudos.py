@@ -48,11 +48,11 @@ def _user_fr_upf(element: str, folder: Path, family: str) -> Pseudo:
 
 
 def _ld1_fr(element: str, cache_dir: Path) -> Pseudo:
+    from perovflow.engines.qe.inputs import upf_valence
     from perovflow.engines.qe.ld1 import FAMILY, fr_pseudo_file
-    from perovflow.engines.qe.ld1_recipes import RECIPES
 
     path, _report = fr_pseudo_file(element, cache_dir)
-    valence = round(RECIPES[element].valence) if element in RECIPES else None
+    valence = round(upf_valence(str(path)))
     return Pseudo(element, path.name, path, md5_file(path), FAMILY, valence)
 
 

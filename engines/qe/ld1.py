@@ -178,7 +178,9 @@ def verify(
     ref = blocks[0]["levels"]
     for lev in ref:
         if abs(lev["e_ae"] - lev["e_ps"]) > TOL_EIG_RY:
-            problems.append(f"{lev['label']} j={lev['j']}: e_PS-e_AE {lev['e_ps'] - lev['e_ae']:+.4f} Ry")
+            problems.append(
+                f"{lev['label']} j={lev['j']}: e_PS-e_AE {lev['e_ps'] - lev['e_ae']:+.4f} Ry"
+            )
     transfer = []
     for conf, block in zip(recipe.tests, blocks[1:], strict=False):
         d_ae, d_ps = block.get("dE_ae"), block.get("dE_ps")
@@ -259,7 +261,10 @@ def generate(element: str, work: Path) -> tuple[Path, dict[str, Any]]:
         )
     upf = f"{element}.fr.upf"
     cmd = [*ld1_command().split()]
-    for stage, text in (("gen", generation_input(recipe, upf)), ("test", testing_input(recipe, upf))):
+    for stage, text in (
+        ("gen", generation_input(recipe, upf)),
+        ("test", testing_input(recipe, upf)),
+    ):
         (work / f"{stage}.in").write_text(text)
         result = run_command(cmd, work, f"{stage}.out", f"{stage}.err", stdin=f"{stage}.in",
                              walltime_s=120, env={"OMP_NUM_THREADS": "1"})  # fmt: skip
@@ -269,7 +274,9 @@ def generate(element: str, work: Path) -> tuple[Path, dict[str, Any]]:
                 "check the QE installation (ld1.x) or set qe.pseudo_dir to a FR UPF folder",
             )
     tests, ae, ps = work / "test.test", work / "test1.dlog", work / "test1ps.dlog"
-    logder = logder_errors(ae.read_text(), ps.read_text()) if ae.is_file() and ps.is_file() else None
+    logder = (
+        logder_errors(ae.read_text(), ps.read_text()) if ae.is_file() and ps.is_file() else None
+    )
     report = verify(
         recipe,
         tests.read_text() if tests.is_file() else "",

@@ -55,10 +55,6 @@ class Recipe:
     tests: tuple[str, ...]
     rcore: float | None = None
 
-    @property
-    def valence(self) -> float:
-        """Valence electrons (sum of the channel occupations)."""
-        return sum(c.occupation for c in self.channels)
 
 
 def _sp(n: int, occ: tuple[float, float, float], rs: float, rp: float) -> tuple[Channel, ...]:
@@ -72,27 +68,51 @@ def _sp(n: int, occ: tuple[float, float, float], rs: float, rp: float) -> tuple[
 
 RECIPES: dict[str, Recipe] = {
     "Pb": Recipe(
-        "Pb", "[Xe] 4f14 5d10 6s2 6p2 6p0", _sp(6, (2, 2, 0), 2.6, 2.8), 2.6, True,
+        "Pb",
+        "[Xe] 4f14 5d10 6s2 6p2 6p0",
+        _sp(6, (2, 2, 0), 2.6, 2.8),
+        2.6,
+        True,
         ("6s2 6p1 6p0", "6s1 6p2 6p1", "6s2 6p0 6p0"),
     ),
     "Bi": Recipe(
-        "Bi", "[Xe] 4f14 5d10 6s2 6p2 6p1", _sp(6, (2, 2, 1), 2.5, 2.7), 2.5, True,
+        "Bi",
+        "[Xe] 4f14 5d10 6s2 6p2 6p1",
+        _sp(6, (2, 2, 1), 2.5, 2.7),
+        2.5,
+        True,
         ("6s2 6p2 6p0", "6s1 6p2 6p2", "6s2 6p1 6p0"),
     ),
     "Sn": Recipe(
-        "Sn", "[Kr] 4d10 5s2 5p2 5p0", _sp(5, (2, 2, 0), 2.5, 2.7), 2.5, True,
+        "Sn",
+        "[Kr] 4d10 5s2 5p2 5p0",
+        _sp(5, (2, 2, 0), 2.5, 2.7),
+        2.5,
+        True,
         ("5s2 5p1 5p0", "5s1 5p2 5p1", "5s2 5p0 5p0"),
     ),
     "Br": Recipe(
-        "Br", "[Ar] 3d10 4s2 4p2 4p3", _sp(4, (2, 2, 3), 2.0, 2.2), 2.0, True,
+        "Br",
+        "[Ar] 3d10 4s2 4p2 4p3",
+        _sp(4, (2, 2, 3), 2.0, 2.2),
+        2.0,
+        True,
         ("4s2 4p2 4p2", "4s1 4p2 4p4", "4s2 4p1 4p4"),
     ),
     "I": Recipe(
-        "I", "[Kr] 4d10 5s2 5p2 5p3", _sp(5, (2, 2, 3), 2.3, 2.5), 2.3, True,
+        "I",
+        "[Kr] 4d10 5s2 5p2 5p3",
+        _sp(5, (2, 2, 3), 2.3, 2.5),
+        2.3,
+        True,
         ("5s2 5p2 5p2", "5s1 5p2 5p4", "5s2 5p1 5p4"),
     ),
     "Cl": Recipe(
-        "Cl", "[Ne] 3s2 3p2 3p3", _sp(3, (2, 2, 3), 1.6, 1.8), 1.6, False,
+        "Cl",
+        "[Ne] 3s2 3p2 3p3",
+        _sp(3, (2, 2, 3), 1.6, 1.8),
+        1.6,
+        False,
         ("3s2 3p2 3p2", "3s1 3p2 3p4", "3s2 3p1 3p4"),
     ),
     "Cs": Recipe(

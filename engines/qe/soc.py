@@ -16,7 +16,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-NONCOLIN_MARKERS = ("Noncollinear calculation", "spin-orbit")
+# pw.x 6.x summary lines: "Noncollinear calculation with(out) ...", or for SOC without
+# magnetisation "Non magnetic calculation with spin-orbit"
+NONCOLIN_MARKERS = ("Noncollinear calculation", "calculation with spin-orbit")
 
 
 def resolve_soc(maker_soc: bool | None, proto: dict[str, Any], user: dict[str, Any]) -> bool:
@@ -53,4 +55,4 @@ def output_is_noncolin(path: str | Path) -> bool:
         return False
     with open(path, errors="replace") as fh:
         head = fh.read(200000)
-    return "Noncollinear calculation" in head
+    return any(marker in head for marker in NONCOLIN_MARKERS)

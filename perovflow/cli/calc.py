@@ -78,6 +78,7 @@ def run_calc(
     overrides: dict[str, Any],
     root: Path,
     prev_dir: str | None = None,
+    soc: bool | None = None,
 ) -> Any:
     """Build the job (scf first when bands/DOS lack ``prev_dir``), run it, return its output."""
     from jobflow import Flow, run_locally
@@ -89,7 +90,7 @@ def run_calc(
         from perovflow.engines.qe.inputs import nest_overrides
 
         nest_overrides(overrides)
-    common = {"protocol": protocol, "charge": charge, "input_set_overrides": overrides}
+    common = {"protocol": protocol, "charge": charge, "input_set_overrides": overrides, "soc": soc}
     maker = get_maker(code, kind, **common)
     jobs = []
     if kind in ("bands", "dos") and prev_dir is None:
@@ -249,12 +250,16 @@ def register(app: typer.Typer) -> None:
         prev_dir: Annotated[
             str | None, typer.Option(help="scf folder to start bands/dos from.")
         ] = None,
+        soc: Annotated[
+            bool | None,
+            typer.Option("--soc/--no-soc", help="Spin-orbit coupling (QE; default: protocol)."),
+        ] = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Run one calculation and print energy, gap, wall time and its folder."""
         doc = run_calc(
             kind.lower(), load_any_structure(structure), code.lower(), protocol, charge,
-            parse_sets(set_), _calc_dir(directory, kind.lower()), prev_dir,
+            parse_sets(set_), _calc_dir(directory, kind.lower()), prev_dir, soc,
         )  # fmt: skip
         emit(summary(doc), as_json)
 

@@ -1,0 +1,124 @@
+"""Spin-orbit coupling in QE: the switch, its precedence, band edges, and real pw.x runs."""
+
+from __future__ import annotations
+
+import fr_family  # helper next to this file (pytest puts this folder on sys.path)
+import numpy as np
+import pytest
+from ase import Atoms
+from pymatgen.core import Lattice, Structure
+
+from perovflow.engines.pseudos import Pseudo
+from perovflow.engines.qe.calc import band_edges
+from perovflow.engines.qe.inputs import qe_input_set
+from perovflow.engines.qe.jobs import QEDosMaker, QEStaticMaker, run_qe_task
+
+TINY = {"ecutwfc": 25, "ecutrho": 100, "kpts": [2, 2, 2], "conv_thr": 1e-7}
+
+
+def cspbbr3() -> Structure:
+    return Structure(
+        Lattice.cubic(5.87),
+        ["Cs", "Pb", "Br", "Br", "Br"],
+        [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+    )
+
+
+def _pseudos() -> dict:
+    return {el: Pseudo(el, f"{el}.upf", None, "", "x", q) for el, q in
+            {"Cs": 9, "Pb": 4, "Br": 7}.items()}  # fmt: skip
+
+
+def _atoms() -> Atoms:
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    return AseAtomsAdaptor.get_atoms(cspbbr3())
+
+
+def test_soc_switch_precedence_and_band_count():
+    atoms, ps = _atoms(), _pseudos()
+    off = qe_input_set(atoms, "static", "fast", ps)["input_data"]["system"]
+    assert "noncolin" not in off and off["nbnd"] == 25  # protocol default soc: false; 17*1.2+4
+    on = qe_input_set(atoms, "static", "fast", ps, soc=True)["input_data"]["system"]
+    # 34 valence electrons (9+4+3*7), one per band: ceil(34*1.2)+8 = 49 bands, > 34 occupied
+    assert on["noncolin"] is True and on["lspinorb"] is True and on["nbnd"] == 49
+    user = {"system.lspinorb": False, "nbnd": 60}
+    mine = qe_input_set(atoms, "static", "fast", ps, soc=True, overrides=user)["input_data"]
+    assert mine["system"]["lspinorb"] is False and mine["system"]["nbnd"] == 60  # user wins
+    forced = qe_input_set(atoms, "static", "fast", ps, overrides={"lspinorb": True})
+    assert forced["input_data"]["system"]["noncolin"] is True  # user lspinorb turns SOC on
+
+
+def test_band_edges_noncollinear_one_electron_per_band():
+    # 4 electrons, bands at -2, -1, 0, 1, 3, 4 eV: collinear = 2 doubly occupied bands
+    # (gap 1 eV between -1 and 0); non-collinear = 4 singly occupied (gap 2 eV, 1 -> 3)
+    eig = np.array([[[-2.0, -1.0, 0.0, 1.0, 3.0, 4.0]]])
+    assert band_edges(eig, 4, None)["band_gap_eV"] == pytest.approx(1.0)
+    nc = band_edges(eig, 4, None, noncolin=True)
+    assert nc["vbm_eV"] == 1.0 and nc["band_gap_eV"] == pytest.approx(2.0)
+
+
+@pytest.fixture(scope="session")
+def fr_cache(tmp_path_factory):
+    return fr_family.build(tmp_path_factory.mktemp("ld1-fr-soc"), ("Cs", "Pb", "Br"))
+
+
+def _run(maker, tmp_path, name, prev_dir=None):
+    folder = tmp_path / name
+    folder.mkdir()
+    return run_qe_task(maker, cspbbr3(), prev_dir, folder)
+
+
+def _split_at_r(doc) -> float:
+    frac = np.array(doc.kpoints["fractional"])
+    k_r = int(np.argmin(np.linalg.norm(np.abs(frac) - 0.5, axis=1)))
+    cb = np.sort(np.array(doc.eigenvalues)[0][k_r])[34:]
+    return float(cb[2] - cb[0])  # j=1/2 pair -> next (j=3/2) level
+
+
+@pytest.mark.qe
+@pytest.mark.slow
+def test_soc_lowers_the_cspbbr3_gap(fr_cache, tmp_path):
+    fr_family.install(fr_cache)
+    sr = _run(QEStaticMaker(soc=False, input_set_overrides=TINY), tmp_path, "sr")
+    so = _run(QEStaticMaker(soc=True, input_set_overrides=TINY), tmp_path, "soc")
+    assert "noncolin" not in sr.input_parameters["input_data"]["system"]
+    assert so.input_parameters["input_data"]["system"]["lspinorb"] is True
+    # Cubic CsPbBr3 / MAPbI3: SOC lowers the PBE gap by ~1 eV (Even et al., J. Phys. Chem.
+    # Lett. 4, 2999 (2013); PBE ~1.4-1.8 eV -> PBE+SOC ~0.3-0.7 eV), both direct at R
+    drop = sr.electronic.band_gap_eV - so.electronic.band_gap_eV
+    assert 0.8 < drop < 1.3, (sr.electronic.band_gap_eV, so.electronic.band_gap_eV)
+    assert so.electronic.is_direct
+    # the Pb-6p conduction band splits at R into j=1/2 (CBM) and j=3/2, >= ~1 eV apart
+    assert _split_at_r(so) > 1.0
+    assert so.pseudopotentials[0].family == "ld1-fr-pbe"
+
+
+@pytest.mark.qe
+@pytest.mark.cp2k
+@pytest.mark.slow
+def test_fr_scalar_limit_matches_gth_gap(fr_cache, tmp_path):
+    # pw.x averages the j channels of a FR potential when lspinorb is off: the scalar-
+    # relativistic limit must give GTH-PBE's gap (same valences) within 0.15 eV at 25 Ry
+    from perovflow.engines.qe.jobs import QEStaticMaker as M
+
+    fr_family.install(fr_cache)
+    gth = _run(M(input_set_overrides=TINY), tmp_path, "gth")
+    fr = _run(M(input_set_overrides={**TINY, "lspinorb": False}, soc=True), tmp_path, "fr")
+    assert fr.input_parameters["input_data"]["system"]["lspinorb"] is False
+    assert fr.pseudopotentials[0].family == "ld1-fr-pbe"
+    assert fr.electronic.band_gap_eV == pytest.approx(gth.electronic.band_gap_eV, abs=0.15)
+
+
+@pytest.mark.qe
+def test_soc_scf_nscf_projwfc_chain(fr_cache, tmp_path):
+    fr_family.install(fr_cache)
+    gamma = {"ecutwfc": 20, "ecutrho": 80, "kpts": [1, 1, 1], "conv_thr": 1e-6}
+    scf = _run(QEStaticMaker(soc=True, input_set_overrides=gamma), tmp_path, "scf")
+    dos = _run(QEDosMaker(soc=True, input_set_overrides=gamma), tmp_path, "dos", scf.dir_name)
+    assert dos.input_parameters["input_data"]["system"]["noncolin"] is True
+    # 34 electrons, one per band: the VBM is band 34, not 17
+    eig = np.sort(np.array(dos.eigenvalues)[0][0])
+    assert dos.electronic.vbm_eV == pytest.approx(eig[33], abs=1e-3)
+    out = (tmp_path / "dos" / "projwfc.out").read_text()
+    assert "j=" in out or "mj" in out.lower()  # projwfc.x prints (l, j, m_j) states
