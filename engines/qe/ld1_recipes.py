@@ -56,7 +56,6 @@ class Recipe:
     rcore: float | None = None
 
 
-
 def _sp(n: int, occ: tuple[float, float, float], rs: float, rp: float) -> tuple[Channel, ...]:
     """s, p1/2, p3/2 channels of shell ``n`` (labels like ``6S``, ``6P``)."""
     return (
@@ -71,7 +70,7 @@ RECIPES: dict[str, Recipe] = {
         "Pb",
         "[Xe] 4f14 5d10 6s2 6p2 6p0",
         _sp(6, (2, 2, 0), 2.6, 2.8),
-        2.6,
+        3.3,
         True,
         ("6s2 6p1 6p0", "6s1 6p2 6p1", "6s2 6p0 6p0"),
     ),
