@@ -136,3 +136,41 @@ def test_soc_scf_nscf_projwfc_chain(fr_cache, tmp_path):
     assert dos.electronic.vbm_eV == pytest.approx(eig[33], abs=1e-3)
     out = (tmp_path / "dos" / "projwfc.out").read_text()
     assert "j=" in out or "mj" in out.lower()  # projwfc.x prints (l, j, m_j) states
+
+
+def _energy(atoms, pseudos, folder) -> float:
+    from perovflow.engines.pseudos import pseudo_dir_for
+    from perovflow.engines.qe.calc import parse_pw_output, run_pw
+
+    over = {"ecutwfc": 40, "ecutrho": 160, "kpts": [2, 2, 2], "conv_thr": 1e-7}
+    params = qe_input_set(atoms, "static", "fast", pseudos, soc=False, overrides=over)
+    run_pw(atoms, params, folder, pseudo_dir_for(pseudos))
+    return parse_pw_output(folder).energy_eV
+
+
+@pytest.mark.qe
+@pytest.mark.cp2k
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: ld1-fr-pbe's Pb (q4, d channel local only) binds too strongly; its E-V "
+    "minimum lies ~0.25 Å below GTH's (measured 40 Ry: a0 < 5.85 vs ~6.10 Å)",
+)
+def test_fr_scalar_limit_lattice_constant_matches_gth(fr_cache, tmp_path):
+    # E-V parabola through 5.85/5.95/6.05 Å, both families, scalar-relativistic; PBE's cubic
+    # CsPbBr3 lattice constant is ~6.0 Å (exp. 5.87 Å): the two must agree within 1 %
+    from perovflow.engines.pseudos import get_pseudos
+
+    fr_family.install(fr_cache)
+    lattice = [5.85, 5.95, 6.05]
+    minima = []
+    for soc in (False, True):
+        ps = get_pseudos(["Cs", "Pb", "Br"], "qe", soc=soc)
+        energies = []
+        for a in lattice:
+            atoms = _atoms()
+            atoms.set_cell(np.eye(3) * a, scale_atoms=True)
+            energies.append(_energy(atoms, ps, tmp_path / f"{soc}-{a}"))
+        c2, c1, _ = np.polyfit(lattice, energies, 2)
+        minima.append(-c1 / (2 * c2) if c2 > 0 else float("nan"))
+    assert minima[1] == pytest.approx(minima[0], rel=0.01), minima
