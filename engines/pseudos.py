@@ -338,6 +338,7 @@ def get_pseudos(
     elements: list[str] | set[str] | tuple[str, ...],
     code: Literal["qe", "cp2k"] = "qe",
     family: str | None = None,
+    soc: bool = False,
 ) -> dict[str, Pseudo]:
     """Return one :class:`Pseudo` per element, converting GTH files for QE on demand.
 
@@ -351,6 +352,9 @@ def get_pseudos(
         ``gth-pbe`` forces the built-in family. Otherwise, when ``settings.qe.pseudo_dir``
         is set, its UPF files are used and recorded under this name (default: the setting
         ``qe.pseudo_family``, or the folder name).
+    soc
+        Spin–orbit run (QE): fully relativistic potentials only, see
+        :func:`perovflow.engines.fr_pseudos.soc_pseudos`.
 
     Raises
     ------
@@ -359,6 +363,10 @@ def get_pseudos(
     """
     from perovflow.settings import get_settings
 
+    if soc and code == "qe":
+        from perovflow.engines.fr_pseudos import soc_pseudos
+
+        return soc_pseudos(elements, family)
     settings = get_settings()
     folder = None
     if code == "qe" and settings.qe.pseudo_dir is not None and family != DEFAULT_FAMILY:

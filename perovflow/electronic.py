@@ -32,7 +32,10 @@ SPIN_NAMES = ("up", "down")
 
 
 def occupations_from_count(
-    eigenvalues: np.ndarray, nelect: float, magnetization: float | None = None
+    eigenvalues: np.ndarray,
+    nelect: float,
+    magnetization: float | None = None,
+    noncolin: bool = False,
 ) -> np.ndarray | None:
     """Integer filling of eigenvalues ``[spin][k][band]``: 1 for the lowest bands, else 0.
 
@@ -45,6 +48,9 @@ def occupations_from_count(
     magnetization
         ``n_up - n_down`` (Bohr magnetons) for two spin channels; None: 0 for an even and 1
         for an odd electron count.
+    noncolin
+        Non-collinear / spin–orbit bands (one spin channel, spinor bands): one electron per
+        band, so ``nelect`` bands are filled.
 
     Returns
     -------
@@ -54,7 +60,7 @@ def occupations_from_count(
     eig = np.asarray(eigenvalues, dtype=float)
     nspin, _, nbands = eig.shape
     if nspin == 1:
-        counts = [nelect / 2.0]
+        counts = [float(nelect) if noncolin else nelect / 2.0]
     else:
         mag = magnetization if magnetization is not None else float(round(nelect) % 2)
         counts = [(nelect + mag) / 2.0, (nelect - mag) / 2.0]

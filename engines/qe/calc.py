@@ -21,6 +21,7 @@ import numpy as np
 
 from perovflow.engines.qe.failures import CRASH_FILE, PW_ERR, diagnose, write_exit
 from perovflow.engines.qe.handlers import PW_OUT, TIMEOUT_MARKER, default_handlers
+from perovflow.engines.qe.soc import NONCOLIN_MARKERS
 from perovflow.engines.runner import (
     SLURM_MARGIN_S,
     RecoveryOutcome,
@@ -217,7 +218,12 @@ def parse_pw_output(directory: Path, calculation: str = "scf") -> PWResults:
     fermi = _safe(calc.get_fermi_level) if calc is not None else None
     smeared = "the Fermi energy is" in text  # fixed occupations print only HOMO/LUMO
     level = spin["fermi_levels_eV"] or (fermi if smeared else None)
-    occ = None if eig is None else occupations(eig, nelect, level, spin["fixed_magnetization"])
+    noncolin = any(marker in text for marker in NONCOLIN_MARKERS)
+    occ = (
+        None
+        if eig is None
+        else occupations(eig, nelect, level, spin["fixed_magnetization"], noncolin)
+    )
     return PWResults(
         atoms=last,
         energy_eV=_safe(last.get_potential_energy),
@@ -317,12 +323,14 @@ def occupations(
     nelect: float | None,
     fermi_eV: Any = None,
     magnetization: float | None = None,
+    noncolin: bool = False,
 ) -> np.ndarray | None:
     """Occupation fractions [spin][k][band] of a pw.x run, by the shared rule.
 
     States below the Fermi level (one per spin channel when pw.x prints two) when there is
     one (smearing); otherwise integer filling of ``n_up``/``n_down`` bands per k-point from
-    the electron count and the total magnetisation (fixed occupations, 'bands' runs). See
+    the electron count and the total magnetisation (fixed occupations, 'bands' runs), one
+    electron per band in a non-collinear/spin–orbit run (``noncolin``). See
     :mod:`perovflow.electronic`.
     """
     from perovflow.electronic import occupations_from_count, occupations_from_fermi
@@ -331,7 +339,7 @@ def occupations(
         return occupations_from_fermi(eigenvalues, fermi_eV)
     if nelect is None:
         return None
-    return occupations_from_count(eigenvalues, nelect, magnetization)
+    return occupations_from_count(eigenvalues, nelect, magnetization, noncolin=noncolin)
 
 
 def band_edges(eigenvalues: np.ndarray, occ: np.ndarray | None) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import re
 from typing import Any
 
 from perovflow.engines.protocols import get_protocol, kpoint_grid, merge
+from perovflow.engines.qe.soc import apply_soc, resolve_soc
 from perovflow.errors import InputError
 
 RY_EV = 13.605693122994
@@ -128,6 +129,7 @@ def qe_input_set(
     defect: bool = False,
     overrides: dict[str, Any] | None = None,
     spin: bool | None = None,
+    soc: bool | None = None,
 ) -> dict[str, Any]:
     """Build the pw.x parameters for ``atoms`` (an ASE Atoms).
 
@@ -151,6 +153,9 @@ def qe_input_set(
     spin
         Spin polarisation: None (default) for odd electron counts of non-metals, True
         always, False never (see :func:`spin_settings`).
+    soc
+        Spin–orbit (non-collinear) run; None takes the protocol's ``soc``
+        (:mod:`perovflow.engines.qe.soc`).
     """
     proto = get_protocol(protocol, "qe")
     user = nest_overrides(overrides)
@@ -162,7 +167,10 @@ def qe_input_set(
     metal = is_metallic(atoms.get_chemical_symbols())
     spin_keys = spin_settings(nelect, metal, spin, user.get("input_data", {}).get("system", {}))
     input_data = _namelists(proto, calc_type, charge, defect, nelect, metal)
-    input_data["system"].update(spin_keys)
+    soc_on = resolve_soc(soc, proto, user)
+    if not soc_on:  # spinor (SOC) runs are left non-magnetic unless the user says otherwise
+        input_data["system"].update(spin_keys)
+    input_data = apply_soc(input_data, soc_on, nelect)
     params: dict[str, Any] = {
         "input_data": input_data,
         "pseudopotentials": {el: p.name for el, p in pseudos.items()},

@@ -39,11 +39,13 @@ class BaseQEMaker(DFTMaker):
     ``{"ecutwfc": 30}`` or ``{"kpts": [2, 2, 2]}``. ``spin``: spin polarisation, None
     (default) for odd electron counts of non-metals, True always, False never (a user
     ``nspin``/``tot_magnetization`` override wins; see
-    :func:`perovflow.engines.qe.inputs.spin_settings`).
+    :func:`perovflow.engines.qe.inputs.spin_settings`). ``soc``: spin–orbit coupling
+    (non-collinear, fully relativistic pseudopotentials); None takes the protocol's ``soc``.
     """
 
     name: str = "qe static"
     spin: bool | None = None
+    soc: bool | None = None
 
     @job(data=BIG_FIELDS)
     def make(self, structure: Any, prev_dir: str | None = None) -> TaskDocument:
@@ -140,10 +142,11 @@ def run_qe_task(
             "pw.x needs a periodic cell, but the structure is a molecule/cluster",
             "use the CP2K engine for clusters, or put the molecule in a box (a Structure with vacuum)",
         )
-    pseudos = get_pseudos(sorted(set(atoms.get_chemical_symbols())), "qe")
+    soc = _soc(maker, protocol)
+    pseudos = get_pseudos(sorted(set(atoms.get_chemical_symbols())), "qe", soc=soc)
     params = qe_input_set(
         atoms, maker.calc_type, protocol, pseudos, charge=maker.charge,
-        defect=maker.defect, overrides=maker.input_set_overrides, spin=maker.spin,
+        defect=maker.defect, overrides=maker.input_set_overrides, spin=maker.spin, soc=soc,
     )  # fmt: skip
     if getattr(maker, "relax_cell", False):
         from perovflow.engines.qe.inputs import cell_relax_settings
@@ -180,6 +183,17 @@ def run_qe_task(
     )
     doc.calc_hash = identity
     return doc
+
+
+def _soc(maker: BaseQEMaker, protocol: str) -> bool:
+    """The maker's spin–orbit switch resolved against the protocol and the user's overrides."""
+    from perovflow.engines.protocols import get_protocol
+    from perovflow.engines.qe.inputs import nest_overrides
+    from perovflow.engines.qe.soc import resolve_soc
+
+    return resolve_soc(
+        maker.soc, get_protocol(protocol, "qe"), nest_overrides(maker.input_set_overrides)
+    )
 
 
 def band_path(

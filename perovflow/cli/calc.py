@@ -55,13 +55,14 @@ def run_calc(
     prev_dir: str | None = None,
     cell: bool = False,
     spin: bool | None = None,
+    soc: bool | None = None,
 ) -> Any:
     """Build the job (scf first when bands/DOS lack ``prev_dir``), run it, return its output.
 
     ``cell``: a relax relaxes the cell too (QE vc-relax, CP2K CELL_OPT, ML cell filter).
     ``spin``: spin polarisation on (True) or off (False); None leaves the automatic choice
     (odd electron counts). User ``--set`` spin keys (``nspin``, ``tot_magnetization``,
-    CP2K ``UKS``) win over it.
+    CP2K ``UKS``) win over it. ``soc``: spin–orbit coupling (QE), None takes the protocol's.
     """
     from jobflow import Flow, run_locally
 
@@ -72,7 +73,7 @@ def run_calc(
         from perovflow.engines.qe.inputs import nest_overrides
 
         nest_overrides(overrides)
-    common = {"protocol": protocol, "charge": charge, "input_set_overrides": overrides}
+    common = {"protocol": protocol, "charge": charge, "input_set_overrides": overrides, "soc": soc}
     if cell and kind != "relax":
         raise InputError(f"--cell applies to relax, not {kind}", "drop --cell or run calc relax")
     common.update(_spin_fields(code, spin, overrides))
@@ -272,12 +273,17 @@ def register(app: typer.Typer) -> None:
                 help="Spin-polarised run on/off [default: on for odd electron counts].",
             ),
         ] = None,
+        soc: Annotated[
+            bool | None,
+            typer.Option("--soc/--no-soc", help="Spin-orbit coupling (QE; default: protocol)."),
+        ] = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Run one calculation and print energy, gap, wall time and its folder."""
         doc = run_calc(
             kind.lower(), load_any_structure(structure), code.lower(), protocol, charge,
             parse_sets(set_), _calc_dir(directory, kind.lower()), prev_dir, cell=cell, spin=spin,
+            soc=soc,
         )  # fmt: skip
         emit(summary(doc), as_json)
 

@@ -1,0 +1,141 @@
+"""ld1.x fully relativistic family: generation, ld1.x's own tests, ghosts, cache, SOC errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import fr_family  # helper next to this file (pytest puts this folder on sys.path)
+import pytest
+
+from perovflow.engines.pseudos import get_pseudos
+from perovflow.engines.qe import ld1
+from perovflow.engines.qe.ld1_recipes import RECIPES, Channel
+from perovflow.errors import EngineError
+
+pytestmark = pytest.mark.qe  # ld1.x ships with Quantum ESPRESSO
+
+
+@pytest.fixture(scope="session")
+def fr_cache(tmp_path_factory):
+    return fr_family.build(tmp_path_factory.mktemp("ld1-fr"))
+
+
+def test_family_passes_ld1_tests_and_matches_gth_valence(fr_cache):
+    # GTH valences from cp2k-data's GTH_POTENTIALS: Cs q9, Pb q4, Br q7, I q7
+    for el, q in {"Cs": 9, "Pb": 4, "Br": 7, "I": 7}.items():
+        report = json.loads((fr_cache / f"{el}.fr.json").read_text())
+        head = (fr_cache / f"{el}.fr.upf").read_text()[:5000]
+        assert report["passed"] and not report["problems"], el
+        assert 'has_so="true"' in head and 'relativistic="full"' in head
+        assert f'z_valence="{q}.0' in head
+        # the Bessel-basis diagonalisation (ld1.x's all-electron-free check) reproduces the
+        # Dirac all-electron valence levels to 5 mRy and finds nothing below them (no ghost)
+        for lev in report["reference_levels"]:
+            key = f"l={lev['l']} j={lev['j']}"
+            assert (
+                min(report["bessel"][key])
+                > min(x["e_ae"] for x in report["reference_levels"]) - 0.1
+            )
+        for t in report["transferability"]:
+            assert abs(t["error_Ry"]) <= max(0.005, 0.02 * abs(t["dE_ae_Ry"])), (el, t)
+
+
+def test_spin_orbit_splitting_of_the_atom(fr_cache):
+    # Dirac atom (ld1.x AE), PBE: Pb 6p1/2-6p3/2 = 1.37 eV; the relativistic splitting of the
+    # neutral Pb 6p shell is ~1.3-1.5 eV (Dirac-Fock / DFT atoms, e.g. Desclaux 1973).
+    # The pseudo atom must carry the same splitting (it is what SOC does to the CBM).
+    levels = json.loads((fr_cache / "Pb.fr.json").read_text())["reference_levels"]
+    p = {lev["j"]: lev for lev in levels if lev["l"] == 1}
+    split_ae = (p[1.5]["e_ae"] - p[0.5]["e_ae"]) * 13.6057
+    split_ps = (p[1.5]["e_ps"] - p[0.5]["e_ps"]) * 13.6057
+    assert 1.2 < split_ae < 1.6
+    assert split_ps == pytest.approx(split_ae, abs=0.01)
+
+
+def test_ghost_is_detected(tmp_path, monkeypatch):
+    # A Pb d projector at +0.1 Ry with lloc=-1 has negative KB energies: the Bessel test
+    # then shows d levels tens of Ry deep (a ghost; ld1.x's documentation: "shows in an
+    # unambiguous way if there are ghost states"). verify() must refuse such a potential.
+    pb = RECIPES["Pb"]
+    bad = dataclasses.replace(
+        pb,
+        channels=(
+            *pb.channels,
+            Channel("5D", 3, 2, 0.0, 2.6, 1.5, 0.1),
+            Channel("5D", 3, 2, 0.0, 2.6, 2.5, 0.1),
+        ),
+    )
+    monkeypatch.setitem(RECIPES, "Pb", bad)
+    _, report = ld1.generate("Pb", tmp_path)
+    assert not report["passed"]
+    assert any("ghost state in l=2" in p for p in report["problems"])
+    with pytest.raises(EngineError, match="failed its tests"):
+        ld1.fr_pseudo_file("Pb", tmp_path / "cache")
+    assert not (tmp_path / "cache" / "Pb.fr.upf").exists()  # never cached
+
+
+def test_parsers_on_hand_written_ld1_output():
+    out = """
+     Cutoff (Ry) :   20.0
+                           N = 1       N = 2
+     E(L=0,J=0.5) =   -0.8248 Ry   -0.0305 Ry
+     E(L=1,J=1.5) =   -0.1927 Ry    0.0157 Ry
+     -------------- End of Bessel function test ------------------------
+     Cutoff (Ry) :   20.0
+     E(L=0,J=0.5) =   -9.0000 Ry   -0.0305 Ry
+"""
+    assert ld1.parse_bessel(out) == {
+        20.0: {(0, 0.5): [-0.8248, -0.0305], (1, 1.5): [-0.1927, 0.0157]}
+    }
+    test = """     1 0 0.5 6S   1( 2.00)       -0.82574       -0.82575        0.00000
+
+     1 0 0.5 6S   1( 2.00)       -1.39362       -1.38569       -0.00793
+     dEtot_ae =       0.543442 Ry
+     dEtot_ps =       0.540207 Ry,   Delta E=       0.003235 Ry
+"""
+    blocks = ld1.parse_tests(test)
+    assert len(blocks) == 2 and blocks[1]["dE_ae"] == 0.543442 and blocks[1]["dE_ps"] == 0.540207
+    assert blocks[0]["levels"][0] == {"l": 0, "j": 0.5, "label": "6S", "occ": 2.0,
+                                      "e_ae": -0.82574, "e_ps": -0.82575}  # fmt: skip
+
+
+def test_soc_pseudos_cached_and_generated_on_demand(fr_cache):
+    fr_family.install(fr_cache)
+    found = get_pseudos(["Cs", "Pb", "Br", "Br"], "qe", soc=True)
+    assert sorted(found) == ["Br", "Cs", "Pb"]
+    assert {p.family for p in found.values()} == {"ld1-fr-pbe"}
+    assert found["Pb"].valence == 4 and found["Cs"].valence == 9
+    before = found["Pb"].path.stat().st_mtime_ns
+    assert get_pseudos(["Pb"], "qe", soc=True)["Pb"].path.stat().st_mtime_ns == before
+
+
+def _fake_upf(path, has_so: str) -> None:
+    path.write_text(f'<UPF version="2.0.1">\n<PP_HEADER element="X" has_so="{has_so}" '
+                    'z_valence="4.0"/>\n</UPF>\n')  # fmt: skip
+
+
+def test_family_without_fr_potential_is_a_one_line_error(tmp_path, monkeypatch, cli):
+    folder = tmp_path / "sr"
+    folder.mkdir()
+    for el in ("Cs", "Br"):
+        _fake_upf(folder / f"{el}.rel-pbe.UPF", "T")
+    _fake_upf(folder / "Pb.pbe.UPF", "F")  # scalar-relativistic only
+    monkeypatch.setenv("PEROVFLOW_QE__PSEUDO_DIR", str(folder))
+    with pytest.raises(EngineError) as err:
+        get_pseudos(["Cs", "Pb", "Br"], "qe", soc=True)
+    assert "no fully relativistic pseudopotential for Pb" in str(err.value)
+    assert "\n" not in str(err.value)
+    _fake_upf(folder / "Pb.rel-pbe.UPF", "true")  # a FR file next to the SR one is chosen
+    assert get_pseudos(["Pb"], "qe", soc=True)["Pb"].name == "Pb.rel-pbe.UPF"
+    with pytest.raises(EngineError, match="gth-pbe family is scalar-relativistic"):
+        get_pseudos(["Pb"], "qe", family="gth-pbe", soc=True)
+    (folder / "Pb.rel-pbe.UPF").unlink()
+    code, _, stderr = cli("calc", "scf", "CsPbBr3-cubic", "--soc")
+    assert code == 2
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert (
+        len(lines) == 1
+        and lines[0].startswith("error: no fully relativistic")
+        and "fix:" in lines[0]
+    )
