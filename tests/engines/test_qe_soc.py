@@ -9,7 +9,7 @@ from ase import Atoms
 from pymatgen.core import Lattice, Structure
 
 from perovflow.engines.pseudos import Pseudo
-from perovflow.engines.qe.calc import band_edges
+from perovflow.engines.qe.calc import band_edges, occupations
 from perovflow.engines.qe.inputs import qe_input_set
 from perovflow.engines.qe.jobs import QEDosMaker, QEStaticMaker, run_qe_task
 
@@ -53,8 +53,8 @@ def test_band_edges_noncollinear_one_electron_per_band():
     # 4 electrons, bands at -2, -1, 0, 1, 3, 4 eV: collinear = 2 doubly occupied bands
     # (gap 1 eV between -1 and 0); non-collinear = 4 singly occupied (gap 2 eV, 1 -> 3)
     eig = np.array([[[-2.0, -1.0, 0.0, 1.0, 3.0, 4.0]]])
-    assert band_edges(eig, 4, None)["band_gap_eV"] == pytest.approx(1.0)
-    nc = band_edges(eig, 4, None, noncolin=True)
+    assert band_edges(eig, occupations(eig, 4))["band_gap_eV"] == pytest.approx(1.0)
+    nc = band_edges(eig, occupations(eig, 4, noncolin=True))
     assert nc["vbm_eV"] == 1.0 and nc["band_gap_eV"] == pytest.approx(2.0)
 
 
@@ -101,7 +101,7 @@ def _sr_gap(atoms, pseudos, folder) -> float:
     params = qe_input_set(atoms, "static", "fast", pseudos, soc=False, overrides=TINY)
     run_pw(atoms, params, folder, pseudo_dir_for(pseudos))
     res = parse_pw_output(folder)
-    return band_edges(res.eigenvalues, res.nelect, res.fermi_eV)["band_gap_eV"]
+    return band_edges(res.eigenvalues, res.occupations)["band_gap_eV"]
 
 
 @pytest.mark.qe
