@@ -122,3 +122,17 @@ def cp2k_run(tmp_path):
         return tmp_path
 
     return unpack
+
+
+@pytest.fixture
+def fake_executable(tmp_path):
+    """Write an executable shell script (a stand-in at the executable boundary)."""
+    import stat
+
+    def write(name: str, body: str) -> Path:
+        path = tmp_path / name
+        path.write_text("#!/bin/sh\n" + body)
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+        return path
+
+    return write

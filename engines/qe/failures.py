@@ -100,7 +100,8 @@ class PWDiagnosis:
         return f"{text}, without an error message"
 
 
-def _read(path: Path) -> str:
+def read_or_empty(path: Path) -> str:
+    """Text of ``path`` ('' when it is missing or unreadable)."""
     try:
         return path.read_text(errors="replace")
     except OSError:
@@ -165,11 +166,11 @@ def last_stage(output: str) -> tuple[str, str]:
 def diagnose(directory: Path) -> PWDiagnosis:
     """Read every trace of the last pw.x run in ``directory`` (see the module docstring)."""
     directory = Path(directory)
-    output = _read(directory / PW_OUT)
-    stderr = _read(directory / PW_ERR)
+    output = read_or_empty(directory / PW_OUT)
+    stderr = read_or_empty(directory / PW_ERR)
     record = read_exit(directory)
     rc = record.get("returncode")
-    message, source = error_message(output, _read(directory / CRASH_FILE), stderr)
+    message, source = error_message(output, read_or_empty(directory / CRASH_FILE), stderr)
     signal = -rc if isinstance(rc, int) and rc < 0 else _KILL_CODES.get(rc)
     stage, where = last_stage(output)
     try:

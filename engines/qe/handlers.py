@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from perovflow.engines.qe.failures import CRASH_FILE, PW_ERR, PW_OUT, diagnose
+from perovflow.engines.qe.failures import CRASH_FILE, PW_ERR, PW_OUT, diagnose, read_or_empty
 from perovflow.engines.runner import ErrorHandler
 
 TIMEOUT_MARKER = ".perovflow_timed_out"
@@ -31,16 +31,9 @@ RESTART_FILE = "restart_geometry.json"
 DIAGONALIZATIONS = ("david", "cg", "ppcg", "paro")
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""
-
-
 def read_output(directory: Path) -> str:
     """Text of the pw.x output in ``directory`` ('' if missing)."""
-    return _read(Path(directory) / PW_OUT)
+    return read_or_empty(Path(directory) / PW_OUT)
 
 
 def _get(params: dict[str, Any], section: str, key: str, default: Any) -> Any:
@@ -155,7 +148,7 @@ class DiagonalizationHandler(ErrorHandler):
 
     def _reason(self, directory: Path) -> str | None:
         texts = [read_output(directory)]
-        texts += [_read(Path(directory) / name) for name in (CRASH_FILE, PW_ERR)]
+        texts += [read_or_empty(Path(directory) / name) for name in (CRASH_FILE, PW_ERR)]
         if any(m in text for text in texts for m in self.markers):
             return self.error
         found = diagnose(directory)

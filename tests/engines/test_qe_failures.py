@@ -10,7 +10,6 @@ under ``mpirun`` the message is printed. This is deterministic on QE 6.7 (Debian
 from __future__ import annotations
 
 import shutil
-import stat
 from pathlib import Path
 
 import pytest
@@ -70,16 +69,12 @@ def test_mpirun_launch_prints_the_message(tmp_path, monkeypatch):
     assert doc.recovery[0].error == "diagonalization failed" and doc.converged
 
 
-def _script(path: Path, body: str) -> Path:
-    path.write_text("#!/bin/sh\n" + body)
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    return path
-
-
-def test_a_killed_run_is_not_taken_for_a_diagonalization_failure(tmp_path, monkeypatch):
+def test_a_killed_run_is_not_taken_for_a_diagonalization_failure(
+    tmp_path, monkeypatch, fake_executable
+):
     # stand-in at the executable boundary: prints pw.x's SCF header, then dies of SIGKILL
-    fake = _script(
-        tmp_path / "killed.sh",
+    fake = fake_executable(
+        "killed.sh",
         "echo '     Program PWSCF v.6.7MaX starts'\necho '     iteration #  1     ecut='\n"
         "kill -9 $$\n",
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from pathlib import Path
 
 import numpy as np
@@ -171,15 +170,9 @@ def test_killed_run_gives_engine_error_after_max_attempts(tmp_path):
     assert "still failing after 2 attempts" in err.value.problem
 
 
-def _script(path: Path, body: str) -> Path:
-    path.write_text("#!/bin/sh\n" + body)
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    return path
-
-
-def test_crashed_executable_reports_output_tail(tmp_path, monkeypatch):
-    fake = _script(
-        tmp_path / "crash.sh",
+def test_crashed_executable_reports_output_tail(tmp_path, monkeypatch, fake_executable):
+    fake = fake_executable(
+        "crash.sh",
         "echo 'Program PWSCF v.6.7MaX starts'\necho 'segmentation fault somewhere'\nexit 1\n",
     )
     monkeypatch.setenv("PEROVFLOW_QE__PW_CMD", str(fake))
