@@ -84,11 +84,12 @@ class QERelaxMaker(BaseQEMaker):
 class QEBandsMaker(BaseQEMaker):
     """Non-self-consistent bands along the Setyawan–Curtarolo path (needs the scf ``prev_dir``).
 
-    ``line_density`` is the number of k-points per Å⁻¹ along the path.
+    ``line_density`` is the number of k-points per Å⁻¹ along the path; None (default) takes
+    the protocol's ``bands_line_density`` (``fast`` 10, ``standard``/``seed`` 20).
     """
 
     name: str = "qe bands"
-    line_density: float = 20.0
+    line_density: float | None = None
     calc_type = "bands"
 
 
@@ -161,7 +162,7 @@ def run_qe_task(
     if maker.calc_type in ("bands", "dos"):
         link_charge_density(prev_dir, directory, params["input_data"]["control"]["prefix"])
     if maker.calc_type == "bands" and "kpts" not in (maker.input_set_overrides or {}):
-        params["kpts"], labels = band_path(atoms, maker.line_density)
+        params["kpts"], labels = band_path(atoms, maker.line_density, protocol=protocol)
     from perovflow.engines.fingerprint import task_hash
 
     identity = task_hash("qe", atoms, params, maker.calc_type, protocol)

@@ -164,3 +164,19 @@ def test_cli_spin_flag_maps_to_each_code_and_user_sections_win():
     assert _spin_fields("cp2k", False, raw) == {}  # the user's raw CP2K section wins
     with pytest.raises(InputError, match="does not take spin"):
         get_maker("mlip", "scf", spin=True)
+
+
+def test_bands_line_density_follows_the_protocol_unless_given():
+    import numpy as np
+
+    from perovflow.engines.qe.jobs import band_path
+
+    atoms = cspbbr3()
+    # cubic path Γ-X-M-Γ-R-X|M-R: 2π/a·(1/2 + 1/2 + √2/2 + √3/2 + √3/2 + √2/2) Å⁻¹ long
+    length = 2 * np.pi / 5.87 * (1 + np.sqrt(2) + np.sqrt(3))
+    fast, _ = band_path(atoms, protocol="fast")  # 10 points per Å⁻¹
+    standard, _ = band_path(atoms, protocol="standard")  # 20 per Å⁻¹
+    mine, _ = band_path(atoms, 4.0, protocol="standard")  # the user's density wins
+    assert len(fast) == pytest.approx(10 * length, rel=0.25)
+    assert len(standard) == pytest.approx(20 * length, rel=0.25)
+    assert len(mine) == pytest.approx(4 * length, rel=0.4)
