@@ -15,10 +15,16 @@ from pathlib import Path
 import pytest
 
 NEEDS: dict[str, tuple[str, callable]] = {
-    "qe": ("pw.x and projwfc.x", lambda: bool(shutil.which("pw.x") and shutil.which("projwfc.x"))),
+    "qe": (
+        "pw.x, projwfc.x and ld1.x",
+        lambda: all(shutil.which(x) for x in ("pw.x", "projwfc.x", "ld1.x")),
+    ),
     "cp2k": ("cp2k.psmp", lambda: bool(shutil.which("cp2k.psmp") or shutil.which("cp2k"))),
     "slurm": ("a running SLURM cluster", lambda: _slurm_up()),
-    "mlip": ("chgnet", lambda: importlib.util.find_spec("chgnet") is not None),
+    "mlip": (
+        "chgnet and sevenn",
+        lambda: all(importlib.util.find_spec(m) is not None for m in ("chgnet", "sevenn")),
+    ),
     "browser": (
         "chromium",
         lambda: bool(shutil.which("chromium") or shutil.which("chromium-browser")),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -46,8 +45,6 @@ def _run(argv: list[str], cwd: Path, stdin: str, out: str) -> None:
 
 @pytest.mark.qe
 def test_pw_projwfc_parse_cspbbr3_gamma(tmp_path: Path, qe_data: Path):
-    if not shutil.which("ld1.x"):
-        pytest.skip("needs ld1.x (quantum-espresso) to generate the test pseudopotentials")
     pseudo = tmp_path / "pseudo"
     pseudo.mkdir()
     for el in ("cs", "pb", "br"):

@@ -66,8 +66,6 @@ def _run(argv: list[str], cwd: Path, stdin: str, out: str) -> None:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The three pw.x + projwfc.x runs (made once for the module)."""
-    if not shutil.which("ld1.x"):
-        pytest.skip("needs ld1.x (quantum-espresso) to generate the test pseudopotentials")
     root = tmp_path_factory.mktemp("br2")
     pseudo = root / "pseudo"
     pseudo.mkdir()

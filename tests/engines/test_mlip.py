@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import socket
 import sys
 from pathlib import Path
@@ -89,8 +88,6 @@ def test_cell_relaxation_and_cluster_static(tmp_path):
 
 @pytest.mark.mlip
 def test_sevennet_uses_its_packaged_weights(no_network):
-    if importlib.util.find_spec("sevenn") is None:
-        pytest.skip("sevenn is an optional extra and is not installed")
     calc = mlip_calc.get_mlip_calculator("sevenn", "cpu")
     from pymatgen.io.ase import AseAtomsAdaptor
 

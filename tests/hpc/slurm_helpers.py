@@ -10,11 +10,23 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
+
 from perovflow.hpc.launchpad import get_launchpad
 from perovflow.hpc.query import status
 
 HERE = Path(__file__).parent
 CTLD_PID = Path("/run/slurmctld.pid")
+
+
+@pytest.fixture(autouse=True)
+def job_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Batch jobs inherit this environment (sbatch --export=ALL): test job module on the path.
+
+    Autouse in every module that imports it.
+    """
+    monkeypatch.setenv("PYTHONPATH", f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.chdir(tmp_path)
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 120, what: str = "") -> None:

@@ -11,7 +11,13 @@ import pytest
 from hpc_workers import checkpoint_task, crash_task, tiny_task
 from jobflow import Flow
 from monty.json import MontyEncoder
-from slurm_helpers import fw_doc, launch_of, sacct_field, wait_for
+from slurm_helpers import (
+    fw_doc,
+    job_env,  # noqa: F401  (autouse fixture)
+    launch_of,
+    sacct_field,
+    wait_for,
+)
 
 from perovflow.hpc.query import query, status
 from perovflow.hpc.queue import launch
@@ -20,13 +26,6 @@ from perovflow.hpc.submit import submit_flow
 
 pytestmark = pytest.mark.slurm
 HERE = Path(__file__).parent
-
-
-@pytest.fixture(autouse=True)
-def job_env(monkeypatch, tmp_path) -> None:
-    """Batch jobs inherit this environment (sbatch --export=ALL): test job module on the path."""
-    monkeypatch.setenv("PYTHONPATH", f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    monkeypatch.chdir(tmp_path)
 
 
 def test_study_with_hostile_name_runs_and_is_queryable(cli, monkeypatch, tmp_path) -> None:

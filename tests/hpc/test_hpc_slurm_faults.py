@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 from hpc_workers import checkpoint_task, corrupt_output_task, memory_task, tiny_task
 from jobflow import Flow
-from slurm_helpers import controller_down, fw_doc, sacct_field, wait_for
+from slurm_helpers import (
+    controller_down,
+    fw_doc,
+    job_env,  # noqa: F401  (autouse fixture)
+    sacct_field,
+    wait_for,
+)
 
 from perovflow.hpc.launchpad import get_launchpad
 from perovflow.hpc.query import query, status
@@ -20,13 +26,6 @@ from perovflow.hpc.submit import submit_flow
 
 pytestmark = pytest.mark.slurm
 HERE = Path(__file__).parent
-
-
-@pytest.fixture(autouse=True)
-def job_env(monkeypatch, tmp_path) -> None:
-    """Batch jobs inherit this environment (sbatch --export=ALL): test job module on the path."""
-    monkeypatch.setenv("PYTHONPATH", f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    monkeypatch.chdir(tmp_path)
 
 
 def test_controller_down_rerun_lost_and_cancel_change_nothing_and_job_completes(cli) -> None:
