@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from perovflow.analysis.pdos import compute_pdos
-from perovflow.analysis.projections import StateProjections
 from perovflow.errors import InputError
+from perovflow.projections import StateProjections
 
 
 @dataclass

@@ -202,9 +202,9 @@ def _folder_sections(folder: Path, figdir: Path) -> list[dict[str, Any]]:
 
 def _store_sections(study: str, figdir: Path) -> list[dict[str, Any]]:
     from perovflow.analysis.bands import analyze_bands, load_bandstructure, plot_bands
-    from perovflow.analysis.projections import StateProjections
     from perovflow.analysis.report import section
     from perovflow.hpc.store import get_job_store
+    from perovflow.projections import StateProjections
 
     store = get_job_store()
     store.connect()

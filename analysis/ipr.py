@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 
 from perovflow.analysis.groups import group_matrix, resolve_groups
-from perovflow.analysis.projections import StateProjections
 from perovflow.errors import InputError
+from perovflow.projections import StateProjections
 
 DEFAULT_THRESHOLD = 0.03  # seed 002
 DELOCALIZED_FACTOR = 8.0  # automatic threshold: at least this many times 1/N (see above)

@@ -24,8 +24,8 @@ import numpy as np
 
 from perovflow.analysis.groups import group_matrix, resolve_groups
 from perovflow.analysis.ipr import band_edges
-from perovflow.analysis.projections import L_LABELS, StateProjections
 from perovflow.errors import InputError
+from perovflow.projections import L_LABELS, StateProjections
 
 CHUNK_ELEMENTS = 4_000_000
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from perovflow.analysis.projections import StateProjections
 from perovflow.errors import InputError
+from perovflow.projections import StateProjections
 
 
 def is_path(ref: str | Path) -> bool:

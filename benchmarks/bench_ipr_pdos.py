@@ -30,7 +30,7 @@ import numpy as np
 
 from perovflow.analysis.ipr import ipr_values
 from perovflow.analysis.pdos import compute_pdos
-from perovflow.analysis.projections import StateProjections
+from perovflow.projections import StateProjections
 
 
 def synthetic(natoms: int, nstates: int, seed: int = 0) -> StateProjections:

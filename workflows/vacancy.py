@@ -289,7 +289,7 @@ def projections_of(doc: dict | None, static: dict | None = None) -> Any:
     if not doc or not doc.get("projections"):
         return None
 
-    from perovflow.analysis.projections import StateProjections
+    from perovflow.projections import StateProjections
 
     proj = StateProjections.from_dict(doc["projections"])
     if proj.occupations is None:

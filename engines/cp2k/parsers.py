@@ -7,7 +7,7 @@ a second.
 * :func:`parse_output` reads ``cp2k.out`` into a :class:`CP2KResult`.
 * :func:`read_projections` reads the per-atom ``<project>-list<i>-1.pdos`` files (one
   ``&LDOS`` list per atom; CP2K's Mulliken split ``c_μi (S c)_μi`` of every MO, so each
-  MO's weights sum to one) into a :class:`~perovflow.analysis.projections.StateProjections`.
+  MO's weights sum to one) into a :class:`~perovflow.projections.StateProjections`.
 * :func:`read_trajectory` reads the GEO_OPT ``<project>-pos-1.xyz`` frames.
 * :func:`band_edges` gives VBM/CBM/gap from eigenvalues and occupations.
 """
@@ -241,7 +241,7 @@ def read_projections(
     StateProjections
         ``weights[i, a]`` (sum over l; rows sum to ~1), ``orbital_weights[i, a, l]``.
     """
-    from perovflow.analysis.projections import L_LABELS, StateProjections
+    from perovflow.projections import L_LABELS, StateProjections
 
     spins = ["ALPHA_", "BETA_"] if (directory / f"{PROJECT}-ALPHA_list1-1.pdos").is_file() else [""]
     energies, occs, spin_idx, weights, orbital = [], [], [], [], []

@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 
-from perovflow.analysis.projections import StateProjections
 from perovflow.engines.qe.files import (
     element_of,
     find_projwfc_output,
@@ -45,6 +44,7 @@ from perovflow.engines.qe.filproj import full_precision, read_filproj, sum_dense
 from perovflow.engines.qe.pwout import read_pw_info
 from perovflow.engines.qe.runinfo import read_run_info, run_meta, state_layout
 from perovflow.errors import InputError
+from perovflow.projections import StateProjections
 
 __all__ = [
     "ORBITAL_SPLIT_LIMIT",

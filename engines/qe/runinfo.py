@@ -3,7 +3,7 @@
 :func:`read_run_info` takes the run's ``data-file-schema.xml`` (the file projwfc.x read,
 :mod:`perovflow.engines.qe.xml`), else its pw.x standard output
 (:mod:`perovflow.engines.qe.pwout`). :func:`state_layout` turns those facts into what
-:class:`~perovflow.analysis.projections.StateProjections` holds per state, in projwfc.x's
+:class:`~perovflow.projections.StateProjections` holds per state, in projwfc.x's
 order (spin, k, band): spin channel, k index within the channel, k weight (sum 1 per
 channel), occupation (0..1 per channel; one electron per state for non-collinear runs), and
 the Fermi level (the HOMO for fixed occupations).

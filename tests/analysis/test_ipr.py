@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from perovflow.analysis.ipr import analyze_ipr, ipr_values, top_atoms
-from perovflow.analysis.projections import StateProjections
 from perovflow.errors import InputError
+from perovflow.projections import StateProjections
 
 
 def two_atom() -> StateProjections:

@@ -11,9 +11,9 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from perovflow.analysis.alignment import align_domains, classify, offsets_from_potential
 from perovflow.analysis.neb import EV_TO_KCAL_MOL, analyze_neb, plot_neb, read_qe_path_file
-from perovflow.analysis.projections import StateProjections
 from perovflow.analysis.report import section, write_report
 from perovflow.errors import InputError
+from perovflow.projections import StateProjections
 
 A, DE = 0.5, -0.2  # barrier height scale and reaction energy of the model path (eV)
 

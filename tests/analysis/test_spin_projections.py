@@ -7,7 +7,7 @@ import pytest
 
 from perovflow.analysis.ipr import analyze_ipr
 from perovflow.analysis.pdos import compute_pdos, plot_pdos
-from perovflow.analysis.projections import StateProjections
+from perovflow.projections import StateProjections
 
 
 def open_shell() -> StateProjections:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Molecule, Structure
 
-from perovflow.analysis.projections import StateProjections
 from perovflow.engines.cp2k.jobs import CP2KRelaxMaker, CP2KStaticMaker, run_cp2k_task
 from perovflow.errors import EngineError
+from perovflow.projections import StateProjections
 
 pytestmark = pytest.mark.cp2k
 LOW_CUTOFF = {"cutoff_eV": 1400.0, "rel_cutoff_eV": 300.0}

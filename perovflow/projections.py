@@ -1,7 +1,9 @@
 """Per-state atomic projections: the one container that PDOS, IPR and alignment consume.
 
 Parsers of every code (QE ``projwfc.x``, CP2K MO/Mulliken output) produce a
-:class:`StateProjections`; nothing downstream needs to know which code ran.
+:class:`StateProjections`; nothing downstream needs to know which code ran. It lives in the
+core package, beside :mod:`perovflow.electronic`, because the code drivers (``engines``)
+write it and ``analysis`` reads it, and neither layer may import the other.
 
 States are flattened over spin and k-points: state ``i`` has an energy, a k-point weight,
 a spin index and a row ``weights[i, a]`` = P_ai, the weight of state ``i`` on atom ``a``
