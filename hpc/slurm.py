@@ -105,8 +105,15 @@ def _record(rows: list[dict[str, str]]) -> dict[str, Any]:
     # terminal state too, MaxRSS and the cause of death may still be missing
     batch = any(r["JobIDRaw"].endswith(".batch") for r in rows)
     ran = bool(rec["elapsed_s"])  # a job cancelled while pending has no batch step
-    rec["settled"] = (batch or not ran) and all(
-        r["State"].split()[0] not in ALIVE for r in rows if r["State"]
+    rec["settled"] = (
+        (batch or not ran)
+        and all(r["State"].split()[0] not in ALIVE for r in rows if r["State"])
+        and not job["ReqMem"].endswith("?")  # '16?': slurmdbd's partial record of a moment
+    )
+    # the step's state can reach slurmdbd before its usage (MaxRSS): the cause of a memory
+    # kill is known only once that is there too
+    rec["usage_missing"] = ran and not any(
+        r["MaxRSS"] for r in rows if r["JobIDRaw"].endswith(".batch")
     )
     rec["killed_by"] = killed_by(rec)
     return rec
@@ -139,16 +146,38 @@ def queue_state(job_id: str) -> str | None:
     raise QueueError(f"the SLURM controller does not answer: {_first_line(out.stderr)}", _FIX)
 
 
+USAGE_WAIT_S = 60.0  # how long after its end a job's usage record is waited for
+
+
+def ended_seconds_ago(job_id: str) -> float | None:
+    """Seconds since SLURM recorded the job's end (None when unknown)."""
+    import datetime as dt
+
+    out = _run(["sacct", "-n", "-P", "-X", "-j", str(job_id), "-o", "End"])
+    text = _first_line(out.stdout) if out.returncode == 0 else ""
+    try:
+        end = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return (dt.datetime.now() - end).total_seconds()
+
+
 def is_lost(job_id: str, record: dict[str, Any] | None) -> str | None:
     """Why SLURM says the job is gone, or None while it is alive (see module docstring)."""
     state = (record or {}).get("slurm_state")
     if state and state not in ALIVE and not (record or {}).get("settled", True):
         return None  # ended, but its steps are not all recorded yet: ask again later
+    if state and state not in ALIVE and (record or {}).get("usage_missing"):
+        ago = ended_seconds_ago(job_id)  # None: its end is not recorded yet either
+        if ago is None or ago < USAGE_WAIT_S:
+            return None  # its memory use is not recorded yet (clusters without it: 60 s)
     if state and state not in ALIVE:
         how = (record or {}).get("killed_by")
         return f"SLURM job {job_id} {state}" + (f" (killed: {how})" if how else "")
     live = queue_state(job_id)
-    if live in ALIVE:
+    if live in ALIVE or state in ALIVE:
+        # state in ALIVE: accounting still has it running while the controller is done with
+        # it (slurmdbd lags slurmctld by a moment): its final record decides, later
         return None
     return f"SLURM job {job_id} " + (live or "unknown to the controller")
 

@@ -70,6 +70,8 @@ def test_memory_kill_is_reported_and_rerun_gets_twice_the_memory(isolated_settin
     assert launch(sleep_s=1) == 1
     wait_for(lambda: fw_doc("oom")["state"] == "COMPLETED", timeout=90, what="rerun")
     second = status(study="oom")["jobs"][0]["slurm_id"]
+    # slurmdbd can answer with a partial record ('16?') for a moment after the job ends
+    wait_for(lambda: not sacct_field(second, "ReqMem").endswith("?"), 30, "sacct record")
     assert sacct_field(second, "ReqMem") == "500M"
 
 

@@ -49,3 +49,51 @@ def test_slurm_durations_and_sizes() -> None:
     assert slurm.seconds("30") == 1800  # SLURM: a bare number is minutes
     assert slurm.seconds("05:30") == 330
     assert slurm.megabytes("2Gn") == 2048 and slurm.megabytes("512K") == 0.5
+
+
+def test_a_memory_kill_whose_usage_is_not_recorded_yet_is_not_declared_lost(monkeypatch):
+    # job 40's rows as slurmdbd can hold them for a moment: the step's state is there,
+    # its MaxRSS (which tells a memory kill from any other failure) not yet
+    early = "40|FAILED|00:00:05||0:9|250M|00:20:00\n40.batch|CANCELLED by 0|00:00:05||0:9||\n"
+    ended = {"ago": 5.0}
+
+    def replay(cmd: list[str]) -> subprocess.CompletedProcess:
+        if cmd[-1] == "End":
+            end = "Unknown" if ended["ago"] is None else _iso_ago(ended["ago"])
+            return subprocess.CompletedProcess(cmd, 0, end + "\n", "")
+        return subprocess.CompletedProcess(cmd, 0, early, "")
+
+    monkeypatch.setattr(slurm, "_run", replay)
+    rec = slurm.accounting(["40"])["40"]
+    assert rec["usage_missing"] and rec["killed_by"] is None
+    assert slurm.is_lost("40", rec) is None  # 5 s after its end: ask again later
+    ended["ago"] = None  # its end is not in the database yet either
+    assert slurm.is_lost("40", rec) is None
+    ended["ago"] = 120.0  # a cluster that never records usage: decided after a minute
+    assert slurm.is_lost("40", rec) == "SLURM job 40 FAILED"
+
+
+def _iso_ago(seconds: float) -> str:
+    import datetime as dt
+
+    return (dt.datetime.now() - dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def test_a_job_accounting_still_shows_running_is_not_lost(monkeypatch):
+    # the order seen on the one-node cluster: the batch step's record is final while the
+    # job's own row still says RUNNING, and squeue no longer lists the job
+    rows = (
+        "50|RUNNING|00:00:02||0:0|250M|00:20:00\n50.batch|CANCELLED by 0|00:00:02|426020K|0:9||\n"
+    )
+    monkeypatch.setattr(slurm, "_run", lambda cmd: subprocess.CompletedProcess(cmd, 0, rows, ""))
+    monkeypatch.setattr(slurm, "queue_state", lambda job_id: None)  # squeue: not queued
+    rec = slurm.accounting(["50"])["50"]
+    assert rec["slurm_state"] == "RUNNING" and slurm.is_lost("50", rec) is None
+
+
+def test_a_partial_record_is_not_settled(monkeypatch):
+    # seen for a moment after a job ends: the memory request as '16?', no unit known yet
+    rows = "60|FAILED|00:00:02||0:9|16?|00:20:00\n60.batch|CANCELLED by 0|00:00:02|508348K|0:9||\n"
+    monkeypatch.setattr(slurm, "_run", lambda cmd: subprocess.CompletedProcess(cmd, 0, rows, ""))
+    rec = slurm.accounting(["60"])["60"]
+    assert not rec["settled"] and slurm.is_lost("60", rec) is None
