@@ -203,26 +203,10 @@ def _folder_sections(folder: Path, figdir: Path) -> list[dict[str, Any]]:
 def _store_sections(study: str, figdir: Path) -> list[dict[str, Any]]:
     from perovflow.analysis.bands import analyze_bands, load_bandstructure, plot_bands
     from perovflow.analysis.report import section
-    from perovflow.hpc.store import get_job_store
+    from perovflow.documents import study_documents
     from perovflow.projections import StateProjections
 
-    store = get_job_store()
-    store.connect()
-    try:
-        docs = list(
-            store.query(
-                {
-                    "$or": [
-                        {"output.labels.study": study},
-                        {"metadata.study": study},
-                        {"name": study},
-                    ]
-                },
-                load=True,
-            )
-        )
-    finally:
-        store.close()
+    docs = study_documents(study)
     out: list[dict[str, Any]] = []
     for doc in docs:
         o = doc.get("output") if isinstance(doc.get("output"), dict) else {}

@@ -4,8 +4,9 @@
   PWSCF`` for QE, in ``*.out``, ``*.pwo`` as ASE names pw.x's output, ``*.log``...; ``CP2K|``
   for CP2K). QE projections come from the projwfc.x output with the run's facts from its
   ``data-file-schema.xml`` (:func:`perovflow.engines.qe.projwfc.parse_projwfc`).
-* A **task id** (the uuid of a job in the results store, ``perovflow.hpc.store``): the job
-  output document is loaded with its big fields (projections, bandstructure, trajectory).
+* A **task id** (the uuid of a job in the results store): the job output document, with its
+  big fields (projections, bandstructure, trajectory), from the installed
+  :class:`perovflow.documents.DocumentSource` (the command line installs the store's).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from perovflow.documents import task_output
 from perovflow.errors import InputError
 from perovflow.projections import StateProjections
 
@@ -24,24 +26,7 @@ def is_path(ref: str | Path) -> bool:
 
 def load_task_output(task_id: str) -> dict[str, Any]:
     """The output document of the stored job ``task_id`` (big fields loaded)."""
-    from perovflow.hpc.store import get_job_store
-
-    store = get_job_store()
-    store.connect()
-    try:
-        doc = store.query_one({"uuid": task_id}, load=True, sort={"index": -1})
-    finally:
-        store.close()
-    if doc is None:
-        raise InputError(
-            f"{task_id!r} is neither a file/folder nor a task id in the store",
-            "give a calculation folder or a uuid listed by the store",
-        )
-    out = doc.get("output") or {}
-    if not isinstance(out, dict):
-        raise InputError(f"task {task_id} has no output document", "pick a finished task")
-    out.setdefault("uuid", task_id)
-    return out
+    return task_output(task_id)
 
 
 def detect_code(folder: Path) -> str:

@@ -148,3 +148,31 @@ def _check_server(store: MongoStore, uri: str) -> None:
             "start the server, check store.uri in the config file, or unset store.uri "
             "to use the embedded store",
         ) from None
+
+
+class StoreDocuments:
+    """The results store as a :class:`perovflow.documents.DocumentSource` (for analysis)."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self._settings = settings
+
+    def _query(self, criteria: dict, one: bool) -> list[dict]:
+        store = get_job_store(self._settings)
+        store.connect()
+        try:
+            if one:
+                doc = store.query_one(criteria, load=True, sort={"index": -1})
+                return [doc] if doc is not None else []
+            return list(store.query(criteria, load=True))
+        finally:
+            store.close()
+
+    def job_document(self, task_id: str) -> dict | None:
+        """The newest job document with uuid ``task_id`` (big fields loaded), or None."""
+        found = self._query({"uuid": task_id}, one=True)
+        return found[0] if found else None
+
+    def study_documents(self, study: str) -> list[dict]:
+        """Every job document labelled with ``study`` (big fields loaded)."""
+        labels = [{"output.labels.study": study}, {"metadata.study": study}, {"name": study}]
+        return self._query({"$or": labels}, one=False)

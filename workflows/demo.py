@@ -175,13 +175,13 @@ def demo_report(
             "plots": {k: str(v) for k, v in plots.items()}}  # fmt: skip
 
 
-def run_demo(out_dir: str | Path = "perovflow-demo", protocol: str = "fast") -> dict[str, Any]:
-    """Run (or resume) the demo and return its report summary."""
-    from perovflow.hpc.store import get_job_store
+def run_demo(
+    store: Any, out_dir: str | Path = "perovflow-demo", protocol: str = "fast"
+) -> dict[str, Any]:
+    """Run (or resume) the demo on ``store`` (a jobflow ``JobStore``); its report summary."""
     from perovflow.workflows.runner import run_flow
 
     out = Path(out_dir).resolve()
-    store = get_job_store()
     flow = demo_flow(out, protocol)
     info = run_flow(flow, store=store, root_dir=out / "calcs", study="demo")
     if info["failed"]:

@@ -268,12 +268,8 @@ BARRIER_COLUMNS = ["path", "moving", "from", "barrier_eV", "barrier_kcal_mol", "
                    "converged"]  # fmt: skip
 
 
-def study_barriers(flow: Flow, store: Any = None) -> list[dict[str, Any]] | None:
+def study_barriers(flow: Flow, store: Any) -> list[dict[str, Any]] | None:
     """Rows of a finished migration flow's barrier table (None for another kind of flow)."""
-    if store is None:
-        from perovflow.hpc.store import get_job_store
-
-        store = get_job_store()
     store.connect()
     uuid = getattr(flow.output, "uuid", None)
     try:

@@ -171,22 +171,18 @@ def mark_finished(flow: Flow, store: Any) -> int:
 
 def run_flow(
     flow: Flow,
-    store: Any = None,
+    store: Any,
     root_dir: str | Path | None = None,
     study: str = "",
     resume: bool = True,
     log: bool = False,
 ) -> dict[str, Any]:
-    """Run ``flow`` with jobflow's ``run_locally`` on ``store`` (default: the project store).
+    """Run ``flow`` with jobflow's ``run_locally`` on ``store`` (a jobflow ``JobStore``).
 
     Returns ``{"jobs": n, "reused": k, "ran": n - k, "failed": [...], "responses": ...}``.
     """
     from jobflow import run_locally
 
-    if store is None:
-        from perovflow.hpc.store import get_job_store
-
-        store = get_job_store()
     assign_resume_keys(flow, study)
     reused = mark_finished(flow, store) if resume else 0
     total = len(list(flow.iterflow()))

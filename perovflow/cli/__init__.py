@@ -12,6 +12,7 @@ import sys
 
 import typer
 
+from perovflow.documents import use_documents
 from perovflow.errors import PerovflowError
 
 app = typer.Typer(
@@ -34,6 +35,17 @@ from perovflow.cli import studies as _studies  # noqa: E402
 
 for _module in (_config, _structures, _assemblies, _calc, _converge, _analyze, _studies, _hpc):
     _module.register(app)
+
+
+def _store_documents() -> object:
+    """The results store as analysis's document source (imported on first use)."""
+    from perovflow.hpc.store import StoreDocuments
+
+    return StoreDocuments()
+
+
+# only the command line knows every layer: it gives analysis the store's documents
+use_documents(_store_documents)
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL = 1

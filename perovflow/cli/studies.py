@@ -38,6 +38,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Run a study locally; a rerun continues from what is already in the store."""
+        from perovflow.hpc.store import get_job_store
         from perovflow.settings import get_settings
         from perovflow.workflows.runner import run_flow
         from perovflow.workflows.studies import build_flow, load_study
@@ -45,12 +46,13 @@ def register(app: typer.Typer) -> None:
         spec = load_study(study)
         flow = build_flow(spec)
         root = workdir or get_settings().resolved(get_settings().scratch_dir) / spec.name
-        info = run_flow(flow, root_dir=root, study=spec.name, resume=not fresh)
+        store = get_job_store()
+        info = run_flow(flow, store, root_dir=root, study=spec.name, resume=not fresh)
         out = {k: v for k, v in info.items() if k != "responses"}
         out["workdir"] = str(root)
         from perovflow.workflows.migration import study_barriers
 
-        barriers = study_barriers(flow)
+        barriers = study_barriers(flow, store)
         if barriers is not None:
             out["barriers"] = barriers
         emit(out, as_json, None if barriers is None else _with_barriers)
@@ -72,6 +74,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Cs4PbBr6 with a Br vacancy: ML pre-relax, QE scf, bands, PDOS, IPR, report (fast protocol)."""
+        from perovflow.hpc.store import get_job_store
         from perovflow.workflows.demo import run_demo
 
-        emit(run_demo(out_dir), as_json)
+        emit(run_demo(get_job_store(), out_dir), as_json)
