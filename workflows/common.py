@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from jobflow import Job, job
+from jobflow import Job, Maker, job
 
 from perovflow.errors import InputError
 
@@ -38,7 +38,7 @@ def as_structure(obj: Any) -> Any:
     raise InputError(f"cannot use a {type(obj).__name__} as a structure", "pass a Structure")
 
 
-def maker_code(maker: Any) -> str:
+def maker_code(maker: Maker) -> str:
     """Which code a maker drives: ``qe``, ``cp2k``, ``mlip`` (from its module or ``code``)."""
     code = getattr(maker, "code", None)
     if isinstance(code, str):
@@ -50,12 +50,12 @@ def maker_code(maker: Any) -> str:
     return "other"
 
 
-def maker_kind(maker: Any) -> str:
+def maker_kind(maker: Maker) -> str:
     """Calculation kind of an engine maker (``relax``, ``static``, ``bands``, ``dos``...)."""
     return str(getattr(maker, "calc_type", None) or getattr(maker, "kind", "calc"))
 
 
-def with_fields(maker: Any, **values: Any) -> Any:
+def with_fields(maker: Maker, **values: Any) -> Maker:
     """Copy of ``maker`` with the given fields set; fields the maker lacks are skipped."""
     names = {f.name for f in dataclasses.fields(maker)}
     return dataclasses.replace(maker, **{k: v for k, v in values.items() if k in names})
@@ -81,7 +81,7 @@ def engine_maker(
     return get_maker(code, kind, **given)
 
 
-def tag(job_: Job, maker: Any = None, **calc: Any) -> Job:
+def tag(job_: Job, maker: Maker | None = None, **calc: Any) -> Job:
     """Record on the job what expensive calculation it runs (``plan`` counts these)."""
     info = {"code": maker_code(maker), "kind": maker_kind(maker)} if maker is not None else {}
     info.update(calc)
@@ -90,7 +90,7 @@ def tag(job_: Job, maker: Any = None, **calc: Any) -> Job:
 
 
 def run_maker(
-    maker: Any,
+    maker: Maker,
     structure: Any,
     name: str,
     labels: dict[str, Any],
@@ -106,8 +106,8 @@ def run_maker(
 
 def relax_chain(
     structure: Any,
-    relax_maker: Any,
-    prerelax_maker: Any | None,
+    relax_maker: Maker,
+    prerelax_maker: Maker | None,
     name: str,
     labels: dict,
     cell: bool = False,

@@ -36,11 +36,11 @@ class CompositionFlowMaker(Maker):
     """
 
     name: str = "composition study"
-    relax_maker: Any = None
-    static_maker: Any = None
-    bands_maker: Any = None
-    dos_maker: Any = None
-    prerelax_maker: Any = None
+    relax_maker: Maker | None = None
+    static_maker: Maker | None = None
+    bands_maker: Maker | None = None
+    dos_maker: Maker | None = None
+    prerelax_maker: Maker | None = None
     host: str = "I"
     guest: str = "Br"
     z: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0, 3.0])

@@ -43,10 +43,10 @@ class HeterostructureFlowMaker(Maker):
     """
 
     name: str = "heterostructure study"
-    relax_maker: Any = None
-    static_maker: Any = None
-    dos_maker: Any = None
-    prerelax_maker: Any = None
+    relax_maker: Maker | None = None
+    static_maker: Maker | None = None
+    dos_maker: Maker | None = None
+    prerelax_maker: Maker | None = None
     ipr_threshold: float | None = None  # None: analysis default max(0.03, 8/N)
     pair: tuple[str, str] | None = None
 

@@ -112,9 +112,9 @@ class RPFaultFlowMaker(Maker):
     """
 
     name: str = "rp fault study"
-    relax_maker: Any = None
-    prerelax_maker: Any = None
-    neb_maker: Any = None
+    relax_maker: Maker | None = None
+    prerelax_maker: Maker | None = None
+    neb_maker: Maker | None = None
     halide: str | None = None
     hop_cutoff: float = 8.0
     md: dict[str, Any] = field(
