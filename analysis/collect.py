@@ -157,8 +157,9 @@ def _bulk_edges(ref: Any, vbm: float | None, gap: float | None) -> tuple[float, 
 
 
 def _projection_sections(proj: Any, name: str, prov: dict[str, Any], figdir: Path) -> list[dict]:
-    from perovflow.analysis.ipr import analyze_ipr, plot_ipr
+    from perovflow.analysis.ipr import analyze_ipr
     from perovflow.analysis.pdos import compute_pdos, plot_pdos
+    from perovflow.analysis.plots import plot_ipr
     from perovflow.analysis.report import section
 
     out = []

@@ -179,3 +179,49 @@ def band_dos_figure(
         if dos is not None:
             fig.subplots_adjust(wspace=0.05)
     return save_figure(fig, path)
+
+
+def plot_ipr(result: Any, path: str | Path, reference: str | float = "vbm") -> Path:
+    """Energy vs IPR of an :class:`~perovflow.analysis.ipr.IPRResult`, each state coloured by its largest atom-group share (seed figure).
+
+    Spin-polarised results mark spin up with ▲ and spin down with ▼; empty states are
+    drawn hollow. The top axis gives the participation number 1/IPR (atoms per state).
+    """
+    if isinstance(reference, int | float) and not isinstance(reference, bool):
+        ref = float(reference)
+    else:
+        ref = result.vbm_eV if reference == "vbm" and result.vbm_eV is not None else 0.0
+    fig, ax = new_figure(4.5, 5.0)
+    dominant = np.nan_to_num(result.group_shares).argmax(axis=1)
+    polarized = len(set(np.asarray(result.spins).tolist())) > 1
+    occ = result.occupations
+    filled = np.ones(len(result.ipr), bool) if occ is None else np.asarray(occ) > 0.5
+    for g, name in enumerate(result.group_names):
+        first = True
+        for spin, marker in ((0, "^" if polarized else "o"), (1, "v")):
+            for full in (True, False):
+                m = (dominant == g) & (result.spins == spin) & (filled == full)
+                if not m.any():
+                    continue
+                ax.scatter(
+                    result.ipr[m], result.energies[m] - ref, s=14, marker=marker,
+                    edgecolors=f"C{g}", facecolors=f"C{g}" if full else "none",
+                    label=name if first else None,
+                )  # fmt: skip
+                first = False
+    ax.axvline(result.threshold, color="grey", ls="--", lw=0.8, label=f"IPR={result.threshold:.3g}")
+    if result.cbm_eV is not None and result.vbm_eV is not None:
+        ax.axhline(result.cbm_eV - ref, color="k", lw=0.5, ls=":")
+        ax.axhline(result.vbm_eV - ref, color="k", lw=0.5, ls=":")
+    ax.set_xlabel("IPR" + ("  (▲ spin up, ▼ spin down; hollow: empty)" if polarized else ""))
+    ax.set_ylabel("E - VBM (eV)" if ref else "E (eV)")
+    top = ax.secondary_xaxis("top", functions=(_inverse, _inverse))
+    top.set_xticks([1, 1.5, 2, 3, 5, 10])
+    top.set_xlabel("participation number 1/IPR (atoms)")
+    ax.legend(fontsize=7, title="largest share")
+    return save_figure(fig, path)
+
+
+def _inverse(x: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return 1.0 / np.maximum(np.asarray(x, dtype=float), 1e-3)

@@ -133,8 +133,9 @@ def demo_report(
 ) -> dict[str, Any]:
     """Gap, band structure, PDOS and IPR with their plots, written as a report in ``out_dir``."""
     from perovflow.analysis.bands import analyze_bands
-    from perovflow.analysis.ipr import analyze_ipr, plot_ipr
+    from perovflow.analysis.ipr import analyze_ipr
     from perovflow.analysis.pdos import compute_pdos, plot_pdos
+    from perovflow.analysis.plots import plot_ipr
     from perovflow.analysis.report import section, write_report
     from perovflow.workflows.vacancy import _gap_states, defect_level, projections_of
 

@@ -149,7 +149,8 @@ def ipr(
     as_json: JsonOpt = False,
 ) -> None:
     """Inverse participation ratio of every state; localized states and their atoms."""
-    from perovflow.analysis.ipr import analyze_ipr, plot_ipr
+    from perovflow.analysis.ipr import analyze_ipr
+    from perovflow.analysis.plots import plot_ipr
     from perovflow.analysis.sources import load_projections
 
     proj = load_projections(ref)
