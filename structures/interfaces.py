@@ -222,7 +222,6 @@ def build_interfaces(
     InputError
         Bad Miller index or bounds, or no match within ``max_strain`` and ``max_area``.
     """
-    from pymatgen.analysis.interfaces.coherent_interfaces import CoherentInterfaceBuilder
     from pymatgen.core.surface import get_symmetrically_distinct_miller_indices
 
     if not 0 < max_strain < 0.5 or not 10.0 <= max_area <= 5000.0:
@@ -245,45 +244,37 @@ def build_interfaces(
                 f"and {max_area:.0f} Å²",
                 "raise --max-strain or --max-area, or try other Miller planes",
             )
-        out = []
-        for _, _, f, s in pairs[:max_pairs]:
-            cib = CoherentInterfaceBuilder(
-                sub_s,
-                film_s,
-                tuple(f),
-                tuple(s),
-                zslgen=_zsl(max_strain, max_area),
-                filter_out_sym_slabs=False,
-                label_index=True,
-            )
-            for match in _distinct_matches(cib, max_strain)[:max_candidates]:
-                strain, vm = _strain(match)
-                for term in cib.terminations:
-                    out.append((strain, match.match_area, term, f, s, cib, match, vm))
-        out.sort(key=lambda c: (round(c[1], 1), round(c[0], 4), _term_order(c[2])))
-        result = []
-        for strain, area, term, f, s, cib, match, vm in out[:max_candidates]:
-            iface = _build(
-                cib,
-                match,
-                term,
-                (film_name, sub_name),
-                (film_layers, substrate_layers),
-                gap,
-                vacuum,
-            )
-            result.append(
-                InterfaceCandidate(
-                    film_name,
-                    sub_name,
-                    tuple(f),
-                    tuple(s),
-                    term,
-                    strain,
-                    vm,
-                    float(area),
-                    len(iface),
-                    iface,
-                )
-            )
-    return result
+        found = _matches(film_s, sub_s, pairs[:max_pairs], max_strain, max_area, max_candidates)
+        names, layers = (film_name, sub_name), (film_layers, substrate_layers)
+        return [
+            _candidate(names, c, _build(c[5], c[6], c[2], names, layers, gap, vacuum))
+            for c in found[:max_candidates]
+        ]
+
+
+def _matches(
+    film: Structure, sub: Structure, pairs: list, max_strain: float, max_area: float, limit: int
+) -> list[tuple]:
+    """(strain, area, termination, film plane, substrate plane, builder, match, von Mises)
+    of every coherent match of the screened plane pairs: smallest area, lowest strain first."""
+    from pymatgen.analysis.interfaces.coherent_interfaces import CoherentInterfaceBuilder
+
+    out = []
+    for _, _, f, s in pairs:
+        cib = CoherentInterfaceBuilder(
+            sub, film, tuple(f), tuple(s), zslgen=_zsl(max_strain, max_area),
+            filter_out_sym_slabs=False, label_index=True,
+        )  # fmt: skip
+        for match in _distinct_matches(cib, max_strain)[:limit]:
+            strain, vm = _strain(match)
+            for term in cib.terminations:
+                out.append((strain, match.match_area, term, f, s, cib, match, vm))
+    out.sort(key=lambda c: (round(c[1], 1), round(c[0], 4), _term_order(c[2])))
+    return out
+
+
+def _candidate(names: tuple[str, str], match: tuple, iface: Structure) -> InterfaceCandidate:
+    strain, area, term, f, s, _, _, vm = match
+    return InterfaceCandidate(
+        names[0], names[1], tuple(f), tuple(s), term, strain, vm, float(area), len(iface), iface
+    )
