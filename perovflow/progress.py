@@ -116,7 +116,7 @@ class Progress:
         self._stop = threading.Event()
         self._loggers = [logging.getLogger(n) for n in ("jobflow.core.job", "perovflow.neb")]
         self._handler = _Records(self)
-        self._levels = [lg.level for lg in self._loggers]
+        self._saved = [(lg.level, lg.propagate) for lg in self._loggers]
 
     def job(self, name: str) -> None:
         """A job started."""
@@ -148,8 +148,9 @@ class Progress:
     def __enter__(self) -> Progress:
         for logger in self._loggers:
             logger.addHandler(self._handler)
-            if logger.getEffectiveLevel() > logging.INFO:
-                logger.setLevel(logging.INFO)
+            if logger.getEffectiveLevel() > logging.INFO:  # raised for this line only:
+                logger.setLevel(logging.INFO)  # the user's handlers see no new records
+                logger.propagate = False
         if self.show:
             from rich.console import Console
             from rich.progress import Progress as Bar
@@ -164,9 +165,10 @@ class Progress:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for logger, level in zip(self._loggers, self._levels, strict=True):
+        for logger, (level, propagate) in zip(self._loggers, self._saved, strict=True):
             logger.removeHandler(self._handler)
             logger.setLevel(level)
+            logger.propagate = propagate
         if self.show:
             self._stop.set()
             self._thread.join(timeout=5)
