@@ -44,7 +44,11 @@ _ACC = re.compile(r"estimated scf accuracy\s*<\s*([0-9.Ee+-]+)\s*Ry")
 _KPT_OF = re.compile(r"Computing kpt #:\s*(\d+)\s+of\s+(\d+)")
 _BFGS = re.compile(r"number of bfgs steps\s*=\s*(\d+)")
 _FORCE = re.compile(r"Total force =\s*([0-9.Ee+-]+)")
-_CP2K_SCF = re.compile(r"^\s*(\d+)\s+\S+.*?\s([0-9.]+E[-+]\d+)\s+-?\d+\.\d+\s+\S+\s*$", re.M)
+_CP2K_SCF = re.compile(  # step, method (1-2 words), step size, time, convergence, energy, change
+    r"^\s*(\d+)\s+[A-Za-z][\w/.]*(?: [A-Za-z][\w/.]*)?\s+[0-9.E+-]+\s+[0-9.]+\s+"
+    r"([0-9.]+(?:E[-+]\d+)?)\s+-?\d+\.\d+\s+-?[0-9.E+-]+\s*$",
+    re.M,
+)
 
 
 def show_progress(quiet: bool = False, as_json: bool = False) -> bool:
@@ -70,7 +74,7 @@ def step_from_output(text: str) -> str:
     if scf:
         acc = _ACC.findall(text)
         parts.append(f"SCF iteration {scf[-1]}" + (f", accuracy {acc[-1]} Ry" if acc else ""))
-    elif "CP2K" in text or "Step     Update method" in text:
+    else:
         steps = _CP2K_SCF.findall(text)
         if steps:
             parts.append(f"SCF step {steps[-1][0]}, convergence {steps[-1][1]}")

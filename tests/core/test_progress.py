@@ -25,6 +25,16 @@ def test_step_from_real_pw_outputs():
     assert step_from_output("nothing known here") == ""
 
 
+def test_step_from_real_cp2k_output():
+    import gzip
+
+    path = Path(__file__).parents[1] / "data" / "engines" / "cp2k" / "cs4pbbr6_cluster"
+    with gzip.open(path / "cp2k.out.gz", "rt") as handle:
+        lines = handle.read().splitlines()
+    # read by hand: SCF line 892 of the stored CP2K run is step 19, convergence 0.00001002
+    assert step_from_output("\n".join(lines[:892])) == "SCF step 19, convergence 0.00001002"
+
+
 def test_progress_counts_real_jobflow_jobs(tmp_path, monkeypatch):
     from jobflow import Flow, job, run_locally
     from jobflow.core.store import JobStore
