@@ -32,12 +32,26 @@ def _quiet_libraries(all_warnings: bool = False, capture_output: bool = True) ->
 
 
 @contextlib.contextmanager
-def _progress(show: bool, what: str) -> Iterator[Any]:
-    """A progress line on stderr (``update(n, text)``); nothing when ``show`` is False."""
+def _progress(show: bool, what: str, counts: bool = False) -> Iterator[Any]:
+    """A progress line on stderr (``update(n, text)``); nothing when ``show`` is False.
+
+    With ``counts`` the line also shows the LaunchPad's fireworks done (COMPLETED, FIZZLED)
+    of all, and how many run or wait in the queue.
+    """
     from perovflow.progress import Progress
 
     with Progress(what, show=show) as bar:
-        yield (lambda n, text: bar.step(f"{n} {text}")) if show else None
+
+        def update(n: int, text: str) -> None:
+            bar.job(f"{n} {text}")
+            if counts:
+                from perovflow.hpc.query import status as do_status
+
+                c = do_status()["counts"]
+                bar.total, bar.done = sum(c.values()), c.get("COMPLETED", 0) + c.get("FIZZLED", 0)
+                bar.step(f"{c.get('RUNNING', 0)} running, {c.get('RESERVED', 0)} queued")
+
+        yield update if show else None
 
 
 def submit(
@@ -84,7 +98,7 @@ def launch(
     from perovflow.hpc.queue import launch as do_launch
 
     show = show_progress(quiet, as_json)
-    with _progress(show, "SLURM jobs") as update, _quiet_libraries(quiet or as_json):
+    with _progress(show, "fireworks", counts=True) as update, _quiet_libraries(quiet or as_json):
         n = do_launch(
             max_jobs=max_jobs, nlaunches=nlaunches, sleep_s=sleep, timeout_s=timeout,
             progress=update,
