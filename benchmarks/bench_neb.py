@@ -241,17 +241,20 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(message)s"
     )
+    from perovflow.progress import Progress, show_progress
+
     start = time.perf_counter()
     images = args.images
-    if not args.no_ml and not args.dft_seed:
-        args.images = images or 9
-        ml_part(args)
-    if args.qe:
-        args.images = images or 3
-        qe_part(args)
-    if args.dft_seed:
-        args.images = images or 9
-        qe_part(args, seed=True)
+    with Progress("NEB benchmark", show=show_progress()):  # NEB max force from its log
+        if not args.no_ml and not args.dft_seed:
+            args.images = images or 9
+            ml_part(args)
+        if args.qe:
+            args.images = images or 3
+            qe_part(args)
+        if args.dft_seed:
+            args.images = images or 9
+            qe_part(args, seed=True)
     print(f"total wall time {time.perf_counter() - start:.0f} s")
 
 

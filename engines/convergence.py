@@ -50,8 +50,11 @@ def run_series(
     protocol: str = "fast",
     dual: float = 4.0,
     fixed: dict[str, Any] | None = None,
+    progress: Any = None,
 ) -> list[dict[str, Any]]:
     """One static calculation per value of ``parameter``; returns one row per point.
+
+    ``progress`` (a :class:`perovflow.progress.Progress`) is told each point and its folder.
 
     Parameters
     ----------
@@ -80,7 +83,12 @@ def run_series(
         folder = Path(directory) / f"{parameter}_{value:g}"
         folder.mkdir(parents=True, exist_ok=True)
         maker = Maker(protocol=protocol, input_set_overrides=overrides)
+        if progress is not None:
+            progress.job(f"{parameter} = {value:g}")
+            progress.folder = folder
         rows.append(_row(parameter, value, run(maker, structure, None, folder)))
+        if progress is not None:
+            progress.finished()
     return rows
 
 

@@ -9,9 +9,16 @@
     and ``qlaunch`` act on the project's LaunchPad and queue settings.
 ``run_lpad(argv, settings=None) -> int``
     FireWorks' ``lpad`` command (every subcommand) on the project's LaunchPad, MongoDB or
-    embedded. For the embedded store, whose client ``lpad`` cannot build from a file,
-    ``lpad``'s LaunchPad factory (``fireworks.scripts.lpad_run.get_lp``) is pointed at
-    :class:`~perovflow.hpc.embedded_lp.EmbeddedLaunchPad` for the call.
+    embedded. MongoDB goes through ``lpad -l my_launchpad.yaml``, FireWorks' own route. For
+    the embedded store no public argument reaches it: ``lpad`` builds its LaunchPad in
+    ``fireworks.scripts.lpad_run.get_lp`` with ``LaunchPad.from_file`` (or ``LaunchPad()``),
+    and ``LaunchPad.from_dict`` returns a plain ``LaunchPad`` (not ``cls``) that opens a
+    pymongo client, so neither a LaunchPad subclass nor a yaml file can name the embedded
+    database. ``get_lp`` is the one seam ``lpad_run`` has (every subcommand calls it), so for
+    the call it is pointed at the already built
+    :class:`~perovflow.hpc.embedded_lp.EmbeddedLaunchPad` (a public LaunchPad subclass) and
+    restored afterwards, even on error; the CLI runs one ``lpad`` per process. No
+    ``unittest.mock`` is involved.
 """
 
 from __future__ import annotations

@@ -176,9 +176,11 @@ def run_flow(
     study: str = "",
     resume: bool = True,
     log: bool = False,
+    progress: Any = None,
 ) -> dict[str, Any]:
     """Run ``flow`` with jobflow's ``run_locally`` on ``store`` (a jobflow ``JobStore``).
 
+    ``progress``: a :class:`perovflow.progress.Progress` told the number of jobs.
     Returns ``{"jobs": n, "reused": k, "ran": n - k, "failed": [...], "responses": ...}``.
     """
     from jobflow import run_locally
@@ -186,6 +188,8 @@ def run_flow(
     assign_resume_keys(flow, study)
     reused = mark_finished(flow, store) if resume else 0
     total = len(list(flow.iterflow()))
+    if progress is not None:
+        progress.total = total
     root = Path(root_dir or Path.cwd())
     root.mkdir(parents=True, exist_ok=True)
     with _FailureLog() as failures:

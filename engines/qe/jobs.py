@@ -11,7 +11,7 @@ choices, user overrides) -> (bands/DOS) link the charge density of ``prev_dir``,
 folder; (relax/static) restart from ``prev_dir``, an earlier run of the same calculation:
 its last geometry and charge density (:mod:`perovflow.engines.qe.restart`) -> run pw.x
 with error recovery (under SLURM ``max_seconds`` follows the job's remaining time) ->
-(DOS) run projwfc.x -> parse -> task document.
+(DOS, scf+PDOS) run projwfc.x -> parse -> task document.
 """
 
 from __future__ import annotations
@@ -105,6 +105,21 @@ class QEDosMaker(BaseQEMaker):
     calc_type = "dos"
 
 
+@dataclass
+class QEStaticPdosMaker(QEStaticMaker):
+    """scf whose own states are projected: projwfc.x on the scf run, no nscf.
+
+    For a PDOS/IPR on the scf's own k grid (a Γ-only defect cell), where the uniform nscf of
+    :class:`QEDosMaker` would repeat the scf's diagonalisation at the same k-points. The task
+    document carries ``dos`` and ``projections`` as a DOS task's does; ``nbnd`` (an input
+    override) sets how many empty states are projected. ``delta_e_eV`` is projwfc's step.
+    """
+
+    name: str = "qe scf+pdos"
+    delta_e_eV: float = 0.02
+    project_states = True
+
+
 def link_charge_density(
     prev_dir: str | Path | None, directory: Path, prefix: str = "pwscf"
 ) -> None:
@@ -173,7 +188,7 @@ def run_qe_task(
     if restart is not None:
         outcome.recovery.insert(0, restart)
     extra: dict[str, Any] = {}
-    if maker.calc_type == "dos":
+    if maker.calc_type == "dos" or getattr(maker, "project_states", False):
         from perovflow.engines.qe.dos import run_projwfc
 
         extra = run_projwfc(directory, outcome.params, maker.delta_e_eV)

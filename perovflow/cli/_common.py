@@ -1,9 +1,10 @@
-"""Helpers shared by the CLI command modules: JSON output and option types."""
+"""Helpers shared by the CLI command modules: JSON output, option types, progress."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,6 +12,28 @@ import numpy as np
 import typer
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress display; library output to the log.")
+]
+#: where a long command's library warnings and prints go (in its output or work folder)
+LOG_FILE = "perovflow.log"
+
+
+@contextlib.contextmanager
+def watched(title: str, log_file: Path | None, quiet: bool, as_json: bool) -> Iterator[Any]:
+    """Progress on a terminal and quiet libraries for one long command (perovflow.progress).
+
+    Yields the :class:`~perovflow.progress.Progress` (a no-op without a terminal, with
+    ``--quiet`` or ``--json``). Library warnings and prints go to ``log_file``; with
+    ``--quiet``/``--json`` perovflow's own warnings go there too.
+    """
+    from perovflow.progress import Progress, quiet_libraries, show_progress
+
+    with (
+        Progress(title, show=show_progress(quiet, as_json)) as progress,
+        quiet_libraries(log_file, all_warnings=quiet or as_json),
+    ):
+        yield progress
 
 
 def _default(obj: Any) -> Any:

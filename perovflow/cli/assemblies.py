@@ -1,7 +1,7 @@
 """CLI: ``perovflow paths|interfaces|nanocrystals|faults`` (assembled structures).
 
 Every command prints a table (or ``--json``) and writes its files atomically: into a
-temporary name next to the target, renamed when complete.
+temporary name next to the target, renamed when complete (:mod:`perovflow.cli._write`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from perovflow.cli._common import JsonOpt, emit, table
+from perovflow.cli._write import write_atomic
 from perovflow.cli.structures import CellOpt, MinLengthOpt, NameArg, SubstituteOpt, SupercellOpt
 from perovflow.errors import InputError
 
@@ -39,48 +40,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(interfaces_app, name="interfaces")
     app.add_typer(nanocrystals_app, name="nanocrystals")
     app.add_typer(faults_app, name="faults")
-
-
-# ---------------------------------------------------------------- writing
-
-
-def _write_molecule(molecule: Any, path: Path) -> None:
-    """Extended XYZ of a Molecule, with its ``domain`` labels as a per-atom column."""
-    import numpy as np
-    from ase import Atoms
-    from ase.io import write
-
-    atoms = Atoms([s.specie.symbol for s in molecule], positions=molecule.cart_coords)
-    domains = molecule.site_properties.get("domain")
-    if domains is not None:
-        atoms.new_array("domain", np.array([str(d) for d in domains]))
-    write(str(path), atoms, format="extxyz")
-
-
-def write_atomic(obj: Any, path: Path) -> Path:
-    """Write a Structure (any format of the structures layer) or a Molecule (.xyz/.extxyz).
-
-    Both go through a temporary file in the target folder and a rename.
-    """
-    path = Path(path).expanduser().resolve()
-    if hasattr(obj, "lattice"):
-        from perovflow.structures.io import write_structure
-
-        return write_structure(obj, path)
-    if path.suffix.lower() not in (".xyz", ".extxyz"):
-        raise InputError(
-            f"a nanocrystal cannot be written as {path.name}", "name the output *.xyz or *.extxyz"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        _write_molecule(obj, Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 # ---------------------------------------------------------------- structures

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from perovflow.cli._common import JsonOpt, emit, table
+from perovflow.cli._common import LOG_FILE, JsonOpt, QuietOpt, emit, table, watched
 from perovflow.errors import InputError
 
 COLUMNS = ["parameter", "value", "dE_meV_atom", "dF_meV_A", "dP_kbar", "dgap_eV", "walltime_s"]
@@ -56,31 +56,44 @@ def register(app: typer.Typer) -> None:
         ),
         plot: Annotated[Path | None, typer.Option(help="PNG of the differences.")] = None,
         as_json: JsonOpt = False,
+        quiet: QuietOpt = False,
     ) -> None:
         """Energy/atom, forces, pressure and gap of each point against the most converged one."""
         from perovflow.cli.calc import load_any_structure
-        from perovflow.engines.convergence import cheapest, compare, rattled, run_series
+        from perovflow.engines.convergence import rattled
 
         cuts, spacings = _floats(ecutwfc, "ecutwfc"), _floats(kspacing, "kspacing")
         if not cuts and not spacings:
             raise InputError("nothing to converge", "give --ecutwfc and/or --kspacing values")
         cell = rattled(load_any_structure(structure), rattle)
         results = {}
-        for parameter, values, fixed in (
-            ("ecutwfc", cuts, {}),
-            ("kspacing", spacings, _fixed_cutoff(code, k_cutoff, dual)),
-        ):
-            if values:
-                rows = run_series(cell, code, parameter, values, directory, protocol=protocol,
-                                  dual=dual, fixed=fixed)  # fmt: skip
-                tab = compare(rows)
-                results[parameter] = {"table": tab, "standard": cheapest(tab, STANDARD),
-                                      "fast": cheapest(tab, FAST)}  # fmt: skip
-                if plot is not None:
-                    from perovflow.engines.convergence import plot as draw
-
-                    draw(tab, plot.with_name(f"{plot.stem}_{parameter}{plot.suffix or '.png'}"))
+        with watched("converge", directory.resolve() / LOG_FILE, quiet, as_json) as progress:
+            progress.total = len(cuts) + len(spacings)
+            for parameter, values, fixed in (
+                ("ecutwfc", cuts, {}),
+                ("kspacing", spacings, _fixed_cutoff(code, k_cutoff, dual)),
+            ):
+                if values:
+                    results[parameter] = _series(cell, code, parameter, values, directory,
+                                                 protocol, dual, fixed, plot, progress)  # fmt: skip
         emit(results, as_json, _text)
+
+
+def _series(
+    cell: Any, code: str, parameter: str, values: list[float], directory: Path, protocol: str,
+    dual: float, fixed: dict, plot: Path | None, progress: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """One convergence series: its table, the cheapest standard/fast points, its plot."""
+    from perovflow.engines.convergence import cheapest, compare, run_series
+
+    rows = run_series(cell, code, parameter, values, directory, protocol=protocol,
+                      dual=dual, fixed=fixed, progress=progress)  # fmt: skip
+    tab = compare(rows)
+    if plot is not None:
+        from perovflow.engines.convergence import plot as draw
+
+        draw(tab, plot.with_name(f"{plot.stem}_{parameter}{plot.suffix or '.png'}"))
+    return {"table": tab, "standard": cheapest(tab, STANDARD), "fast": cheapest(tab, FAST)}
 
 
 def _fixed_cutoff(code: str, cutoff: float | None, dual: float) -> dict:

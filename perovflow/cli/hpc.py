@@ -6,57 +6,52 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import logging
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from perovflow.cli._common import JsonOpt, emit, table, to_json
+from perovflow.cli._common import LOG_FILE, JsonOpt, QuietOpt, emit, table, to_json
 from perovflow.errors import InputError
+from perovflow.progress import show_progress
 
 StudyOpt = Annotated[str | None, typer.Option("--study", help="Only this study (name).")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
-#: Libraries whose warnings and log lines are theirs, not the user's (jobflow's "jobs are
-#: not connected", monty's deprecated cd, FireWorks' launcher logs).
-THIRD_PARTY = r"(jobflow|monty|fireworks|maggma|pymatgen|mongomock_ng)(\.|$)"
 
 
 @contextlib.contextmanager
-def _quiet_libraries() -> Iterator[None]:
-    """Hide third-party warnings and FireWorks' INFO logs for one command."""
-    loggers = [logging.getLogger(n) for n in ("launchpad", "rocket.launcher", "queue.launcher")]
-    levels = [lg.level for lg in loggers]
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", module=THIRD_PARTY)
-        for lg in loggers:
-            lg.setLevel(logging.ERROR)
-        try:
-            yield
-        finally:
-            for lg, level in zip(loggers, levels, strict=True):
-                lg.setLevel(level)
+def _quiet_libraries(all_warnings: bool = False, capture_output: bool = True) -> Iterator[None]:
+    """Library warnings, prints and FireWorks' INFO logs to ``project_dir/perovflow.log``."""
+    from perovflow.progress import quiet_libraries
+    from perovflow.settings import get_settings
+
+    settings = get_settings()
+    log = settings.resolved(Path(settings.project_dir)) / LOG_FILE
+    with quiet_libraries(log, all_warnings=all_warnings, capture_output=capture_output):
+        yield
 
 
 @contextlib.contextmanager
-def _progress(show: bool, what: str) -> Iterator[Any]:
-    """A rich spinner on stderr (``update(n, text)``); nothing when ``show`` is False."""
-    if not show:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+def _progress(show: bool, what: str, counts: bool = False) -> Iterator[Any]:
+    """A progress line on stderr (``update(n, text)``); nothing when ``show`` is False.
 
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(what)
+    With ``counts`` the line also shows the LaunchPad's fireworks done (COMPLETED, FIZZLED)
+    of all, and how many run or wait in the queue.
+    """
+    from perovflow.progress import Progress
+
+    with Progress(what, show=show) as bar:
 
         def update(n: int, text: str) -> None:
-            bar.update(task, description=f"{what}: {n} {text}")
+            bar.job(f"{n} {text}")
+            if counts:
+                from perovflow.hpc.query import status as do_status
 
-        yield update
+                c = do_status()["counts"]
+                bar.total, bar.done = sum(c.values()), c.get("COMPLETED", 0) + c.get("FIZZLED", 0)
+                bar.step(f"{c.get('RUNNING', 0)} running, {c.get('RESERVED', 0)} queued")
+
+        yield update if show else None
 
 
 def submit(
@@ -71,7 +66,7 @@ def submit(
     from perovflow.hpc.fwfiles import write_fireworks_files
     from perovflow.hpc.submit import load_flow, submit_flow
 
-    with _quiet_libraries(), _progress(not (quiet or as_json), "building and submitting"):
+    with _progress(show_progress(quiet, as_json), "submit"), _quiet_libraries(quiet or as_json):
         report = submit_flow(load_flow(source), study=study).as_dict()
         write_fireworks_files()  # FireWorks' lpad/qlaunch on this LaunchPad (see README)
     emit(report, as_json, lambda r: (
@@ -102,7 +97,8 @@ def launch(
     """Submit READY fireworks to SLURM (one sbatch job each, resources per code)."""
     from perovflow.hpc.queue import launch as do_launch
 
-    with _quiet_libraries(), _progress(not (quiet or as_json), "SLURM jobs") as update:
+    show = show_progress(quiet, as_json)
+    with _progress(show, "fireworks", counts=True) as update, _quiet_libraries(quiet or as_json):
         n = do_launch(
             max_jobs=max_jobs, nlaunches=nlaunches, sleep_s=sleep, timeout_s=timeout,
             progress=update,
@@ -234,7 +230,7 @@ def lpad(ctx: typer.Context) -> None:
     """
     from perovflow.hpc.fwfiles import run_lpad
 
-    with _quiet_libraries():
+    with _quiet_libraries(capture_output=False):  # lpad's own output is the answer
         code = run_lpad(list(ctx.args))
     raise typer.Exit(code)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from perovflow.cli._common import JsonOpt, emit
+from perovflow.cli._common import LOG_FILE, JsonOpt, QuietOpt, emit, watched
 
 StudyArg = Annotated[Path, typer.Argument(help="Study file (studies/*.yaml).")]
 
@@ -36,6 +36,7 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--fresh", help="Rerun finished jobs too (no resume).")
         ] = False,
         as_json: JsonOpt = False,
+        quiet: QuietOpt = False,
     ) -> None:
         """Run a study locally; a rerun continues from what is already in the store."""
         from perovflow.hpc.store import get_job_store
@@ -44,10 +45,13 @@ def register(app: typer.Typer) -> None:
         from perovflow.workflows.studies import build_flow, load_study
 
         spec = load_study(study)
-        flow = build_flow(spec)
         root = workdir or get_settings().resolved(get_settings().scratch_dir) / spec.name
         store = get_job_store()
-        info = run_flow(flow, store, root_dir=root, study=spec.name, resume=not fresh)
+        with watched(spec.name, Path(root) / LOG_FILE, quiet, as_json) as progress:
+            flow = build_flow(spec)
+            info = run_flow(
+                flow, store, root_dir=root, study=spec.name, resume=not fresh, progress=progress
+            )
         out = {k: v for k, v in info.items() if k != "responses"}
         out["workdir"] = str(root)
         from perovflow.workflows.migration import study_barriers
@@ -72,9 +76,12 @@ def register(app: typer.Typer) -> None:
             "perovflow-demo"
         ),
         as_json: JsonOpt = False,
+        quiet: QuietOpt = False,
     ) -> None:
         """Cs4PbBr6 with a Br vacancy: ML pre-relax, QE scf, bands, PDOS, IPR, report (fast protocol)."""
         from perovflow.hpc.store import get_job_store
         from perovflow.workflows.demo import run_demo
 
-        emit(run_demo(get_job_store(), out_dir), as_json)
+        with watched("demo", out_dir.resolve() / LOG_FILE, quiet, as_json) as progress:
+            result = run_demo(get_job_store(), out_dir, progress=progress)
+        emit(result, as_json)
