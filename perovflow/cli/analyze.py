@@ -233,7 +233,7 @@ def formation(
 ) -> None:
     """Formation energy vs Fermi level, chemical-potential limits, transition levels."""
     from perovflow.analysis.collect import run_formation_spec
-    from perovflow.analysis.formation import plot_formation
+    from perovflow.analysis.formation_report import plot_formation
 
     res = run_formation_spec(spec)
     if plot:
