@@ -147,8 +147,9 @@ def _one_defect(
         return {"skipped": str(exc).splitlines()[0]}
     summary = {**res.summary(), "correction": res.meta.get("correction") if charged else None,
                "dielectric": dielectric}  # fmt: skip
+    summary["uncorrected_charges"] = charged if reason else []
     if reason:
-        summary.update({"uncorrected_charges": charged, "uncorrected_reason": reason})
+        summary["uncorrected_reason"] = reason
     return summary
 
 
