@@ -117,3 +117,27 @@ def test_charged_cell_without_dielectric_is_reported_uncorrected_and_says_so():
     eps = {"tensor": 3.61, "source": "x"}
     out = formation_report(bulk, rows, phases, {"vbm_eV": 0.0, "cbm_eV": 2.4}, eps)["V_H"]
     assert "potentials" in out["uncorrected_reason"]
+
+
+def test_report_shows_terms_dielectric_alignment_plots_and_both_values(tmp_path):
+    from perovflow.analysis.formation_report import formation_sections
+    from perovflow.analysis.report import write_report
+
+    bulk, rows, phases = _rows_and_phases()
+    eps = {"tensor": [[3.61, 0, 0], [0, 3.61, 0], [0, 0, 3.61]], "source": "ε∞ of LiH, measured"}
+    res = formation_report(bulk, rows, phases, {"vbm_eV": 0.0, "cbm_eV": 2.4}, eps, "efnv")
+    res = res["V_H"]
+    sections = formation_sections(res, tmp_path / "figs", "V_H", eps["source"])
+    assert [s["kind"] for s in sections] == ["formation", "corrections"]
+    (corr,) = sections[1]["rows"]
+    assert corr["scheme"] == "efnv" and corr["model_eV"] == pytest.approx(
+        COULOMB_EV_A * 4.5848 / (2 * 3.61 * 4.02 * 2), rel=1e-3
+    )
+    assert all(Path(p).is_file() for s in sections for p in s["plots"]) and sections[1]["plots"]
+    by_q = {r["charge"]: r for r in sections[0]["rows"] if "limit" in r}
+    assert by_q[1]["E_f_at_VBM_eV"] - by_q[1]["uncorrected_eV"] == pytest.approx(
+        corr["correction_eV"], abs=2e-4
+    )
+    files = write_report(sections, tmp_path / "report", title="V_H in LiH")
+    html = Path(files["html"]).read_text()
+    assert "measured" in html and "uncorrected" in html
