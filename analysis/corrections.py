@@ -36,6 +36,8 @@ from perovflow.errors import InputError
 
 #: relative spread of ε's eigenvalues above which ``auto`` picks eFNV (anisotropic)
 ANISOTROPY = 0.05
+#: sites this close (Å) to the eFNV sampling sphere count as outside it (rounding-proof)
+ON_SPHERE_A = 1e-3
 
 
 def _potentials(bulk: Any, defect: Any, need: str) -> tuple[Any, Any]:
@@ -144,7 +146,7 @@ def efnv(
     dist = np.array([ds.lattice.get_distance_and_image(f, fpos)[0] for f in ds.frac_coords])
     model = -point_charge_potential(ds.lattice.matrix, dielectric, disp, q)  # electron PE
     radius = sampling_radius(ds.lattice)
-    far = dist > radius
+    far = dist > radius - ON_SPHERE_A  # sites on the sphere count as outside it
     if not far.any():
         raise InputError(
             f"no atom of {defect.label or 'the defect cell'} lies beyond the sampling radius "
