@@ -141,3 +141,16 @@ def test_report_shows_terms_dielectric_alignment_plots_and_both_values(tmp_path)
     files = write_report(sections, tmp_path / "report", title="V_H in LiH")
     html = Path(files["html"]).read_text()
     assert "measured" in html and "uncorrected" in html
+
+
+def test_plan_reports_the_potential_post_steps(tmp_path):
+    from perovflow.workflows.planning import describe, format_plan
+
+    path = tmp_path / "study.yaml"
+    path.write_text(STUDY.format(charges="[-1, 0, 1]", extra=""))
+    study = load_study(path)
+    data = describe(study, build_flow(study))
+    # the bulk supercell and the two charged cells; the neutral one needs none
+    assert data["potential_post_steps"] == {"qe": 3}
+    assert data["calculations"]["qe"]["static"] == 4
+    assert "3 pp.x plot_num=11" in format_plan(data)
