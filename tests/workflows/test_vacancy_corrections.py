@@ -154,3 +154,33 @@ def test_plan_reports_the_potential_post_steps(tmp_path):
     assert data["potential_post_steps"] == {"qe": 3}
     assert data["calculations"]["qe"]["static"] == 4
     assert "3 pp.x plot_num=11" in format_plan(data)
+
+
+def test_an_upstream_dielectric_maker_runs_on_the_relaxed_bulk_unless_the_study_gives_eps():
+    from dataclasses import dataclass
+
+    from jobflow import Maker, job
+
+    from perovflow.engines.registry import get_maker
+    from perovflow.structures.io import load_structure
+    from perovflow.workflows.vacancy import VacancyFlowMaker
+
+    @dataclass
+    class Dielectric(Maker):  # the interface of h2's maker: epsilon_static/electronic 3x3
+        name: str = "dielectric"
+
+        @job
+        def make(self, structure):
+            return {"epsilon_static": np.eye(3).tolist(), "epsilon_electronic": np.eye(3).tolist()}
+
+    base = {"relax_maker": get_maker("qe", "relax", protocol="fast"), "supercell": "2x2x2",
+            "static_maker": get_maker("qe", "static", protocol="fast"), "elements": ["Br"],
+            "charge_states": {"Br": [0, 1]}, "dielectric_maker": Dielectric()}  # fmt: skip
+    flow = VacancyFlowMaker(**base).make(load_structure("CsBr"))
+    eps = next(j for j in flow.jobs if j.name == "bulk dielectric")
+    relax = next(j for j in flow.jobs if j.name == "bulk relax")
+    assert eps.function_args[0].uuid == relax.uuid  # the relaxed bulk cell
+    assert _report(flow).function_args[5].uuid == eps.uuid
+    given = VacancyFlowMaker(**base, dielectric={"tensor": 6.5, "source": "paper"})
+    flow = given.make(load_structure("CsBr"))
+    assert "bulk dielectric" not in {j.name for j in flow.jobs}  # the study's value wins
