@@ -217,7 +217,7 @@ def plot_alignment(info: dict[str, Any], path: str | Path, title: str = "") -> P
             ax.plot(x, p["model_eV"], "--", label="model")
             lo, hi = p["window"]
             ax.axvspan(x[lo], x[min(hi, len(x) - 1)], color="0.9")
-            ax.set_xlabel(f"position along {'abc'[int(ax_id)]} (Å)")
+            ax.set_xlabel(f"along {'abc'[int(ax_id)]} from the defect (Å)")
         ax = axes[0]
     ax.set_ylabel("potential energy of an electron (eV)")
     ax.set_title(title, fontsize=8)
