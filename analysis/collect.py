@@ -15,7 +15,7 @@ Formation spec::
     vbm_eV: 2.447        # optional: default from the bulk run's HOMO
     band_gap_eV: 3.72    # optional: default from the bulk run's HOMO/LUMO
     dielectric: 4.8      # scalar or 3x3
-    correction: freysoldt   # or none
+    correction: freysoldt   # efnv, auto (eFNV for an anisotropic tensor) or none
 """
 
 from __future__ import annotations

@@ -245,8 +245,12 @@ def formation(
             f"  eps({t['q1']:+d}/{t['q2']:+d}) = {t['level_eV']:.3f} eV"
             for t in d["transition_levels"]
         ]
+        plain = {lim["name"]: lim for lim in (d.get("uncorrected") or {}).get("limits", [])}
         for lim in d["limits"]:
             lines.append(f"  {lim['name']}: E_f(E_F=VBM) = {lim['formation_at_vbm_eV']}")
+            if d["meta"].get("correction") and lim["name"] in plain:
+                bare = plain[lim["name"]]["formation_at_vbm_eV"]
+                lines.append(f"    uncorrected: {bare}")
         return "\n".join(lines)
 
     emit(res.summary(), as_json, human)
