@@ -74,6 +74,9 @@ def dielectric_of(value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
     doc = value.model_dump() if hasattr(value, "model_dump") else value
+    if not isinstance(doc, dict) and hasattr(doc, "epsilon_static"):  # any duck-typed output
+        doc = {k: getattr(doc, k, None) for k in ("epsilon_static", "epsilon_electronic",
+                                                  "dir_name", "task_label")}  # fmt: skip
     if isinstance(doc, dict) and "epsilon_static" in doc:
         where = doc.get("dir_name") or doc.get("task_label") or "the dielectric job"
         return {"tensor": doc["epsilon_static"], "epsilon_electronic": doc.get("epsilon_electronic"),
