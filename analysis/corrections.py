@@ -22,7 +22,8 @@ with ``E_iso - E_per`` the model charge's energy isolated minus in the periodic 
   here on the site potentials of :func:`perovflow.grids.site_averages`.
 
 Each function returns ``(correction_eV, far_field_shift_eV, metadata)``; the metadata hold
-the terms and the data of the alignment plot (:func:`plot_alignment`).
+the terms and the data of the alignment plot (:func:`plot_alignment`). The far-field shift
+also places a defect cell's Kohn–Sham levels in the bulk gap (:func:`defect_levels`).
 """
 
 from __future__ import annotations
@@ -223,3 +224,35 @@ def plot_alignment(info: dict[str, Any], path: str | Path, title: str = "") -> P
     ax.set_title(title, fontsize=8)
     ax.legend(fontsize=6)
     return save_figure(fig, path)
+
+
+def defect_levels(
+    proj: Any,
+    bulk_vbm_eV: float,
+    bulk_cbm_eV: float,
+    shift_eV: float = 0.0,
+    ipr_threshold: float | None = None,
+) -> list[dict[str, Any]]:
+    """Kohn–Sham states of a defect cell inside the bulk gap (after alignment).
+
+    ``e_aligned = e - shift_eV`` with ``shift_eV`` the far-field potential shift of the
+    defect cell (:func:`far_field_shift`); each level carries its IPR and occupation.
+    """
+    from perovflow.analysis.ipr import ipr_values
+
+    e = proj.energies - shift_eV
+    inside = np.flatnonzero((e > bulk_vbm_eV) & (e < bulk_cbm_eV))
+    values = ipr_values(proj.weights[inside]) if inside.size else np.array([])
+    occ = proj.occupations
+    return [
+        {
+            "state": int(i),
+            "energy_eV": float(e[i]),
+            "above_vbm_eV": float(e[i] - bulk_vbm_eV),
+            "below_cbm_eV": float(bulk_cbm_eV - e[i]),
+            "ipr": float(v),
+            "occupation": None if occ is None else float(occ[i]),
+            "localized": None if ipr_threshold is None else bool(v > ipr_threshold),
+        }
+        for i, v in zip(inside, values, strict=True)
+    ]

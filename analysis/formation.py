@@ -29,10 +29,23 @@ from typing import Any
 
 import numpy as np
 
-from perovflow.analysis.corrections import choose_scheme, efnv, far_field_shift, freysoldt
+from perovflow.analysis.corrections import (
+    choose_scheme,
+    defect_levels,
+    efnv,
+    far_field_shift,
+    freysoldt,
+)
 from perovflow.errors import InputError
 
-__all__ = ["CellCalc", "far_field_shift", "formation_energies", "freysoldt", "transition_levels"]
+__all__ = [
+    "CellCalc",
+    "defect_levels",
+    "far_field_shift",
+    "formation_energies",
+    "freysoldt",
+    "transition_levels",
+]
 
 
 @dataclass
@@ -228,7 +241,6 @@ def formation_energies(
         None (uncorrected). The uncorrected results are always given beside
         (``uncorrected``).
     """
-    from pymatgen.analysis.defects.thermo import DefectEntry
     from pymatgen.entries.computed_entries import ComputedStructureEntry
 
     if not defects:
@@ -239,29 +251,16 @@ def formation_energies(
     entries, bare, rows = [], [], []
     defect = None
     for calc in defects:
-        ds = calc.get_structure()
-        check_cells(bs, ds)
-        this, fpos = make_defect(bs, ds)
+        this, pair, row = _one_cell(bulk, bulk_entry, calc, dielectric, scheme)
         if defect is not None and this.name != defect.name:
             raise InputError(
                 f"{this.name} and {defect.name} are different defects",
                 "analyse one defect type at a time",
             )
         defect = this
-        corr, shift, info = _correct(bulk, calc, dielectric, fpos, scheme)
-        for out, terms in ((entries, {scheme: corr} if corr else {}), (bare, {})):
-            out.append(DefectEntry(
-                defect=this, charge_state=int(calc.charge),
-                sc_entry=ComputedStructureEntry(ds, calc.energy_eV),
-                sc_defect_frac_coords=tuple(fpos), bulk_entry=bulk_entry, corrections=terms,
-            ))  # fmt: skip
-        rows.append({
-            "label": calc.label or this.name, "charge": int(calc.charge),
-            "energy_eV": calc.energy_eV, "correction_eV": corr, "correction_scheme":
-            scheme if corr else None, "alignment_shift_eV": shift, "correction_terms": info,
-            "defect_frac_coords": [round(float(x), 5) for x in fpos],
-            "provenance": calc.provenance,
-        })  # fmt: skip
+        entries.append(pair[0])
+        bare.append(pair[1])
+        rows.append(row)
     charges = [r["charge"] for r in rows]
     if len(set(charges)) != len(charges):
         raise InputError(f"charge states repeat: {charges}", "give each charge state once")
@@ -276,6 +275,33 @@ def formation_energies(
     }
     result.meta.update({"correction": scheme, "dielectric": _tensor(dielectric)})
     return result
+
+
+def _one_cell(
+    bulk: CellCalc, bulk_entry: Any, calc: CellCalc, dielectric: Any, scheme: str | None
+) -> tuple[Any, tuple[Any, Any], dict[str, Any]]:
+    """The defect, its DefectEntry corrected and bare, and its report row."""
+    from pymatgen.analysis.defects.thermo import DefectEntry
+    from pymatgen.entries.computed_entries import ComputedStructureEntry
+
+    ds = calc.get_structure()
+    check_cells(bulk_entry.structure, ds)
+    this, fpos = make_defect(bulk_entry.structure, ds)
+    corr, shift, info = _correct(bulk, calc, dielectric, fpos, scheme)
+    pair = tuple(
+        DefectEntry(defect=this, charge_state=int(calc.charge),
+                    sc_entry=ComputedStructureEntry(ds, calc.energy_eV),
+                    sc_defect_frac_coords=tuple(fpos), bulk_entry=bulk_entry, corrections=terms)
+        for terms in ({scheme: corr} if corr else {}, {})
+    )  # fmt: skip
+    row = {
+        "label": calc.label or this.name, "charge": int(calc.charge),
+        "energy_eV": calc.energy_eV, "correction_eV": corr,
+        "correction_scheme": scheme if corr else None, "alignment_shift_eV": shift,
+        "correction_terms": info, "defect_frac_coords": [round(float(x), 5) for x in fpos],
+        "provenance": calc.provenance,
+    }  # fmt: skip
+    return this, pair, row
 
 
 def _tensor(dielectric: Any) -> list[list[float]] | None:
@@ -357,35 +383,3 @@ def transition_levels(lines: dict[int, float], gap: float) -> list[dict[str, Any
             }
         )
     return out
-
-
-def defect_levels(
-    proj: Any,
-    bulk_vbm_eV: float,
-    bulk_cbm_eV: float,
-    shift_eV: float = 0.0,
-    ipr_threshold: float | None = None,
-) -> list[dict[str, Any]]:
-    """Kohn–Sham states of a defect cell inside the bulk gap (after alignment).
-
-    ``e_aligned = e - shift_eV`` with ``shift_eV`` the far-field potential shift of the
-    defect cell (:func:`far_field_shift`); each level carries its IPR and occupation.
-    """
-    from perovflow.analysis.ipr import ipr_values
-
-    e = proj.energies - shift_eV
-    inside = np.flatnonzero((e > bulk_vbm_eV) & (e < bulk_cbm_eV))
-    values = ipr_values(proj.weights[inside]) if inside.size else np.array([])
-    occ = proj.occupations
-    return [
-        {
-            "state": int(i),
-            "energy_eV": float(e[i]),
-            "above_vbm_eV": float(e[i] - bulk_vbm_eV),
-            "below_cbm_eV": float(bulk_cbm_eV - e[i]),
-            "ipr": float(v),
-            "occupation": None if occ is None else float(occ[i]),
-            "localized": None if ipr_threshold is None else bool(v > ipr_threshold),
-        }
-        for i, v in zip(inside, values, strict=True)
-    ]
