@@ -31,6 +31,15 @@ def test_hartree_cube_is_added_on_the_full_grid_and_a_user_section_wins():
     assert get_maker("cp2k", "static").write_potential is False
 
 
+def test_missing_cube_is_a_one_line_engine_error(tmp_path: Path):
+    from perovflow.engines.cp2k.potential import read_hartree_cube
+    from perovflow.errors import EngineError
+
+    with pytest.raises(EngineError, match="no V_HARTREE cube") as err:
+        read_hartree_cube(tmp_path, {})
+    assert "\n" not in str(err.value) and "V_HARTREE_CUBE" in err.value.fix
+
+
 @pytest.mark.cp2k
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
