@@ -15,7 +15,7 @@ Formation spec::
     vbm_eV: 2.447        # optional: default from the bulk run's HOMO
     band_gap_eV: 3.72    # optional: default from the bulk run's HOMO/LUMO
     dielectric: 4.8      # scalar or 3x3
-    correction: freysoldt   # or none
+    correction: freysoldt   # efnv, auto (eFNV for an anisotropic tensor) or none
 """
 
 from __future__ import annotations
@@ -217,6 +217,8 @@ def _store_sections(study: str, figdir: Path) -> list[dict[str, Any]]:
             proj = StateProjections.from_dict(o["projections"])
             proj.structure = proj.structure or o.get("structure")
             out += _projection_sections(proj, name, prov, figdir)
+        if isinstance(o.get("formation"), dict) and o.get("vacancies") is not None:
+            out += _formation_sections(o["formation"], figdir)
         if o.get("result_type") == "neb" and o.get("images"):
             from perovflow.analysis.neb import neb_section
 
@@ -243,6 +245,20 @@ def _store_sections(study: str, figdir: Path) -> list[dict[str, Any]]:
                     kind=o.get("calc_type", "task"),
                 )
             )
+    return out
+
+
+def _formation_sections(formation: dict[str, Any], figdir: Path) -> list[dict[str, Any]]:
+    """Sections of a vacancy report's formation energies (corrections, ε and its source)."""
+    from perovflow.analysis.formation_report import formation_sections
+
+    out = []
+    for label, res in formation.items():
+        if isinstance(res, dict) and res.get("entries"):
+            source = (res.get("dielectric") or {}).get("source", "")
+            if res.get("uncorrected_reason"):
+                source = f"{source} (uncorrected: {res['uncorrected_reason']})".strip()
+            out += formation_sections(res, figdir, f"{label}: formation energies", source)
     return out
 
 

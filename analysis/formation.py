@@ -8,13 +8,13 @@ What is used
   host (vertices of its stability region among the competing phases given as pymatgen
   entries, e.g. CsBr, PbBr2, CsPbBr3, CsPb2Br5, Cs4PbBr6 and the elements), the formation
   energy lines and the thermodynamic transition levels (kinks of the lower envelope).
-* Freysoldt correction (``pymatgen.analysis.defects.corrections.freysoldt``) from the
-  planar-averaged potentials of the defect and bulk cells, read by
-  :mod:`perovflow.analysis.potentials` (QE pp.x cube/filplot, CP2K V_HARTREE cube). A full
-  3x3 dielectric tensor is accepted: the library treats anisotropy as sxdefectalign does
-  (the full tensor for the periodic lattice sum and each axis' model potential, the
-  spherical average for the isolated-charge term). The Kumagai (eFNV) scheme needs
-  atomic-site potentials, which these readers do not produce, so it is not offered.
+* Finite-size corrections of charged cells (:mod:`perovflow.analysis.corrections`):
+  Freysoldt (planar averages, through pymatgen-analysis-defects) or Kumagai/eFNV
+  (atomic-site potentials, anisotropic point-charge Ewald sum), from the potentials of the
+  defect and bulk cells (:mod:`perovflow.analysis.potentials`: QE pp.x cube/filplot, CP2K
+  V_HARTREE cube, or the ``potential`` record of a task document). The dielectric tensor
+  is kept whole. Formation energies and transition levels are given corrected, with the
+  uncorrected ones beside them (``uncorrected``).
 * Kohn–Sham defect levels: defect-cell states inside the host gap after aligning the
   defect cell's energies to the bulk by the potential alignment term.
 
@@ -29,7 +29,23 @@ from typing import Any
 
 import numpy as np
 
+from perovflow.analysis.corrections import (
+    choose_scheme,
+    defect_levels,
+    efnv,
+    far_field_shift,
+    freysoldt,
+)
 from perovflow.errors import InputError
+
+__all__ = [
+    "CellCalc",
+    "defect_levels",
+    "far_field_shift",
+    "formation_energies",
+    "freysoldt",
+    "transition_levels",
+]
 
 
 @dataclass
@@ -46,7 +62,8 @@ class CellCalc:
         Cell charge q (e); 0 for the bulk.
     potential
         Planar averages ``{0: arr, 1: arr, 2: arr}`` (eV), a
-        :class:`~perovflow.analysis.potentials.GridPotential`, or a file path to read.
+        :class:`~perovflow.analysis.potentials.GridPotential`, a file path to read, or the
+        ``potential`` record of a task document (planar averages and site potentials).
     label
         Name (e.g. ``V_Br``) and provenance (task uuid or folder) for reports.
     """
@@ -65,18 +82,36 @@ class CellCalc:
         s = self.structure
         return Structure.from_dict(s) if isinstance(s, dict) else s
 
-    def planar_averages(self) -> dict[int, np.ndarray] | None:
-        """Planar-averaged potential along a, b, c (eV), or None."""
-        from perovflow.analysis.potentials import GridPotential, read_potential
+    def _grid(self) -> Any:
+        from perovflow.analysis.potentials import read_potential
 
         pot = self.potential
+        return read_potential(pot) if isinstance(pot, str | Path) else pot
+
+    def planar_averages(self) -> dict[int, np.ndarray] | None:
+        """Planar-averaged potential along a, b, c (eV), or None."""
+        from perovflow.analysis.potentials import GridPotential
+
+        pot = self._grid()
         if pot is None:
             return None
-        if isinstance(pot, str | Path):
-            pot = read_potential(pot)
         if isinstance(pot, GridPotential):
             return pot.planar_averages()
+        pot = pot.get("planar_averages_eV", pot)
         return {int(k): np.asarray(v, dtype=float) for k, v in pot.items()}
+
+    def site_potentials(self) -> np.ndarray | None:
+        """Potential at each atomic site (eV; Gaussian average, :mod:`perovflow.grids`)."""
+        from perovflow.analysis.potentials import GridPotential
+        from perovflow.grids import site_averages
+
+        pot = self._grid()
+        if isinstance(pot, GridPotential):
+            s = self.get_structure()
+            return site_averages(pot.data, s.lattice.matrix, s.frac_coords)
+        if isinstance(pot, dict) and pot.get("site_potentials_eV") is not None:
+            return np.asarray(pot["site_potentials_eV"], dtype=float)
+        return None
 
 
 def check_cells(bulk: Any, defect: Any, tol: float = 0.02, max_diff: int = 4) -> None:
@@ -137,66 +172,6 @@ def make_defect(bulk: Any, defect: Any) -> tuple[Any, np.ndarray]:
     return cls(bulk, site), np.asarray(fpos)
 
 
-def freysoldt(
-    bulk: CellCalc,
-    defect: CellCalc,
-    dielectric: float | np.ndarray,
-    fpos: np.ndarray,
-    energy_cutoff: float = 520.0,
-) -> tuple[float, float, dict[str, Any]]:
-    """Freysoldt correction (eV), potential alignment (eV) and metadata for one charged cell."""
-    from pymatgen.analysis.defects.corrections.freysoldt import get_freysoldt_correction
-
-    pb, pd = bulk.planar_averages(), defect.planar_averages()
-    if pb is None or pd is None:
-        raise InputError(
-            f"the Freysoldt correction of {defect.label or 'the defect'} needs the potentials "
-            "of the bulk and defect cells",
-            "run pp.x plot_num=11 (QE) or V_HARTREE_CUBE (CP2K) for both, or corrections=None",
-        )
-    for ax in range(3):
-        if len(pb[ax]) != len(pd[ax]):
-            raise InputError(
-                f"bulk and defect potentials use different grids along axis {ax} "
-                f"({len(pb[ax])} vs {len(pd[ax])} points)",
-                "use the same cutoff/FFT grid for the bulk and defect cells",
-            )
-    res = get_freysoldt_correction(
-        q=int(defect.charge),
-        dielectric=dielectric,
-        defect_locpot=pd,
-        bulk_locpot=pb,
-        defect_frac_coords=fpos,
-        lattice=defect.get_structure().lattice,
-        energy_cutoff=energy_cutoff,
-    )
-    md = res.metadata
-    return (
-        float(res.correction_energy),
-        far_field_shift(pb, pd, fpos),
-        {
-            "electrostatic_eV": float(md["electrostatic"]),
-            "potential_eV": float(md["potential"]),
-            "alignments_eV": {int(k): float(v) for k, v in md["alignments"].items()},
-        },
-    )
-
-
-def far_field_shift(pb: dict, pd: dict, fpos: np.ndarray) -> float:
-    """Mean of V_defect - V_bulk (eV) in the planes farthest from the defect (> 1/4 cell).
-
-    This is the shift of the defect cell's energies relative to the bulk, used to place
-    its Kohn–Sham levels in the bulk gap.
-    """
-    shifts = []
-    for ax in range(3):
-        diff = np.asarray(pd[ax]) - np.asarray(pb[ax])
-        x = np.arange(diff.size) / diff.size
-        d = np.abs((x - fpos[ax] + 0.5) % 1.0 - 0.5)
-        shifts.append(float(diff[d >= 0.25].mean()))
-    return float(np.mean(shifts))
-
-
 @dataclass
 class FormationResult:
     """Formation energies of one defect in several charge states."""
@@ -209,9 +184,10 @@ class FormationResult:
     transition_levels: list[dict[str, Any]]
     envelope: dict[str, list[tuple[float, float]]]
     meta: dict[str, Any] = field(default_factory=dict)
+    uncorrected: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
-        """JSON-ready dict."""
+        """JSON-ready dict (``uncorrected``: limits, levels and envelope without corrections)."""
         return {
             "defect": self.defect,
             "vbm_eV": self.vbm_eV,
@@ -221,6 +197,7 @@ class FormationResult:
             "transition_levels": self.transition_levels,
             "envelope": {k: [list(p) for p in v] for k, v in self.envelope.items()},
             "meta": self.meta,
+            "uncorrected": self.uncorrected,
         }
 
     to_dict = summary
@@ -258,73 +235,109 @@ def formation_energies(
     vbm_eV, band_gap_eV
         Bulk VBM (absolute, eV) and gap: the Fermi-level range.
     dielectric
-        Scalar or 3x3 tensor (needed for the Freysoldt correction of charged cells).
+        Scalar or 3x3 tensor (needed to correct charged cells).
     correction
-        ``freysoldt`` or None (uncorrected).
+        ``freysoldt``, ``efnv``, ``auto`` (eFNV for an anisotropic ε, else Freysoldt) or
+        None (uncorrected). The uncorrected results are always given beside
+        (``uncorrected``).
     """
-    from pymatgen.analysis.defects.thermo import DefectEntry, FormationEnergyDiagram
     from pymatgen.entries.computed_entries import ComputedStructureEntry
 
     if not defects:
         raise InputError("no defect calculation given", "give at least one charge state")
+    scheme = choose_scheme(correction, dielectric) if dielectric is not None else correction
     bs = bulk.get_structure()
     bulk_entry = ComputedStructureEntry(bs, bulk.energy_eV)
-    entries, rows = [], []
+    entries, bare, rows = [], [], []
     defect = None
     for calc in defects:
-        ds = calc.get_structure()
-        check_cells(bs, ds)
-        this, fpos = make_defect(bs, ds)
+        this, pair, row = _one_cell(bulk, bulk_entry, calc, dielectric, scheme)
         if defect is not None and this.name != defect.name:
             raise InputError(
                 f"{this.name} and {defect.name} are different defects",
                 "analyse one defect type at a time",
             )
         defect = this
-        corr, shift, info = 0.0, 0.0, {}
-        if correction == "freysoldt" and calc.charge != 0:
-            if dielectric is None:
-                raise InputError(
-                    "the Freysoldt correction needs the dielectric constant",
-                    "pass dielectric (scalar or 3x3 tensor), or correction=None",
-                )
-            corr, shift, info = freysoldt(bulk, calc, dielectric, fpos)
-        elif correction not in (None, "freysoldt"):
-            raise InputError(f"unknown correction {correction!r}", "use freysoldt or None")
-        entry = DefectEntry(
-            defect=this,
-            charge_state=int(calc.charge),
-            sc_entry=ComputedStructureEntry(ds, calc.energy_eV),
-            sc_defect_frac_coords=tuple(fpos),
-            bulk_entry=bulk_entry,
-            corrections={"freysoldt": corr} if corr else {},
-        )
-        entries.append(entry)
-        rows.append(
-            {
-                "label": calc.label or this.name,
-                "charge": int(calc.charge),
-                "energy_eV": calc.energy_eV,
-                "correction_eV": corr,
-                "alignment_shift_eV": shift,
-                "correction_terms": info,
-                "defect_frac_coords": [round(float(x), 5) for x in fpos],
-                "provenance": calc.provenance,
-            }
-        )
+        entries.append(pair[0])
+        bare.append(pair[1])
+        rows.append(row)
     charges = [r["charge"] for r in rows]
     if len(set(charges)) != len(charges):
         raise InputError(f"charge states repeat: {charges}", "give each charge state once")
+    result = _collect(_diagram(entries, phases, vbm_eV, band_gap_eV, bulk_entry),
+                      defect, rows, vbm_eV, band_gap_eV)  # fmt: skip
+    plain = _collect(_diagram(bare, phases, vbm_eV, band_gap_eV, bulk_entry),
+                     defect, rows, vbm_eV, band_gap_eV)  # fmt: skip
+    result.uncorrected = {
+        "limits": plain.limits,
+        "transition_levels": plain.transition_levels,
+        "envelope": {k: [list(p) for p in v] for k, v in plain.envelope.items()},
+    }
+    result.meta.update({"correction": scheme, "dielectric": _tensor(dielectric)})
+    return result
+
+
+def _one_cell(
+    bulk: CellCalc, bulk_entry: Any, calc: CellCalc, dielectric: Any, scheme: str | None
+) -> tuple[Any, tuple[Any, Any], dict[str, Any]]:
+    """The defect, its DefectEntry corrected and bare, and its report row."""
+    from pymatgen.analysis.defects.thermo import DefectEntry
+    from pymatgen.entries.computed_entries import ComputedStructureEntry
+
+    ds = calc.get_structure()
+    check_cells(bulk_entry.structure, ds)
+    this, fpos = make_defect(bulk_entry.structure, ds)
+    corr, shift, info = _correct(bulk, calc, dielectric, fpos, scheme)
+    pair = tuple(
+        DefectEntry(defect=this, charge_state=int(calc.charge),
+                    sc_entry=ComputedStructureEntry(ds, calc.energy_eV),
+                    sc_defect_frac_coords=tuple(fpos), bulk_entry=bulk_entry, corrections=terms)
+        for terms in ({scheme: corr} if corr else {}, {})
+    )  # fmt: skip
+    row = {
+        "label": calc.label or this.name, "charge": int(calc.charge),
+        "energy_eV": calc.energy_eV, "correction_eV": corr,
+        "correction_scheme": scheme if corr else None, "alignment_shift_eV": shift,
+        "correction_terms": info, "defect_frac_coords": [round(float(x), 5) for x in fpos],
+        "provenance": calc.provenance,
+    }  # fmt: skip
+    return this, pair, row
+
+
+def _tensor(dielectric: Any) -> list[list[float]] | None:
+    from perovflow.analysis.ewald import dielectric_tensor
+
+    return None if dielectric is None else dielectric_tensor(dielectric).tolist()
+
+
+def _correct(
+    bulk: CellCalc, calc: CellCalc, dielectric: Any, fpos: np.ndarray, scheme: str | None
+) -> tuple[float, float, dict[str, Any]]:
+    """(correction, far-field shift, terms) of one cell under ``scheme``; neutral: none."""
+    if scheme not in (None, "freysoldt", "efnv", "auto"):
+        raise InputError(f"unknown correction {scheme!r}", "use freysoldt, efnv, auto or None")
+    if scheme is None or calc.charge == 0:
+        return 0.0, 0.0, {}
+    if dielectric is None:
+        raise InputError(
+            f"the {scheme} correction needs the dielectric constant",
+            "pass dielectric (scalar or 3x3 tensor), or correction=None",
+        )
+    return (efnv if scheme == "efnv" else freysoldt)(bulk, calc, dielectric, fpos)
+
+
+def _diagram(entries: list, phases: Any, vbm: float, gap: float, bulk_entry: Any) -> Any:
+    from pymatgen.analysis.defects.thermo import FormationEnergyDiagram
+
     try:
-        fed = FormationEnergyDiagram(
-            entries, as_entries(phases), vbm=vbm_eV, band_gap=band_gap_eV, bulk_entry=bulk_entry
+        return FormationEnergyDiagram(
+            entries, as_entries(phases), vbm=vbm, band_gap=gap, bulk_entry=bulk_entry
         )
     except (ValueError, KeyError) as exc:
         raise InputError(
             f"chemical-potential limits cannot be built ({exc})",
             "include every element and the host's competing phases, from the same settings",
         ) from exc
-    return _collect(fed, defect, rows, vbm_eV, band_gap_eV)
 
 
 def _collect(fed: Any, defect: Any, rows: list, vbm: float, gap: float) -> FormationResult:
@@ -340,18 +353,12 @@ def _collect(fed: Any, defect: Any, rows: list, vbm: float, gap: float) -> Forma
             }
         )
         envelope[name] = [(float(x), float(y)) for x, y in fed.get_transitions(mu, 0.0, gap)]
+    levels = transition_levels(limits[0]["formation_at_vbm_eV"], gap) if limits else []
     return FormationResult(
-        defect=defect.name,
-        vbm_eV=vbm,
-        band_gap_eV=gap,
-        entries=rows,
-        limits=limits,
-        transition_levels=transition_levels(limits[0]["formation_at_vbm_eV"], gap)
-        if limits
-        else [],
-        envelope=envelope,
+        defect=defect.name, vbm_eV=vbm, band_gap_eV=gap, entries=rows, limits=limits,
+        transition_levels=levels, envelope=envelope,
         meta={"multiplicity": int(getattr(defect, "multiplicity", 1))},
-    )
+    )  # fmt: skip
 
 
 def transition_levels(lines: dict[int, float], gap: float) -> list[dict[str, Any]]:
@@ -376,50 +383,3 @@ def transition_levels(lines: dict[int, float], gap: float) -> list[dict[str, Any
             }
         )
     return out
-
-
-def plot_formation(result: FormationResult, path: str | Path) -> Path:
-    """Formation energy vs Fermi level (lower envelope) for each chemical-potential limit."""
-    from perovflow.analysis.plots import new_figure, save_figure
-
-    fig, ax = new_figure(5.0, 3.8)
-    for name, pts in result.envelope.items():
-        xs, ys = zip(*pts, strict=True)
-        ax.plot(xs, ys, "-", label=name)
-    ax.axvspan(0, result.band_gap_eV, color="0.95")
-    ax.set_xlabel("E_F - VBM (eV)")
-    ax.set_ylabel(f"E_f({result.defect}) (eV)")
-    ax.legend(fontsize=7)
-    return save_figure(fig, path)
-
-
-def defect_levels(
-    proj: Any,
-    bulk_vbm_eV: float,
-    bulk_cbm_eV: float,
-    shift_eV: float = 0.0,
-    ipr_threshold: float | None = None,
-) -> list[dict[str, Any]]:
-    """Kohn–Sham states of a defect cell inside the bulk gap (after alignment).
-
-    ``e_aligned = e - shift_eV`` with ``shift_eV`` the far-field potential shift of the
-    defect cell (:func:`far_field_shift`); each level carries its IPR and occupation.
-    """
-    from perovflow.analysis.ipr import ipr_values
-
-    e = proj.energies - shift_eV
-    inside = np.flatnonzero((e > bulk_vbm_eV) & (e < bulk_cbm_eV))
-    values = ipr_values(proj.weights[inside]) if inside.size else np.array([])
-    occ = proj.occupations
-    return [
-        {
-            "state": int(i),
-            "energy_eV": float(e[i]),
-            "above_vbm_eV": float(e[i] - bulk_vbm_eV),
-            "below_cbm_eV": float(bulk_cbm_eV - e[i]),
-            "ipr": float(v),
-            "occupation": None if occ is None else float(occ[i]),
-            "localized": None if ipr_threshold is None else bool(v > ipr_threshold),
-        }
-        for i, v in zip(inside, values, strict=True)
-    ]

@@ -30,6 +30,10 @@ class DFTMaker(Maker):
         Kill the code after this many seconds (the walltime handling then restarts it).
     labels
         Study metadata copied to the task document.
+    write_potential
+        Also write the electrostatic potential of the scf (QE: pp.x ``plot_num=11`` cube;
+        CP2K: ``V_HARTREE_CUBE``) and keep its planar averages and site potentials in the
+        document (``potential``), for the finite-size corrections of charged defects.
     """
 
     name: str = "dft static"
@@ -40,4 +44,5 @@ class DFTMaker(Maker):
     max_attempts: int = 5
     walltime_s: float | None = None
     labels: dict[str, Any] = field(default_factory=dict)
+    write_potential: bool = False
     calc_type = "static"

@@ -24,6 +24,7 @@ BIG_FIELDS = [
     "dos",
     "projections",
     "trajectory",
+    "potential",
 ]
 
 
@@ -138,6 +139,11 @@ class TaskDocument(BaseModel):
         None, description="Band structure along a path (as_dict())."
     )
     dos: dict[str, Any] | None = Field(None, description="Total/projected DOS arrays.")
+    potential: dict[str, Any] | None = Field(
+        None,
+        description="Electrostatic potential (write_potential): cube path, planar averages "
+        "and site potentials (eV, electron potential energy; perovflow.grids).",
+    )
     projections: dict[str, Any] | None = Field(
         None, description="Per-atom state weights for PDOS/IPR."
     )

@@ -84,6 +84,8 @@ def engine_maker(
 def tag(job_: Job, maker: Maker | None = None, **calc: Any) -> Job:
     """Record on the job what expensive calculation it runs (``plan`` counts these)."""
     info = {"code": maker_code(maker), "kind": maker_kind(maker)} if maker is not None else {}
+    if getattr(maker, "write_potential", False):
+        info["potential"] = True  # + pp.x plot_num=11 / V_HARTREE cube (charged defects)
     info.update(calc)
     job_.metadata = {**(job_.metadata or {}), CALC: info}
     return job_

@@ -37,6 +37,16 @@ def count_calcs(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     return {code: dict(sorted(c.items())) for code, c in sorted(counts.items())}
 
 
+def count_potentials(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """code -> statics that also write the electrostatic potential (pp.x plot_num=11 for
+    QE, the V_HARTREE cube for CP2K): the charged-defect corrections' extra cost."""
+    out: Counter = Counter()
+    for row in rows:
+        if (row["calc"] or {}).get("potential"):
+            out[row["calc"].get("code", "?")] += 1
+    return dict(sorted(out.items()))
+
+
 def describe(study: Any, flow: Any) -> dict[str, Any]:
     """The plan of ``study``: graph, counts, DFT totals and symmetry savings."""
     rows = job_graph(flow)
@@ -59,6 +69,7 @@ def describe(study: Any, flow: Any) -> dict[str, Any]:
         "jobs": len(rows),
         "calculations": counts,
         "dft_calculations": sum(dft.values()),
+        "potential_post_steps": count_potentials(rows),
         "neb_images": neb_images,
         "symmetry": sym,
         "graph": rows,
@@ -72,7 +83,8 @@ def format_plan(data: dict[str, Any]) -> str:
     ]
     for row in data["graph"]:
         calc = row["calc"]
-        what = f"  [{calc.get('code')} {calc.get('kind')}]" if calc else ""
+        post = " + potential" if calc and calc.get("potential") else ""
+        what = f"  [{calc.get('code')} {calc.get('kind')}{post}]" if calc else ""
         after = f"  <- {', '.join(row['parents'])}" if row["parents"] else ""
         lines.append(f"  {row['name']}{what}{after}")
     lines.append("calculations: " + "; ".join(
@@ -81,6 +93,10 @@ def format_plan(data: dict[str, Any]) -> str:
     lines.append(
         f"DFT calculations: {data['dft_calculations']} (NEB images per band summed: {data['neb_images']})"
     )
+    if data.get("potential_post_steps"):
+        lines.append("electrostatic potentials (charged-defect corrections, after the scf): " + ", ".join(
+            f"{n} {'pp.x plot_num=11' if code == 'qe' else 'V_HARTREE cube'}"
+            for code, n in data["potential_post_steps"].items()))  # fmt: skip
     sym = data["symmetry"]
     if sym:
         lines.append(

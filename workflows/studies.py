@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from perovflow.errors import InputError
 
@@ -59,6 +59,22 @@ class NEBSpec(_Model):
     )
 
 
+class DielectricSpec(_Model):
+    """Dielectric tensor of the host for the charged-defect corrections."""
+
+    tensor: float | list[list[float]] = Field(
+        description="Static dielectric constant: a scalar or the whole 3x3 tensor."
+    )
+    source: str = Field(description="Where it comes from (a paper, a DFPT run...).")
+
+    @field_validator("tensor")
+    @classmethod
+    def _shape(cls, v: Any) -> Any:
+        if isinstance(v, list) and (len(v) != 3 or any(len(r) != 3 for r in v)):
+            raise ValueError("give a scalar or a 3x3 tensor")
+        return v
+
+
 class VacancySpec(_Model):
     """Vacancy study section."""
 
@@ -78,6 +94,12 @@ class VacancySpec(_Model):
     )
     ipr_threshold: float | None = Field(
         None, gt=0, le=1, description="IPR above which a state is localized (None: max(0.03, 8/N))."
+    )
+    dielectric: DielectricSpec | None = Field(
+        None, description="Dielectric tensor and its source (None: charged cells uncorrected)."
+    )
+    correction: Literal["auto", "freysoldt", "efnv", "none"] = Field(
+        "auto", description="Charged-cell correction (auto: eFNV if ε is anisotropic)."
     )
 
 

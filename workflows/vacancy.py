@@ -11,7 +11,6 @@ from typing import Any
 
 from jobflow import Flow, Maker, job
 
-from perovflow.electronic import SPIN_NAMES
 from perovflow.workflows.common import (
     as_structure,
     make_supercell_job,
@@ -19,12 +18,22 @@ from perovflow.workflows.common import (
     remove_site_job,
     run_maker,
 )
+from perovflow.workflows.vacancy_levels import (
+    _gap_states,
+    _ipr,
+    defect_level,
+    edge_ipr,
+    projections_of,
+)
 from perovflow.workflows.vacancy_phases import (
     check_competing_phases,
+    dielectric_of,
     formation_report,
     phase_makers,
     phase_relaxes_cell,
 )
+
+__all__ = ["VacancyFlowMaker", "defect_level", "edge_ipr", "flow_from_study", "projections_of"]
 
 
 def electronic_chain(
@@ -60,7 +69,11 @@ class VacancyFlowMaker(Maker):
     (``phase_relax_maker``/``phase_static_maker``; checked before anything
     runs: every element of the host needs a pure phase); (7) report: IPR of the states of
     each vacancy cell against the bulk edges, Kohn–Sham levels, formation energies at every
-    chemical-potential limit and transition levels (charged cells uncorrected).
+    chemical-potential limit and transition levels, charged cells corrected (Freysoldt or
+    eFNV, :mod:`perovflow.analysis.corrections`) with the uncorrected values beside them.
+    The static runs of the bulk supercell and of every charged cell write the electrostatic
+    potential (``write_potential``); the dielectric tensor is ``dielectric`` or the output
+    of ``dielectric_maker`` run on the relaxed bulk cell.
 
     Attributes
     ----------
@@ -78,6 +91,15 @@ class VacancyFlowMaker(Maker):
     phase_relax_maker, phase_static_maker
         Makers of the competing phases (None: ``relax_maker``/``static_maker``); other
         cells than the supercell need their own k grids.
+    dielectric
+        ``{"tensor": scalar or 3x3, "source": "..."}`` (or the bare value); it wins over
+        ``dielectric_maker``. Without either, charged cells are reported uncorrected.
+    dielectric_maker
+        Maker whose output has ``epsilon_static`` and ``epsilon_electronic`` (3x3); run on
+        the relaxed bulk cell, its ``epsilon_static`` corrects the charged cells.
+    correction
+        ``auto`` (eFNV for an anisotropic ε, else Freysoldt), ``freysoldt``, ``efnv`` or
+        None (no correction, no potentials written).
     """
 
     name: str = "vacancy study"
@@ -92,6 +114,9 @@ class VacancyFlowMaker(Maker):
     ipr_threshold: float | None = None  # None: analysis default max(0.03, 8/N)
     phase_relax_maker: Any = None
     phase_static_maker: Any = None
+    dielectric: Any = None
+    dielectric_maker: Any = None
+    correction: str | None = "auto"
 
     def sites(self, structure: Any) -> list[dict[str, Any]]:
         """The symmetry-distinct vacancies of the supercell, one dict per site and charge."""
@@ -119,35 +144,58 @@ class VacancyFlowMaker(Maker):
         jobs, bulk = relax_chain(
             structure, self.relax_maker, self.prerelax_maker, "bulk", labels, cell=True
         )
+        sites = self.sites(structure)
+        charged = self.correction is not None and any(s["charge"] for s in sites)
         sc = make_supercell_job(bulk, self.supercell)
         sc.name = "bulk supercell"
         jobs.append(sc)
         el_jobs, bulk_static, bulk_dos = electronic_chain(
-            sc.output, self.static_maker, self.dos_maker, "bulk supercell", labels
+            sc.output, self._static(charged), self.dos_maker, "bulk supercell", labels
         )
         jobs += el_jobs
         defects = []
-        for site in self.sites(structure):
-            tag = f"{site['label']} q={site['charge']:+d}"
-            lab = {**labels, "defect": site["label"], "charge": site["charge"]}
-            cut = remove_site_job(sc.output, site["index"])
-            cut.name = f"{tag} build"
-            fields = {"charge": site["charge"], "defect": True}
-            chain, relaxed = relax_chain(cut.output, _d(self.relax_maker, **fields),
-                                         _d(self.prerelax_maker), tag, lab)  # fmt: skip
-            el, static, dos = electronic_chain(
-                relaxed, self.static_maker, self.dos_maker, tag, lab, **fields
-            )
-            jobs += [cut, *chain, *el]
-            defects.append(
-                {
-                    **site,
-                    "static": _out(static),
-                    "dos": _out(dos),
-                    "relax": _out(chain[-1] if chain else None),
-                }
-            )
-        phases = {}
+        for site in sites:
+            jobs_, row = self._defect(sc.output, site, labels)
+            jobs += jobs_
+            defects.append(row)
+        jobs_, phases = self._phases(labels)
+        jobs += jobs_
+        dielectric = self.dielectric
+        if dielectric is None and self.dielectric_maker is not None and charged:
+            eps = run_maker(self.dielectric_maker, bulk, "bulk dielectric", labels)
+            jobs.append(eps)
+            dielectric = eps.output
+        report = vacancy_report(
+            _out(bulk_static), _out(bulk_dos), defects, phases, self.ipr_threshold,
+            dielectric, self.correction,
+        )  # fmt: skip
+        report.name = "vacancy report"
+        jobs.append(report)
+        return Flow(jobs, output=report.output, name=self.name)
+
+    def _static(self, potential: bool) -> Any:
+        """The static maker, writing the electrostatic potential when a correction needs it."""
+        return _d(self.static_maker, write_potential=True) if potential else self.static_maker
+
+    def _defect(self, bulk_sc: Any, site: dict[str, Any], labels: dict) -> tuple[list, dict]:
+        """Jobs of one vacancy and charge (build, relax, static + PDOS) and its report row."""
+        tag = f"{site['label']} q={site['charge']:+d}"
+        lab = {**labels, "defect": site["label"], "charge": site["charge"]}
+        cut = remove_site_job(bulk_sc, site["index"])
+        cut.name = f"{tag} build"
+        fields = {"charge": site["charge"], "defect": True}
+        chain, relaxed = relax_chain(cut.output, _d(self.relax_maker, **fields),
+                                     _d(self.prerelax_maker), tag, lab)  # fmt: skip
+        static_maker = self._static(bool(site["charge"]) and self.correction is not None)
+        el, static, dos = electronic_chain(relaxed, static_maker, self.dos_maker, tag, lab,
+                                           **fields)  # fmt: skip
+        row = {**site, "static": _out(static), "dos": _out(dos),
+               "relax": _out(chain[-1] if chain else None)}  # fmt: skip
+        return [cut, *chain, *el], row
+
+    def _phases(self, labels: dict) -> tuple[list, dict]:
+        """Relax (cell included, see :func:`phase_relaxes_cell`) + static of every phase."""
+        jobs, phases = [], {}
         relax_maker = self.phase_relax_maker or self.relax_maker
         static_maker = self.phase_static_maker or self.static_maker
         for formula, phase in self.competing_phases.items():
@@ -158,12 +206,7 @@ class VacancyFlowMaker(Maker):
             el, static, _ = electronic_chain(relaxed, static_maker, None, formula, labels)
             jobs += [*chain, *el]
             phases[formula] = _out(static or (chain[-1] if chain else None))
-        report = vacancy_report(
-            _out(bulk_static), _out(bulk_dos), defects, phases, self.ipr_threshold
-        )
-        report.name = "vacancy report"
-        jobs.append(report)
-        return Flow(jobs, output=report.output, name=self.name)
+        return jobs, phases
 
 
 def _d(maker: Any, **fields: Any) -> Any:
@@ -182,155 +225,6 @@ def _doc(obj: Any) -> dict[str, Any] | None:
     return obj.model_dump() if hasattr(obj, "model_dump") else dict(obj)
 
 
-def _gap_states(defect: dict | None) -> list[dict[str, Any]]:
-    """Localized states strictly between the defect cell's delocalized band edges (levels)."""
-    if not defect:
-        return []
-    edges = defect.get("edges_delocalized") or {}
-    vbm, cbm = edges.get("vbm_eV"), edges.get("cbm_eV")
-    if vbm is None or cbm is None:
-        return []
-    return [
-        {"energy_above_vbm_eV": round(st["energy_eV"] - vbm, 4), "ipr": round(st["ipr"], 4),
-         "spin": SPIN_NAMES[st.get("spin") or 0], "occupation": st.get("occupation"),
-         "top_atoms": st.get("top_atoms", [])[:2]}
-        for st in defect.get("localized_states", [])
-        if vbm < st["energy_eV"] < cbm
-    ]  # fmt: skip
-
-
-def _occupied(state: dict[str, Any]) -> bool:
-    from perovflow.electronic import OCCUPIED_FRACTION
-
-    return (state.get("occupation") or 0) > OCCUPIED_FRACTION
-
-
-def defect_level(states: list[dict[str, Any]], split_eV: float = 0.5) -> dict[str, Any]:
-    """The highest occupied state (the level), the host edges around it and, spin-polarised,
-    its empty partner in the other spin channel.
-
-    In a 0D host (Cs4PbBr6) every state is molecule-like and has a high IPR, so an IPR
-    threshold cannot tell the vacancy level apart; its position can. The host VBM is the
-    next occupied state below the level (either spin), the host CBM the lowest empty state
-    of the level's own spin channel. Spin-polarised, its partner is the lowest empty state
-    of the other channel on the same main atom (``partner_in_gap`` when below the host
-    CBM). The level is mid-gap when it sits more than ``split_eV`` above the host VBM
-    and below the host CBM. Occupations follow :mod:`perovflow.electronic`.
-    """
-    occ = sorted((s for s in states if _occupied(s)), key=lambda s: s["energy_eV"])
-    empty = [s for s in states if not _occupied(s)]
-    if len(occ) < 2 or not empty:
-        return {"midgap_level": None}
-    top, host_vbm = occ[-1], occ[-2]["energy_eV"]
-    spin = top.get("spin") or 0
-    own = [s["energy_eV"] for s in empty if (s.get("spin") or 0) == spin]
-    host_cbm = min(own) if own else min(s["energy_eV"] for s in empty)
-    lowest_empty = min(s["energy_eV"] for s in empty)
-    polarized = any((s.get("spin") or 0) == 1 for s in states)
-    out = {
-        "midgap_level": bool(
-            top["energy_eV"] - host_vbm > split_eV and host_cbm - top["energy_eV"] > 0.05
-        ),
-        "level_spin": SPIN_NAMES[spin] if polarized else None,
-        "level_above_vbm_eV": round(top["energy_eV"] - host_vbm, 3),
-        "level_below_cbm_eV": round(host_cbm - top["energy_eV"], 3),
-        "host_gap_eV": round(host_cbm - host_vbm, 3),
-        "host_vbm_eV": round(host_vbm, 4),
-        "defect_cell_gap_eV": round(lowest_empty - top["energy_eV"], 3),
-        **_level_facts("level", top),
-    }
-    other = [s for s in empty if (s.get("spin") or 0) != spin]
-    if polarized and other:
-        low = _partner(top, other)
-        out["partner_above_vbm_eV"] = round(low["energy_eV"] - host_vbm, 3)
-        out["partner_in_gap"] = bool(low["energy_eV"] < host_cbm)
-        out.update(_level_facts("partner", low))
-    return out
-
-
-def _partner(level: dict[str, Any], other: list[dict[str, Any]]) -> dict[str, Any]:
-    """The empty state of the other spin channel on the level's main atom (lowest first)."""
-    atom = (level.get("top_atoms") or [{}])[0].get("index")
-    same = [s for s in other if (s.get("top_atoms") or [{}])[0].get("index") == atom]
-    return min(same or other, key=lambda s: s["energy_eV"])
-
-
-def _level_facts(prefix: str, state: dict[str, Any]) -> dict[str, Any]:
-    return {
-        f"{prefix}_occupation": state.get("occupation"),
-        f"{prefix}_ipr": round(state["ipr"], 3),
-        f"{prefix}_participation": None
-        if not state.get("participation")
-        else round(state["participation"], 2),
-        f"{prefix}_atoms": [
-            f"{a['element']}{a['index']} {a['fraction']:.2f}" for a in state["top_atoms"][:2]
-        ],
-    }
-
-
-def edge_ipr(summary: dict | None, states: list[dict] | None = None) -> float | None:
-    """Largest IPR among the band-edge states (within 0.1 eV of VBM or CBM)."""
-    if not summary or summary.get("vbm_eV") is None:
-        return None
-    vbm, cbm = summary["vbm_eV"], summary.get("cbm_eV") or summary["vbm_eV"]
-    near = [
-        s["ipr"]
-        for s in states or []
-        if min(abs(s["energy_eV"] - vbm), abs(s["energy_eV"] - cbm)) < 0.1
-    ]
-    return max(near) if near else None
-
-
-def projections_of(doc: dict | None, static: dict | None = None) -> Any:
-    """StateProjections of a task document; when the projection run carried no occupations
-    (nscf + projwfc without the pw.x output), they are filled by the shared rule: integer
-    filling per spin from the electron count and the scf's magnetisation, else the Fermi
-    level (:mod:`perovflow.electronic`)."""
-    if not doc or not doc.get("projections"):
-        return None
-
-    from perovflow.projections import StateProjections
-
-    proj = StateProjections.from_dict(doc["projections"])
-    if proj.occupations is None:
-        elec = (static or {}).get("electronic") or doc.get("electronic") or {}
-        proj.occupations = _filled(proj, elec)
-        if proj.fermi_eV is None:
-            proj.fermi_eV = elec.get("fermi_eV")
-    return proj
-
-
-def _filled(proj: Any, elec: dict[str, Any]) -> Any:
-    import numpy as np
-
-    from perovflow.electronic import occupations_from_count, occupations_from_fermi
-
-    nbnd, nelect = proj.meta.get("nbnd"), elec.get("nelect") or proj.meta.get("nelec")
-    mag = elec.get("total_magnetization")
-    nspin = int(np.max(proj.spins)) + 1
-    if nbnd and nelect is not None and proj.nstates % (nspin * nbnd) == 0:
-        eig = proj.energies.reshape(nspin, -1, nbnd)
-        occ = occupations_from_count(eig, nelect, None if mag is None else round(mag))
-        if occ is not None:
-            return occ.ravel()
-    fermi = proj.fermi_eV if proj.fermi_eV is not None else elec.get("fermi_eV")
-    if fermi is None:
-        return None
-    return occupations_from_fermi(proj.energies[None, None, :], fermi).ravel()
-
-
-def _ipr(
-    doc: dict | None, threshold: float | None, static: dict | None = None
-) -> tuple[dict | None, list[dict] | None]:
-    proj = projections_of(doc, static)
-    if proj is None:
-        return None, None
-    from perovflow.analysis.ipr import analyze_ipr
-
-    result = analyze_ipr(proj, threshold=threshold)
-    return result.summary(), result.states
-
-
 @job
 def vacancy_report(
     bulk_static: Any,
@@ -338,8 +232,12 @@ def vacancy_report(
     defects: list[dict],
     phases: dict,
     threshold: float | None = None,
+    dielectric: Any = None,
+    correction: str | None = "auto",
 ) -> dict[str, Any]:
-    """Per vacancy and charge: energy, localized gap states, IPR vs the bulk edges; levels."""
+    """Per vacancy and charge: energy, localized gap states, IPR vs the bulk edges; levels;
+    formation energies (charged cells corrected with ``dielectric``, see
+    :func:`~perovflow.workflows.vacancy_phases.formation_report`)."""
     bulk = _doc(bulk_static)
     bulk_ipr, bulk_states = _ipr(_doc(bulk_dos), threshold, bulk)
     edges = {"vbm_eV": (bulk_ipr or {}).get("vbm_eV"), "cbm_eV": (bulk_ipr or {}).get("cbm_eV")}
@@ -358,13 +256,15 @@ def vacancy_report(
             "energy_eV": doc.get("energy_eV") if doc else None,
             "total_magnetization": elec.get("total_magnetization"),
             "gap_states": gap, **level,
-            "doc": {"structure": doc["structure"], "energy_eV": doc["energy_eV"]} if doc else None,
+            "doc": {"structure": doc["structure"], "energy_eV": doc["energy_eV"],
+                    "potential": doc.get("potential")} if doc else None,
         })  # fmt: skip
     return {
         "bulk": {**edges, "host_gap_eV": None if None in edges.values() else edges["cbm_eV"] - edges["vbm_eV"],
                  "edge_ipr": edge_ipr(bulk_ipr, bulk_states)},
         "vacancies": [{k: v for k, v in r.items() if k != "doc"} for r in rows],
-        "formation": formation_report(bulk, rows, {f: _doc(p) for f, p in phases.items()}, edges),
+        "formation": formation_report(bulk, rows, {f: _doc(p) for f, p in phases.items()}, edges,
+                                      dielectric_of(dielectric), correction),
     }  # fmt: skip
 
 
@@ -375,7 +275,11 @@ def _phase_structure(name: str) -> Any:
 
 
 def flow_from_study(study: Any, makers: dict[str, Any], structure: Any) -> Flow:
-    """Vacancy flow of a study file (see :class:`VacancyFlowMaker` for the steps)."""
+    """Vacancy flow of a study file (see :class:`VacancyFlowMaker` for the steps).
+
+    ``vacancy.dielectric`` of the study wins over ``makers["dielectric"]`` (an upstream
+    maker computing the tensor), which is used when the study gives none.
+    """
     spec = study.section()
     phase_relax, phase_static = (
         phase_makers(study, makers) if spec.competing_phases else (None, None)
@@ -393,6 +297,9 @@ def flow_from_study(study: Any, makers: dict[str, Any], structure: Any) -> Flow:
         ipr_threshold=spec.ipr_threshold,
         phase_relax_maker=phase_relax,
         phase_static_maker=phase_static,
+        dielectric=None if spec.dielectric is None else spec.dielectric.model_dump(),
+        dielectric_maker=makers.get("dielectric"),
+        correction=None if spec.correction == "none" else spec.correction,
     )
     flow = maker.make(structure)
     sites = maker.sites(structure)

@@ -68,13 +68,38 @@ def phase_makers(study: Any, makers: dict[str, Any]) -> tuple[Any, Any]:
     return out[0], out[1]
 
 
+def dielectric_of(value: Any) -> dict[str, Any] | None:
+    """``{"tensor": 3x3, "source": str}`` from a study's dielectric entry, a bare scalar or
+    tensor, or the output of a dielectric maker (its ``epsilon_static``); None stays None."""
+    if value is None:
+        return None
+    doc = value.model_dump() if hasattr(value, "model_dump") else value
+    if not isinstance(doc, dict) and hasattr(doc, "epsilon_static"):  # any duck-typed output
+        doc = {k: getattr(doc, k, None) for k in ("epsilon_static", "epsilon_electronic",
+                                                  "dir_name", "task_label")}  # fmt: skip
+    if isinstance(doc, dict) and "epsilon_static" in doc:
+        where = doc.get("dir_name") or doc.get("task_label") or "the dielectric job"
+        return {"tensor": doc["epsilon_static"], "epsilon_electronic": doc.get("epsilon_electronic"),
+                "source": f"computed: epsilon_static (ε∞ + ionic) of {where}"}  # fmt: skip
+    if isinstance(doc, dict):
+        return {"tensor": doc["tensor"], "source": doc.get("source") or "given"}
+    return {"tensor": doc, "source": "given"}
+
+
 def formation_report(
-    bulk: dict | None, rows: list[dict], phases: dict, edges: dict
+    bulk: dict | None,
+    rows: list[dict],
+    phases: dict,
+    edges: dict,
+    dielectric: dict | None = None,
+    correction: str | None = "auto",
 ) -> dict[str, Any]:
     """Formation energies and transition levels per vacancy (analysis.formation).
 
-    Charged cells are not corrected (no finite-size correction is computed in this flow);
-    each vacancy's summary lists its uncorrected charges.
+    Charged cells are corrected (``correction``: auto, freysoldt, efnv) with the dielectric
+    tensor ``{"tensor", "source"}``; the uncorrected values stand beside. Without a tensor,
+    or without the potentials, they are reported uncorrected and ``uncorrected_reason`` says
+    why.
     """
     if not phases:
         return {"skipped": "no competing_phases given (formation energies not requested)"}
@@ -83,23 +108,52 @@ def formation_report(
     missing = sorted(f for f, d in phases.items() if not d or d.get("energy_eV") is None)
     if missing:
         return {"skipped": f"no energy for the competing phases {', '.join(missing)}"}
-    from perovflow.analysis.formation import CellCalc, formation_energies
+    from perovflow.analysis.formation import CellCalc
 
     entries = phase_entries(phases)
     out: dict[str, Any] = {}
-    bulk_calc = CellCalc(bulk["structure"], bulk["energy_eV"], 0, label="bulk")
+    bulk_calc = CellCalc(bulk["structure"], bulk["energy_eV"], 0, bulk.get("potential"), "bulk")
     for label in sorted({r["label"] for r in rows}):
-        cells = [CellCalc(r["doc"]["structure"], r["doc"]["energy_eV"], r["charge"], label=label)
+        cells = [CellCalc(r["doc"]["structure"], r["doc"]["energy_eV"], r["charge"],
+                          r["doc"].get("potential"), label=label)
                  for r in rows if r["label"] == label and r.get("doc")]  # fmt: skip
-        try:
-            res = formation_energies(bulk_calc, cells, entries, edges["vbm_eV"],
-                                     edges["cbm_eV"] - edges["vbm_eV"], correction=None)  # fmt: skip
-        except Exception as exc:  # report, do not lose the rest of the study
-            out[label] = {"skipped": str(exc).splitlines()[0]}
-            continue
-        charged = sorted({c.charge for c in cells if c.charge})
-        out[label] = {**res.summary(), "correction": None, "uncorrected_charges": charged}
+        out[label] = _one_defect(bulk_calc, cells, entries, edges, dielectric, correction)
     return out
+
+
+def _one_defect(
+    bulk: Any, cells: list, entries: list, edges: dict, dielectric: dict | None, scheme: str | None
+) -> dict[str, Any]:
+    """Formation result of one vacancy: corrected when it can be, else why not."""
+    from perovflow.analysis.formation import formation_energies
+
+    charged = sorted({c.charge for c in cells if c.charge})
+    reason = None
+    if charged and scheme is None:
+        reason = "correction switched off (vacancy.correction: none)"
+    elif charged and dielectric is None:
+        reason = "no dielectric tensor given (vacancy.dielectric) or computed"
+    elif charged and any(c.potential is None for c in [bulk, *cells] if c is bulk or c.charge):
+        reason = "the electrostatic potentials of the bulk or charged cells are missing"
+    use = None if reason else scheme
+    gap = edges["cbm_eV"] - edges["vbm_eV"]
+    eps = None if dielectric is None else dielectric["tensor"]
+    try:
+        try:
+            res = formation_energies(bulk, cells, entries, edges["vbm_eV"], gap, eps, use)
+        except InputError as exc:  # the correction failed: uncorrected, saying why
+            if use is None:
+                raise
+            reason = f"correction failed: {exc.problem}"
+            res = formation_energies(bulk, cells, entries, edges["vbm_eV"], gap, eps, None)
+    except Exception as exc:  # report, do not lose the rest of the study
+        return {"skipped": str(exc).splitlines()[0]}
+    summary = {**res.summary(), "correction": res.meta.get("correction") if charged else None,
+               "dielectric": dielectric}  # fmt: skip
+    summary["uncorrected_charges"] = charged if reason else []
+    if reason:
+        summary["uncorrected_reason"] = reason
+    return summary
 
 
 def phase_entries(phases: dict[str, dict]) -> list[Any]:

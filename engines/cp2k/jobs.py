@@ -130,6 +130,10 @@ def run_cp2k_task(
         multiplicity=maker.multiplicity, defect=maker.defect, overrides=overrides,
         relax_cell=bool(getattr(maker, "relax_cell", False)),
     )  # fmt: skip
+    if maker.write_potential and maker.calc_type in ("static", "relax"):
+        from perovflow.engines.cp2k.potential import add_hartree_cube
+
+        add_hartree_cube(params)
     directory.mkdir(parents=True, exist_ok=True)
     if _previous_wfn(prev_dir, directory, placed, info["multiplicity"]):
         user_scf = overrides.get("FORCE_EVAL", {}).get("DFT", {}).get("SCF", {})
@@ -155,6 +159,11 @@ def run_cp2k_task(
         maker, atoms, placed, outcome, directory, protocol, potentials, info, frames
     )
     doc.calc_hash = identity
+    if maker.write_potential and maker.calc_type in ("static", "relax"):
+        from perovflow.engines.cp2k.potential import read_hartree_cube
+
+        doc.potential = read_hartree_cube(directory, doc.structure)
+        doc.files["potential_cube"] = doc.potential["file"]
     return doc
 
 

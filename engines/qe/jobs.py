@@ -11,7 +11,8 @@ choices, user overrides) -> (bands/DOS) link the charge density of ``prev_dir``,
 folder; (relax/static) restart from ``prev_dir``, an earlier run of the same calculation:
 its last geometry and charge density (:mod:`perovflow.engines.qe.restart`) -> run pw.x
 with error recovery (under SLURM ``max_seconds`` follows the job's remaining time) ->
-(DOS, scf+PDOS) run projwfc.x -> parse -> task document.
+(DOS, scf+PDOS) run projwfc.x -> parse -> task document -> (``write_potential``) pp.x
+``plot_num=11`` on the scf (:mod:`perovflow.engines.qe.potential`).
 """
 
 from __future__ import annotations
@@ -198,7 +199,20 @@ def run_qe_task(
         maker, atoms, outcome, directory, protocol, pseudos, prev_dir, labels, extra
     )
     doc.calc_hash = identity
+    if maker.write_potential and maker.calc_type in ("static", "relax"):
+        _add_potential(doc, directory, outcome.params)
     return doc
+
+
+def _add_potential(doc: TaskDocument, directory: Path, params: dict[str, Any]) -> None:
+    """pp.x plot_num=11 on the finished scf: the cube file and its averages in ``doc``."""
+    from pymatgen.core import Structure
+
+    from perovflow.engines.qe.potential import run_pp_potential
+
+    fields = run_pp_potential(directory, params, Structure.from_dict(doc.structure))
+    doc.potential = fields["potential"]
+    doc.files.update(fields["files"])
 
 
 def _soc(maker: BaseQEMaker, protocol: str) -> bool:

@@ -234,7 +234,7 @@ def formation(
 ) -> None:
     """Formation energy vs Fermi level, chemical-potential limits, transition levels."""
     from perovflow.analysis.collect import run_formation_spec
-    from perovflow.analysis.formation import plot_formation
+    from perovflow.analysis.formation_report import plot_formation
 
     res = run_formation_spec(spec)
     if plot:
@@ -246,8 +246,12 @@ def formation(
             f"  eps({t['q1']:+d}/{t['q2']:+d}) = {t['level_eV']:.3f} eV"
             for t in d["transition_levels"]
         ]
+        plain = {lim["name"]: lim for lim in (d.get("uncorrected") or {}).get("limits", [])}
         for lim in d["limits"]:
             lines.append(f"  {lim['name']}: E_f(E_F=VBM) = {lim['formation_at_vbm_eV']}")
+            if d["meta"].get("correction") and lim["name"] in plain:
+                bare = plain[lim["name"]]["formation_at_vbm_eV"]
+                lines.append(f"    uncorrected: {bare}")
         return "\n".join(lines)
 
     emit(res.summary(), as_json, human)
