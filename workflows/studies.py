@@ -79,6 +79,11 @@ class VacancySpec(_Model):
     ipr_threshold: float | None = Field(
         None, gt=0, le=1, description="IPR above which a state is localized (None: max(0.03, 8/N))."
     )
+    hybrid: dict[str, Any] | None = Field(
+        None,
+        description="Hybrid static of the bulk supercell and each defect cell on the PBE "
+        "geometry, restarted from its PBE static (QE): xc (hse06|pbe0), soc, nqx, ecutfock_eV.",
+    )
 
 
 class MigrationSpec(_Model):

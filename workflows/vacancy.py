@@ -92,6 +92,7 @@ class VacancyFlowMaker(Maker):
     ipr_threshold: float | None = None  # None: analysis default max(0.03, 8/N)
     phase_relax_maker: Any = None
     phase_static_maker: Any = None
+    hybrid: dict[str, Any] = field(default_factory=dict)  # hybrid step: workflows/hybrid.py
 
     def sites(self, structure: Any) -> list[dict[str, Any]]:
         """The symmetry-distinct vacancies of the supercell, one dict per site and charge."""
@@ -126,6 +127,7 @@ class VacancyFlowMaker(Maker):
             sc.output, self.static_maker, self.dos_maker, "bulk supercell", labels
         )
         jobs += el_jobs
+        cells = {"bulk supercell": (sc.output, bulk_static, bulk_dos, {})}  # hybrid step
         defects = []
         for site in self.sites(structure):
             tag = f"{site['label']} q={site['charge']:+d}"
@@ -139,6 +141,7 @@ class VacancyFlowMaker(Maker):
                 relaxed, self.static_maker, self.dos_maker, tag, lab, **fields
             )
             jobs += [cut, *chain, *el]
+            cells[tag] = (relaxed, static, dos, fields)
             defects.append(
                 {
                     **site,
@@ -163,6 +166,13 @@ class VacancyFlowMaker(Maker):
         )
         report.name = "vacancy report"
         jobs.append(report)
+        if self.hybrid:  # hybrid static on the PBE geometries (workflows/hybrid.py)
+            from perovflow.workflows.hybrid import hybrid_step, with_hybrid
+
+            hyb_jobs, hyb = hybrid_step(cells, self.static_maker, self.hybrid, labels)
+            report = with_hybrid(report.output, hyb.output)
+            report.name = "vacancy report + hybrid"
+            jobs += [*hyb_jobs, report]
         return Flow(jobs, output=report.output, name=self.name)
 
 
@@ -393,10 +403,14 @@ def flow_from_study(study: Any, makers: dict[str, Any], structure: Any) -> Flow:
         ipr_threshold=spec.ipr_threshold,
         phase_relax_maker=phase_relax,
         phase_static_maker=phase_static,
+        hybrid=dict(spec.hybrid or {}),
     )
     flow = maker.make(structure)
     sites = maker.sites(structure)
     per = sum(m is not None for m in (maker.relax_maker, makers["static"], makers["dos"]))
+    from perovflow.workflows.hybrid import calcs_per_cell
+
+    per += calcs_per_cell(makers["static"], maker.hybrid)
     flow.metadata = {**(flow.metadata or {}), "symmetry": {
         "unit": "vacancy sites x charges", "items_distinct": len(sites),
         "items_total": _all_sites(sites), "calcs_per_item": per}}  # fmt: skip
