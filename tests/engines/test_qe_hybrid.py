@@ -111,3 +111,9 @@ def test_hse06_opens_the_cspbbr3_gap_and_restarts_from_pbe(tmp_path):
     )  # fmt: skip
     assert bands.input_parameters["input_data"]["control"]["calculation"] == "scf"
     assert bands.electronic.band_gap_eV == pytest.approx(hse.electronic.band_gap_eV, abs=0.02)
+
+
+def test_cli_xc_typo_is_one_line_error(cli):
+    code, _, err = cli("calc", "scf", "CsPbBr3-cubic", "--xc", "hse07")
+    assert code == 2 and err.startswith("error: unknown xc 'hse07'")
+    assert len(err.strip().splitlines()) == 1
