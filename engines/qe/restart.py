@@ -11,7 +11,12 @@ killed, timed-out or fizzled launch) starts where that run stopped:
 2. relaxations start from that geometry (``restart_geometry.json`` +
    ``params["_restart_structure"]``, as the in-job handlers do);
 3. where ``<outdir>/<prefix>.save/charge-density.dat`` exists, it is copied and pw.x starts
-   from it (``startingpot='file'``, unless the user chose ``startingpot``).
+   from it (``startingpot='file'``, unless the user chose ``startingpot``);
+4. a hybrid run (:mod:`perovflow.engines.qe.hybrid`) also copies the wavefunctions
+   (``wfc*.dat``) and starts from them (``startingwfc='file'``), unless ``params["_exx_restart"]``
+   is False or the user chose ``startingwfc``: the way a hybrid static starts from the PBE
+   static of the same cell. A previous run with the other spinor layout (SOC on/off) is not
+   used at all (pw.x cannot read its files).
 
 What was done is returned as one recovery record (handler ``PrevDirRestart``, attempt 0:
 before this job's first run) for the task document.
