@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fr_family  # helper next to this file (pytest puts this folder on sys.path)
 import numpy as np
 import pytest
 from ase import Atoms
@@ -117,3 +118,22 @@ def test_cli_xc_typo_is_one_line_error(cli):
     code, _, err = cli("calc", "scf", "CsPbBr3-cubic", "--xc", "hse07")
     assert code == 2 and err.startswith("error: unknown xc 'hse07'")
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.qe
+@pytest.mark.slow
+def test_hse06_with_soc_runs_noncollinear_from_the_pbe_soc_start(tmp_path):
+    fr_family.install(fr_family.build(tmp_path / "fr", ("Cs", "Pb", "Br")))
+    gamma = {"ecutwfc": 20, "ecutrho": 80, "kpts": [1, 1, 1], "conv_thr": 1e-6}
+    atoms = _atoms()
+    pbe = run_qe_task(QEStaticMaker(soc=True, input_set_overrides=gamma), atoms, None,
+                      tmp_path / "pbe")  # fmt: skip
+    hse = run_qe_task(QEStaticMaker(soc=True, xc="hse06", ecutfock_eV=20 * RY_EV,
+                                    input_set_overrides=gamma), atoms, pbe.dir_name,
+                      tmp_path / "hse")  # fmt: skip
+    out = (tmp_path / "hse" / "espresso.pwo").read_text()
+    assert "spin-orbit" in out and "EXX self-consistency reached" in out
+    assert "Starting wfcs from file" in out  # the spinor PBE+SOC wavefunctions were read
+    # exact exchange opens the (Γ-point) gap; 34 electrons fill 34 spinor bands
+    assert hse.electronic.band_gap_eV - pbe.electronic.band_gap_eV > 0.3
+    assert hse.electronic.nbands == 49
