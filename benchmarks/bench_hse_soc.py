@@ -125,8 +125,8 @@ def table(results: dict[str, Any]) -> str:
         h, v = results.get(host, {}), results.get(vbr, {})
         wall = "/".join(str(round(x["wall_s"])) for x in (h, v) if x.get("wall_s"))
         rows.append(
-            f"| {label} | {h.get('band_gap_eV', 'not run')} | "
-            f"{v.get('level_above_vbm_eV', 'not run')} | {v.get('level_ipr', 'not run')} | {wall} |"
+            f"| {label} | {h.get('band_gap_eV', 'not finished')} | "
+            f"{v.get('level_above_vbm_eV', 'not finished')} | {v.get('level_ipr', 'not finished')} | {wall} |"
         )
     return "\n".join(rows)
 
