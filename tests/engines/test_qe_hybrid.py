@@ -8,7 +8,7 @@ import pytest
 from ase import Atoms
 
 from perovflow.engines.pseudos import Pseudo
-from perovflow.engines.qe.hybrid import fock_grid, pseudo_type
+from perovflow.engines.qe.hybrid import fock_grid, hybrid_settings, pseudo_type
 from perovflow.engines.qe.inputs import qe_input_set
 from perovflow.engines.qe.jobs import QEBandsMaker, QEStaticMaker, run_qe_task
 from perovflow.errors import InputError
@@ -57,7 +57,12 @@ def test_cost_controls_automatic_maker_user():
     maker = _system(xc="hse06", hybrid={"nqx": 1, "ecutfock_eV": 25 * RY_EV},
                     overrides={"kpts": [2, 2, 2], "ecutwfc": 25, "ecutrho": 100})  # fmt: skip
     assert maker["nqx1"] == 1 and maker["ecutfock"] == pytest.approx(25.0)
-    # ... and the user's pw.x keys win over both
+    # the protocol's qe block sits between the automatic choice and the maker fields
+    proto = {"nqx": 1, "ecutfock_eV": 50 * RY_EV}
+    from_proto = hybrid_settings("hse06", proto, np.eye(3) * 5.87, [2, 2, 2], {})
+    assert from_proto["nqx3"] == 1 and from_proto["ecutfock"] == pytest.approx(50.0)
+    assert hybrid_settings("hse06", proto, np.eye(3) * 5.87, [2, 2, 2], {"nqx": 2})["nqx1"] == 2
+    # ... and the user's pw.x keys win over all
     user = _system(xc="hse06", hybrid={"nqx": 1},
                    overrides={"kpts": [2, 2, 2], "nqx1": 2, "ecutfock": 50, "ecutrho": 100})  # fmt: skip
     assert user["nqx1"] == 2 and user["nqx2"] == 1 and user["ecutfock"] == 50
