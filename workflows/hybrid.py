@@ -67,8 +67,7 @@ def hybrid_chain(
     if "soc" in spec and bool(spec["soc"]) != bool(getattr(static_maker, "soc", None)):
         start = run_maker(
             with_fields(static_maker, soc=bool(spec["soc"])), structure,
-            f"{name} pbe static (soc={bool(spec['soc'])})", labels,
-            prev_dir=pbe_static.output.dir_name, **fields,
+            f"{name} pbe static (soc={bool(spec['soc'])})", labels, **fields,
         )  # fmt: skip
         jobs.append(start)
     hybrid = run_maker(
