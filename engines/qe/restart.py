@@ -166,7 +166,7 @@ def _spinor_mismatch(path: Path, params: dict[str, Any]) -> bool:
     """Whether the previous run and this one differ in non-collinearity (files unreadable)."""
     from perovflow.engines.qe.soc import output_is_noncolin
 
-    return output_is_noncolin(path) != bool(params["input_data"]["system"].get("noncolin"))
+    return output_is_noncolin(path) != bool(params["input_data"].get("system", {}).get("noncolin"))
 
 
 def prepare_restart(
