@@ -125,10 +125,14 @@ def table(results: dict[str, Any]) -> str:
         h, v = results.get(host, {}), results.get(vbr, {})
         wall = "/".join(str(round(x["wall_s"])) for x in (h, v) if x.get("wall_s"))
         rows.append(
-            f"| {label} | {h.get('band_gap_eV', 'not finished')} | "
-            f"{v.get('level_above_vbm_eV', 'not finished')} | {v.get('level_ipr', 'not finished')} | {wall} |"
+            f"| {label} | {_num(h.get('band_gap_eV'))} | {_num(v.get('level_above_vbm_eV'))} | "
+            f"{_num(v.get('level_ipr'))} | {wall} |"
         )
     return "\n".join(rows)
+
+
+def _num(value: float | None) -> str:
+    return "not finished" if value is None else f"{value:.3f}"
 
 
 def main() -> None:
