@@ -142,3 +142,21 @@ def test_hse06_with_soc_runs_noncollinear_from_the_pbe_soc_start(tmp_path):
     # exact exchange opens the (Γ-point) gap; 34 electrons fill 34 spinor bands
     assert hse.electronic.band_gap_eV - pbe.electronic.band_gap_eV > 0.3
     assert hse.electronic.nbands == 49
+
+
+def test_wavefunction_restart_user_and_maker_switches(tmp_path):
+    from perovflow.engines.qe.restart import _wavefunction_actions
+
+    src = tmp_path / "pbe" / "pwscf.save"
+    src.mkdir(parents=True)
+    (src / "wfc1.dat").write_bytes(b"x")
+    dst = tmp_path / "hse" / "pwscf.save"
+    hybrid = {"input_data": {"system": {"input_dft": "hse"}, "electrons": {}}}
+    acts = _wavefunction_actions(src, dst, hybrid)
+    assert acts[0]["file"].endswith("wfc1.dat")
+    assert acts[-1]["action"] == {"_set": {"input_data->electrons->startingwfc": "file"}}
+    assert _wavefunction_actions(src, dst, {**hybrid, "_exx_restart": False}) == []
+    mine = {"input_data": {"system": {"input_dft": "hse"}, "electrons": {"startingwfc": "random"}}}
+    assert all("dict" not in a for a in _wavefunction_actions(src, dst, mine))  # user wins
+    semilocal = {"input_data": {"system": {}, "electrons": {}}}
+    assert _wavefunction_actions(src, dst, semilocal) == []  # PBE restarts keep the density only
