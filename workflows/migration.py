@@ -142,8 +142,8 @@ class MigrationFlowMaker(Maker):
     """
 
     name: str = "migration study"
-    relax_maker: Any = None
-    prerelax_maker: Any = None
+    relax_maker: Maker | None = None
+    prerelax_maker: Maker | None = None
     neb_maker: NEBMaker = field(default_factory=NEBMaker)
     supercell: str | None = None
     vacancy_element: str = "Cl"

@@ -101,6 +101,11 @@ class VacancySpec(_Model):
     correction: Literal["auto", "freysoldt", "efnv", "none"] = Field(
         "auto", description="Charged-cell correction (auto: eFNV if ε is anisotropic)."
     )
+    hybrid: dict[str, Any] | None = Field(
+        None,
+        description="Hybrid static of the bulk supercell and each defect cell on the PBE "
+        "geometry, restarted from its PBE static (QE): xc (hse06|pbe0), soc, nqx, ecutfock_eV.",
+    )
 
 
 class MigrationSpec(_Model):

@@ -37,7 +37,12 @@ __all__ = ["VacancyFlowMaker", "defect_level", "edge_ipr", "flow_from_study", "p
 
 
 def electronic_chain(
-    structure: Any, static_maker: Any, dos_maker: Any, name: str, labels: dict, **fields: Any
+    structure: Any,
+    static_maker: Maker,
+    dos_maker: Maker | None,
+    name: str,
+    labels: dict,
+    **fields: Any,
 ) -> tuple[list, Any, Any]:
     """static (scf) then, if given, the projected DOS run on its density.
 
@@ -103,20 +108,21 @@ class VacancyFlowMaker(Maker):
     """
 
     name: str = "vacancy study"
-    relax_maker: Any = None
-    static_maker: Any = None
-    dos_maker: Any = None
-    prerelax_maker: Any = None
+    relax_maker: Maker | None = None
+    static_maker: Maker | None = None
+    dos_maker: Maker | None = None
+    prerelax_maker: Maker | None = None
     supercell: str | None = None
     elements: list[str] = field(default_factory=list)
     charge_states: dict[str, list[int]] = field(default_factory=dict)
     competing_phases: dict[str, Any] = field(default_factory=dict)
     ipr_threshold: float | None = None  # None: analysis default max(0.03, 8/N)
-    phase_relax_maker: Any = None
-    phase_static_maker: Any = None
+    phase_relax_maker: Maker | None = None
+    phase_static_maker: Maker | None = None
     dielectric: Any = None
-    dielectric_maker: Any = None
+    dielectric_maker: Maker | None = None
     correction: str | None = "auto"
+    hybrid: dict[str, Any] = field(default_factory=dict)  # hybrid step: workflows/hybrid.py
 
     def sites(self, structure: Any) -> list[dict[str, Any]]:
         """The symmetry-distinct vacancies of the supercell, one dict per site and charge."""
@@ -153,11 +159,13 @@ class VacancyFlowMaker(Maker):
             sc.output, self._static(charged), self.dos_maker, "bulk supercell", labels
         )
         jobs += el_jobs
+        cells = {"bulk supercell": (sc.output, bulk_static, bulk_dos, {})}  # hybrid step
         defects = []
         for site in sites:
-            jobs_, row = self._defect(sc.output, site, labels)
+            jobs_, row, cell = self._defect(sc.output, site, labels)
             jobs += jobs_
             defects.append(row)
+            cells[f"{site['label']} q={site['charge']:+d}"] = cell
         jobs_, phases = self._phases(labels)
         jobs += jobs_
         dielectric = self.dielectric
@@ -171,14 +179,22 @@ class VacancyFlowMaker(Maker):
         )  # fmt: skip
         report.name = "vacancy report"
         jobs.append(report)
+        if self.hybrid:  # hybrid static on the PBE geometries (workflows/hybrid.py)
+            from perovflow.workflows.hybrid import hybrid_step, with_hybrid
+
+            hyb_jobs, hyb = hybrid_step(cells, self.static_maker, self.hybrid, labels)
+            report = with_hybrid(report.output, hyb.output)
+            report.name = "vacancy report + hybrid"
+            jobs += [*hyb_jobs, report]
         return Flow(jobs, output=report.output, name=self.name)
 
     def _static(self, potential: bool) -> Any:
         """The static maker, writing the electrostatic potential when a correction needs it."""
         return _d(self.static_maker, write_potential=True) if potential else self.static_maker
 
-    def _defect(self, bulk_sc: Any, site: dict[str, Any], labels: dict) -> tuple[list, dict]:
-        """Jobs of one vacancy and charge (build, relax, static + PDOS) and its report row."""
+    def _defect(self, bulk_sc: Any, site: dict[str, Any], labels: dict) -> tuple[list, dict, tuple]:
+        """Jobs of one vacancy and charge (build, relax, static + PDOS), its report row and
+        its cell for the hybrid step ``(relaxed structure, static, dos, maker fields)``."""
         tag = f"{site['label']} q={site['charge']:+d}"
         lab = {**labels, "defect": site["label"], "charge": site["charge"]}
         cut = remove_site_job(bulk_sc, site["index"])
@@ -191,7 +207,7 @@ class VacancyFlowMaker(Maker):
                                            **fields)  # fmt: skip
         row = {**site, "static": _out(static), "dos": _out(dos),
                "relax": _out(chain[-1] if chain else None)}  # fmt: skip
-        return [cut, *chain, *el], row
+        return [cut, *chain, *el], row, (relaxed, static, dos, fields)
 
     def _phases(self, labels: dict) -> tuple[list, dict]:
         """Relax (cell included, see :func:`phase_relaxes_cell`) + static of every phase."""
@@ -300,10 +316,14 @@ def flow_from_study(study: Any, makers: dict[str, Any], structure: Any) -> Flow:
         dielectric=None if spec.dielectric is None else spec.dielectric.model_dump(),
         dielectric_maker=makers.get("dielectric"),
         correction=None if spec.correction == "none" else spec.correction,
+        hybrid=dict(spec.hybrid or {}),
     )
     flow = maker.make(structure)
     sites = maker.sites(structure)
     per = sum(m is not None for m in (maker.relax_maker, makers["static"], makers["dos"]))
+    from perovflow.workflows.hybrid import calcs_per_cell
+
+    per += calcs_per_cell(makers["static"], maker.hybrid)
     flow.metadata = {**(flow.metadata or {}), "symmetry": {
         "unit": "vacancy sites x charges", "items_distinct": len(sites),
         "items_total": _all_sites(sites), "calcs_per_item": per}}  # fmt: skip

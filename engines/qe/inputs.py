@@ -21,6 +21,7 @@ import re
 from typing import Any
 
 from perovflow.engines.protocols import get_protocol, kpoint_grid, merge
+from perovflow.engines.qe.hybrid import check_hybrid, hybrid_settings, resolve_xc
 from perovflow.engines.qe.soc import apply_soc, resolve_soc
 from perovflow.errors import InputError
 
@@ -130,6 +131,8 @@ def qe_input_set(
     overrides: dict[str, Any] | None = None,
     spin: bool | None = None,
     soc: bool | None = None,
+    xc: str | None = None,
+    hybrid: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build the pw.x parameters for ``atoms`` (an ASE Atoms).
 
@@ -156,6 +159,11 @@ def qe_input_set(
     soc
         Spin–orbit (non-collinear) run; None takes the protocol's ``soc``
         (:mod:`perovflow.engines.qe.soc`).
+    xc
+        ``pbe``, ``hse06`` or ``pbe0``; None takes the protocol's ``xc``
+        (:mod:`perovflow.engines.qe.hybrid`).
+    hybrid
+        Maker-level hybrid options (``nqx``, ``ecutfock_eV``) over the protocol's.
     """
     proto = get_protocol(protocol, "qe")
     user = nest_overrides(overrides)
@@ -179,7 +187,14 @@ def qe_input_set(
     factor = (0.5 if calc_type == "dos" else 1.0) * (METAL_KSPACING_FACTOR if metal else 1.0)
     kspacing = user.get("kspacing", proto["kspacing"] * factor)
     params["kpts"] = kpoint_grid(atoms.cell[:], kspacing, tuple(atoms.pbc))
+    kpts = user.get("kpts", params["kpts"])
+    xc_name = resolve_xc(xc, proto, user)
+    exx = hybrid_settings(xc_name, proto, atoms.cell[:], kpts, hybrid or {})
+    if exx:  # pw.x 6.7: "stress for hybrid functionals not available with pools"
+        input_data["system"].update(exx)
+        input_data["control"]["tstress"] = False
     params = merge(params, {k: v for k, v in user.items() if k != "kspacing"})
+    check_hybrid(params, pseudos, calc_type)
     params["_nelect"] = nelect
     return params
 

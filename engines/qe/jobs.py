@@ -42,11 +42,23 @@ class BaseQEMaker(DFTMaker):
     ``nspin``/``tot_magnetization`` override wins; see
     :func:`perovflow.engines.qe.inputs.spin_settings`). ``soc``: spin–orbit coupling
     (non-collinear, fully relativistic pseudopotentials); None takes the protocol's ``soc``.
+    ``xc``: ``pbe``, ``hse06`` or ``pbe0``; None takes the protocol's ``xc``. Hybrid cost
+    controls (:mod:`perovflow.engines.qe.hybrid`): ``nqx`` (Fock q grid, an int or three;
+    None: the k grid, Γ-only along lattice vectors of 10 Å or more), ``ecutfock_eV`` (None:
+    pw.x's ``ecutrho``), ``exx_restart`` (a hybrid given ``prev_dir`` starts from its
+    wavefunctions and density, e.g. the PBE static of the same cell). ``projwfc``: run
+    projwfc.x on the static's own k grid (projections without an nscf; the way to project
+    a hybrid, which pw.x 6.7 cannot run non-self-consistently).
     """
 
     name: str = "qe static"
     spin: bool | None = None
     soc: bool | None = None
+    xc: str | None = None
+    nqx: int | list[int] | None = None
+    ecutfock_eV: float | None = None
+    exx_restart: bool = True
+    projwfc: bool = False
 
     @job(data=BIG_FIELDS)
     def make(self, structure: Any, prev_dir: str | None = None) -> TaskDocument:
@@ -114,11 +126,12 @@ class QEStaticPdosMaker(QEStaticMaker):
     :class:`QEDosMaker` would repeat the scf's diagonalisation at the same k-points. The task
     document carries ``dos`` and ``projections`` as a DOS task's does; ``nbnd`` (an input
     override) sets how many empty states are projected. ``delta_e_eV`` is projwfc's step.
+    (A :class:`QEStaticMaker` with ``projwfc=True``, named for the demo's step.)
     """
 
     name: str = "qe scf+pdos"
     delta_e_eV: float = 0.02
-    project_states = True
+    projwfc: bool = True
 
 
 def link_charge_density(
@@ -161,24 +174,18 @@ def run_qe_task(
         )
     soc = _soc(maker, protocol)
     pseudos = get_pseudos(sorted(set(atoms.get_chemical_symbols())), "qe", soc=soc)
+    hybrid = _hybrid_bands(maker, protocol)
     params = qe_input_set(
-        atoms, maker.calc_type, protocol, pseudos, charge=maker.charge,
+        atoms, "static" if hybrid else maker.calc_type, protocol, pseudos, charge=maker.charge,
         defect=maker.defect, overrides=maker.input_set_overrides, spin=maker.spin, soc=soc,
+        xc=maker.xc, hybrid={"nqx": maker.nqx, "ecutfock_eV": maker.ecutfock_eV},
     )  # fmt: skip
+    params["_exx_restart"] = maker.exx_restart
     if getattr(maker, "relax_cell", False):
         from perovflow.engines.qe.inputs import cell_relax_settings
 
         params = cell_relax_settings(params, protocol, maker.input_set_overrides)
-    labels = {}
-    restart = None
-    if maker.calc_type in ("static", "relax"):
-        from perovflow.engines.qe.restart import prepare_restart
-
-        params, restart = prepare_restart(prev_dir, directory, atoms, params)
-    if maker.calc_type in ("bands", "dos"):
-        link_charge_density(prev_dir, directory, params["input_data"]["control"]["prefix"])
-    if maker.calc_type == "bands" and "kpts" not in (maker.input_set_overrides or {}):
-        params["kpts"], labels = band_path(atoms, maker.line_density, protocol=protocol)
+    params, restart, labels = _prepare_inputs(maker, atoms, params, prev_dir, directory, hybrid)
     from perovflow.engines.fingerprint import task_hash
 
     identity = task_hash("qe", atoms, params, maker.calc_type, protocol)
@@ -189,10 +196,10 @@ def run_qe_task(
     if restart is not None:
         outcome.recovery.insert(0, restart)
     extra: dict[str, Any] = {}
-    if maker.calc_type == "dos" or getattr(maker, "project_states", False):
+    if maker.calc_type == "dos" or maker.projwfc:
         from perovflow.engines.qe.dos import run_projwfc
 
-        extra = run_projwfc(directory, outcome.params, maker.delta_e_eV)
+        extra = run_projwfc(directory, outcome.params, getattr(maker, "delta_e_eV", 0.02))
     from perovflow.engines.qe.document import build_task_document
 
     doc = build_task_document(
@@ -213,6 +220,55 @@ def _add_potential(doc: TaskDocument, directory: Path, params: dict[str, Any]) -
     fields = run_pp_potential(directory, params, Structure.from_dict(doc.structure))
     doc.potential = fields["potential"]
     doc.files.update(fields["files"])
+
+
+def _prepare_inputs(
+    maker: BaseQEMaker,
+    atoms: Any,
+    params: dict[str, Any],
+    prev_dir: str | None,
+    directory: Path,
+    hybrid_bands: bool,
+) -> tuple[dict[str, Any], dict[str, Any] | None, dict[int, str]]:
+    """Restart files and k-points: (params, restart record or None, band-path labels).
+
+    Static/relax (and a hybrid bands step, run as an scf) restart from ``prev_dir``; a
+    semilocal bands/DOS step reads its charge density; bands get the path's k-points.
+    """
+    labels: dict[int, str] = {}
+    restart = None
+    if maker.calc_type in ("static", "relax") or hybrid_bands:
+        from perovflow.engines.qe.restart import prepare_restart
+
+        params, restart = prepare_restart(prev_dir, directory, atoms, params)
+    elif maker.calc_type in ("bands", "dos"):
+        link_charge_density(prev_dir, directory, params["input_data"]["control"]["prefix"])
+    if hybrid_bands:
+        return params, restart, labels
+    if maker.calc_type == "bands" and "kpts" not in (maker.input_set_overrides or {}):
+        params["kpts"], labels = band_path(atoms, maker.line_density, protocol=protocol_of(maker))
+    return params, restart, labels
+
+
+def protocol_of(maker: BaseQEMaker) -> str:
+    """The maker's protocol, or the settings' default."""
+    from perovflow.settings import get_settings
+
+    return maker.protocol or get_settings().protocol
+
+
+def _hybrid_bands(maker: BaseQEMaker, protocol: str) -> bool:
+    """A bands step with a hybrid functional: pw.x 6.7 refuses non-scf hybrids ("hybrid XC
+    not allowed in non-scf calculations"), so it runs as a hybrid scf on the uniform k grid,
+    restarted from ``prev_dir``; its eigenvalues are those of the grid, not of a path."""
+    from perovflow.engines.protocols import get_protocol
+    from perovflow.engines.qe.hybrid import is_hybrid, resolve_xc
+    from perovflow.engines.qe.inputs import nest_overrides
+
+    if maker.calc_type != "bands":
+        return False
+    proto = get_protocol(protocol, "qe")
+    return is_hybrid(resolve_xc(maker.xc, proto, nest_overrides(maker.input_set_overrides)))
 
 
 def _soc(maker: BaseQEMaker, protocol: str) -> bool:

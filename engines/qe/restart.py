@@ -11,7 +11,12 @@ killed, timed-out or fizzled launch) starts where that run stopped:
 2. relaxations start from that geometry (``restart_geometry.json`` +
    ``params["_restart_structure"]``, as the in-job handlers do);
 3. where ``<outdir>/<prefix>.save/charge-density.dat`` exists, it is copied and pw.x starts
-   from it (``startingpot='file'``, unless the user chose ``startingpot``).
+   from it (``startingpot='file'``, unless the user chose ``startingpot``);
+4. a hybrid run (:mod:`perovflow.engines.qe.hybrid`) also copies the wavefunctions
+   (``wfc*.dat``) and starts from them (``startingwfc='file'``), unless ``params["_exx_restart"]``
+   is False or the user chose ``startingwfc``: the way a hybrid static starts from the PBE
+   static of the same cell. A previous run with the other spinor layout (SOC on/off) is not
+   used at all (pw.x cannot read its files).
 
 What was done is returned as one recovery record (handler ``PrevDirRestart``, attempt 0:
 before this job's first run) for the task document.
@@ -127,7 +132,41 @@ def _density_actions(prev_dir: Path, directory: Path, params: dict[str, Any]) ->
         actions.append(
             {"dict": "params", "action": {"_set": {"input_data->electrons->startingpot": "file"}}}
         )
+    return actions + _wavefunction_actions(src, dst, params)
+
+
+def _wavefunction_actions(src: Path, dst: Path, params: dict[str, Any]) -> list[dict]:
+    """Hybrid runs also start from the previous wavefunctions (``wfc*.dat``,
+    ``startingwfc='file'``): the first Fock operator is then built from converged orbitals.
+    Skipped when ``params["_exx_restart"]`` is False or the user chose ``startingwfc``."""
+    from perovflow.engines.qe.hybrid import is_hybrid
+
+    system = params["input_data"].get("system", {})
+    if not is_hybrid(str(system.get("input_dft", "pbe")).lower()):
+        return []
+    if params.get("_exx_restart") is False:
+        return []
+    files = sorted(src.glob("wfc*.dat"))
+    if not files:
+        return []
+    actions: list[dict[str, Any]] = []
+    if src.resolve() != dst.resolve():
+        actions = [
+            {"file": str(f.resolve()), "action": {"_file_copy": {"dest": str((dst / f.name).resolve())}}}
+            for f in files
+        ]  # fmt: skip
+    if "startingwfc" not in params["input_data"].get("electrons", {}):
+        actions.append(
+            {"dict": "params", "action": {"_set": {"input_data->electrons->startingwfc": "file"}}}
+        )
     return actions
+
+
+def _spinor_mismatch(path: Path, params: dict[str, Any]) -> bool:
+    """Whether the previous run and this one differ in non-collinearity (files unreadable)."""
+    from perovflow.engines.qe.soc import output_is_noncolin
+
+    return output_is_noncolin(path) != bool(params["input_data"].get("system", {}).get("noncolin"))
 
 
 def prepare_restart(
@@ -161,6 +200,9 @@ def prepare_restart(
         return params, None
     first, last, steps = found
     _check_same(atoms, first, path)
+    if _spinor_mismatch(path, params):
+        logger.warning("%s: other spinor setting (SOC) than this run, starting afresh", path)
+        return params, None
     actions = []
     relax = params["input_data"]["control"].get("calculation") in ("relax", "vc-relax")
     if relax and steps:

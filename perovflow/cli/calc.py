@@ -56,6 +56,7 @@ def run_calc(
     cell: bool = False,
     spin: bool | None = None,
     soc: bool | None = None,
+    xc: str | None = None,
 ) -> Any:
     """Build the job (scf first when bands/DOS lack ``prev_dir``), run it, return its output.
 
@@ -63,6 +64,7 @@ def run_calc(
     ``spin``: spin polarisation on (True) or off (False); None leaves the automatic choice
     (odd electron counts). User ``--set`` spin keys (``nspin``, ``tot_magnetization``,
     CP2K ``UKS``) win over it. ``soc``: spin–orbit coupling (QE), None takes the protocol's.
+    ``xc``: ``pbe``, ``hse06`` or ``pbe0``, None takes the protocol's.
     """
     from jobflow import Flow, run_locally
 
@@ -73,7 +75,8 @@ def run_calc(
         from perovflow.engines.qe.inputs import nest_overrides
 
         nest_overrides(overrides)
-    common = {"protocol": protocol, "charge": charge, "input_set_overrides": overrides, "soc": soc}
+    common = {"protocol": protocol, "charge": charge, "input_set_overrides": overrides, "soc": soc,
+              "xc": xc}  # fmt: skip
     if cell and kind != "relax":
         raise InputError(f"--cell applies to relax, not {kind}", "drop --cell or run calc relax")
     common.update(_spin_fields(code, spin, overrides))
@@ -277,13 +280,17 @@ def register(app: typer.Typer) -> None:
             bool | None,
             typer.Option("--soc/--no-soc", help="Spin-orbit coupling (QE; default: protocol)."),
         ] = None,
+        xc: Annotated[
+            str | None,
+            typer.Option("--xc", help="Functional: pbe, hse06 or pbe0 (default: protocol)."),
+        ] = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Run one calculation and print energy, gap, wall time and its folder."""
         doc = run_calc(
             kind.lower(), load_any_structure(structure), code.lower(), protocol, charge,
             parse_sets(set_), _calc_dir(directory, kind.lower()), prev_dir, cell=cell, spin=spin,
-            soc=soc,
+            soc=soc, xc=None if xc is None else xc.lower(),
         )  # fmt: skip
         emit(summary(doc), as_json)
 
