@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from jobflow import Maker
@@ -30,6 +32,9 @@ class DFTMaker(Maker):
         Kill the code after this many seconds (the walltime handling then restarts it).
     labels
         Study metadata copied to the task document.
+    write_additional_data
+        Files written into the job folder before the run, as atomate2 flows set them:
+        ``{"info:json": obj}`` -> ``info.json`` (provenance; never changes the result).
     """
 
     name: str = "dft static"
@@ -40,4 +45,16 @@ class DFTMaker(Maker):
     max_attempts: int = 5
     walltime_s: float | None = None
     labels: dict[str, Any] = field(default_factory=dict)
+    write_additional_data: dict[str, Any] = field(default_factory=dict)
     calc_type = "static"
+
+
+def write_additional_data(data: dict[str, Any], directory: Path) -> None:
+    """atomate2's ``write_additional_data``: ``{"info:json": obj}`` -> ``info.json`` (atomic)."""
+    from monty.serialization import dumpfn
+
+    for key, value in data.items():
+        name = Path(key.replace(":", ".")).name
+        tmp = Path(directory) / f".{name}.tmp{Path(name).suffix}"
+        dumpfn(value, tmp)
+        os.replace(tmp, Path(directory) / name)

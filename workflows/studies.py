@@ -238,13 +238,21 @@ def structure_of(study: Study) -> Any:
     return structure
 
 
-def build_flow(path_or_study: str | Path | Study) -> Any:
-    """jobflow ``Flow`` of a study file (or :class:`Study`)."""
+def build_flow(
+    path_or_study: str | Path | Study, engine_makers: dict[str, Any] | None = None
+) -> Any:
+    """jobflow ``Flow`` of a study file (or :class:`Study`).
+
+    ``engine_makers`` replaces the study's makers by role (``relax``, ``static``, ``dos``,
+    ``bands``, ``prerelax``): any Maker with ``make(structure, prev_dir=None)`` and a
+    ``.structure`` on its output, e.g. atomate2's ``ForceFieldRelaxMaker`` as the pre-relax.
+    """
     import importlib
 
     study = path_or_study if isinstance(path_or_study, Study) else load_study(path_or_study)
     module = importlib.import_module(f"perovflow.workflows.{study.study}")
-    flow = module.flow_from_study(study, makers(study), structure_of(study))
+    chosen = {**makers(study), **(engine_makers or {})}
+    flow = module.flow_from_study(study, chosen, structure_of(study))
     flow.name = study.name
     return flow
 

@@ -179,21 +179,9 @@ def _atomate2_copy(maker: Any, opts: dict[str, Any], directory: Path) -> Any:
     )  # fmt: skip
 
 
-def write_additional_data(data: dict[str, Any], directory: Path) -> None:
-    """atomate2's ``write_additional_data``: ``{"info:json": obj}`` -> ``info.json`` (atomic)."""
-    import os
-
-    from monty.serialization import dumpfn
-
-    for key, value in data.items():
-        name = Path(key.replace(":", "."))
-        tmp = directory / f".{name.name}.tmp{name.suffix}"
-        dumpfn(value, tmp)
-        os.replace(tmp, directory / name.name)
-
-
 def run_mlip_task(maker: Any, structure: Any, directory: Path) -> TaskDocument:
     """Everything ``make`` does: resolve settings, atomate2's ``run_ase``, task document."""
+    from perovflow.engines.base import write_additional_data
     from perovflow.engines.mlip.document import build_mlip_document
 
     opts = resolved_settings(maker)
