@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
-from scipy import constants as C
+from scipy import constants as sc
 
 from perovflow.analysis.ccd import ccd_from_points, plot_ccd
 from perovflow.errors import InputError
@@ -21,8 +21,8 @@ DIST = [-0.2, -0.1, 0.0, 0.1, 0.2, 1.0]
 
 def _omega2(hw: float) -> float:
     """Ω² in eV/(amu Å²) from ħΩ in eV, by hand with SI constants."""
-    omega_si = hw * C.e / C.hbar  # rad/s
-    return omega_si**2 * C.atomic_mass * 1e-20 / C.e
+    omega_si = hw * sc.e / sc.hbar  # rad/s
+    return omega_si**2 * sc.atomic_mass * 1e-20 / sc.e
 
 
 def _points(first: bool, e_min: float, hw: float) -> list[dict]:

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-
 STUDY = """
 study: vacancy
 name: a2-prerelax

@@ -1,0 +1,64 @@
+"""CCD of V_Br (q=+1 <-> q=0) end to end with real pw.x at `fast` on a 9-atom stand-in cell.
+
+The stand-in is cubic CsPbBr3 doubled along x with one Br removed (Cs2Pb2Br5): the smallest
+cell in which the two Pb next to the vacancy can move (in the 4-atom cell every atom sits on
+an inversion centre and nothing relaxes). atomate2's own jobs run perovflow's QE statics.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from perovflow.engines.qe.jobs import QERelaxMaker, QEStaticMaker
+from perovflow.workflows.ccd import CCDMaker
+
+GAMMA = {"kpts": [1, 1, 1]}
+
+
+def _vbr_cell() -> Structure:
+    cell = Structure.from_spacegroup(
+        "Pm-3m", Lattice.cubic(5.87), ["Cs", "Pb", "Br"], [[0, 0, 0], [0.5] * 3, [0, 0.5, 0.5]]
+    )
+    cell.make_supercell([2, 1, 1])
+    index = next(i for i, s in enumerate(cell) if s.specie.symbol == "Br"
+                 and np.allclose(s.frac_coords, [0.0, 0.5, 0.5]))  # fmt: skip
+    cell.remove_sites([index])
+    return cell
+
+
+@pytest.mark.qe
+@pytest.mark.slow
+def test_vbr_ccd_physical_checks(tmp_path):
+    from perovflow.hpc.store import get_job_store
+    from perovflow.workflows.runner import run_flow
+
+    maker = CCDMaker(
+        relax_maker=QERelaxMaker(protocol="fast", input_set_overrides=GAMMA),
+        static_maker=QEStaticMaker(protocol="fast", input_set_overrides=GAMMA),
+        distortions=(-0.2, 0.0, 0.2, 1.0),
+    )
+    flow = maker.make(_vbr_cell(), 1, 0)
+    store = get_job_store()
+    info = run_flow(flow, store=store, root_dir=tmp_path / "run", study="ccd-test")
+    assert info["failed"] == []
+    out = store.get_output(flow.output["ccd"].uuid, load=True)
+    print({k: v for k, v in out.items() if k != "curves"})
+    assert out["delta_Q_amu05_A"] > 0
+    assert out["emission_eV"] < out["absorption_eV"]
+    assert out["stokes_shift_eV"] > 0
+    for curve in out["curves"]:
+        assert curve["curvature_eV_per_amu_A2"] > 0  # both parabolas open upwards
+        assert curve["d_FC_eV"] > 0  # each minimum is lower than the other state's geometry
+    # Stokes shift = sum of the two Franck–Condon shifts (independent: from the raw points)
+    e = {
+        c["charge"]: dict(zip(c["distortions"], c["energy_eV"], strict=True)) for c in out["curves"]
+    }
+    assert out["stokes_shift_eV"] == pytest.approx(
+        (e[1][1.0] - e[1][0.0]) + (e[0][1.0] - e[0][0.0]), abs=1e-9
+    )
+    doc = store.get_output(flow.output["document"].uuid, load=True)  # atomate2's CCDDocument
+    assert len(doc["energies1"]) == len(doc["energies2"]) == 4
+    assert (tmp_path / "run").exists()
+    assert out["figure"].endswith("ccd.png")
