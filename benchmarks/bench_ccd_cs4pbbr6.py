@@ -30,6 +30,7 @@ GAMMA = {"kpts": [1, 1, 1]}
 def main() -> None:
     """Build and run the flow, then write the JSON summary and the figure."""
     HOME.mkdir(parents=True, exist_ok=True)
+    (HOME / ".gitignore").write_text("*\n")  # the store and run folders stay out of git
     os.environ.setdefault("PEROVFLOW_PROJECT_DIR", str(HOME / "project"))
     os.environ.setdefault("PEROVFLOW_SCRATCH_DIR", str(HOME / "scratch"))
     from perovflow.hpc.store import get_job_store
