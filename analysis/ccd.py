@@ -175,3 +175,30 @@ def plot_ccd(result: dict[str, Any], path: str | Path) -> Path:
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+def ccd_answer(result: dict[str, Any]) -> str:
+    """The report's one-sentence answer."""
+    return (
+        f"q={result['excited_charge']:+d} -> q={result['ground_charge']:+d}: emission "
+        f"{result['emission_eV']:.2f} eV, absorption {result['absorption_eV']:.2f} eV, Stokes "
+        f"shift {result['stokes_shift_eV']:.3f} eV (ΔQ = {result['delta_Q_amu05_A']:.2f} "
+        "amu^½ Å)."
+    )
+
+
+def write_ccd_report(result: dict[str, Any], out_dir: str | Path, title: str) -> dict[str, Path]:
+    """``report.md``/``report.html``/``results.json`` with the CCD numbers and ``ccd.png``."""
+    from perovflow.analysis.report import section, write_report
+
+    figure = plot_ccd(result, Path(out_dir) / "ccd.png")
+    summary = {k: v for k, v in result.items() if k not in ("curves", "figure", "charges")}
+    rows = [
+        {k: c[k] for k in ("charge", "E_min_eV", "d_FC_eV", "hbar_omega_eV", "huang_rhys",
+                           "d_FC_harmonic_eV")}
+        for c in result["curves"]
+    ]  # fmt: skip
+    sec = section(summary, title, plots=[figure], kind="ccd",
+                  provenance=result.get("provenance") or "ccd flow")  # fmt: skip
+    sec["rows"] = rows
+    return write_report([sec], out_dir, title=title, answer=ccd_answer(result))

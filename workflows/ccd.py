@@ -133,9 +133,15 @@ def ccd_report(
     fit_window: float,
 ) -> dict[str, Any]:
     """The CCD numbers (:func:`perovflow.analysis.ccd.ccd_from_points`) and ``ccd.png``."""
-    from perovflow.analysis.ccd import ccd_from_points, plot_ccd
+    from perovflow.analysis.ccd import ccd_from_points, write_ccd_report
 
     mu = reservoir_energy(reservoir, relax_doc)
     result = ccd_from_points(curve1, curve2, (charges[0], charges[1]), distortions, mu, fit_window)
-    result["figure"] = str(plot_ccd(result, Path.cwd() / "ccd.png").resolve())
+    result["provenance"] = {
+        f"q={q:+d}": [p["dir_name"] for p in points]
+        for q, points in zip(charges, (curve1, curve2), strict=True)
+    }
+    paths = write_ccd_report(result, Path.cwd(), f"CCD q={charges[0]:+d} <-> q={charges[1]:+d}")
+    result["figure"] = str((Path.cwd() / "ccd.png").resolve())
+    result["report"] = {k: str(v) for k, v in paths.items()}
     return result

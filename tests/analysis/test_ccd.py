@@ -7,7 +7,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 from scipy import constants as sc
 
-from perovflow.analysis.ccd import ccd_from_points, plot_ccd
+from perovflow.analysis.ccd import ccd_from_points, plot_ccd, write_ccd_report
 from perovflow.errors import InputError
 
 SHIFT_A = 0.1  # the Pb atom moves 0.1 Å along x between the two minima
@@ -42,7 +42,7 @@ def test_hand_computed_parabolas(tmp_path):
     p1 = _points(True, 10.0, HW1)
     p2 = _points(False, 10.0 + MU + ZPL, HW2)
     res = ccd_from_points(p1, p2, (1, 0), DIST, reservoir_eV=MU)
-    d_fc1 = 0.5 * _omega2(HW1) * DQ**2  # 0.0321 eV
+    d_fc1 = 0.5 * _omega2(HW1) * DQ**2  # 0.0991 eV
     d_fc2 = 0.5 * _omega2(HW2) * DQ**2
     assert res["delta_Q_amu05_A"] == pytest.approx(DQ, rel=1e-6)
     assert res["ground_charge"] == 1 and res["excited_charge"] == 0
@@ -56,6 +56,10 @@ def test_hand_computed_parabolas(tmp_path):
     assert res["curves"][0]["huang_rhys"] == pytest.approx(d_fc1 / HW1, rel=1e-4)
     png = plot_ccd(res, tmp_path / "ccd.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
+    res["provenance"] = {"q=+1": ["/calc/a"], "q=+0": ["/calc/b"]}
+    paths = write_ccd_report(res, tmp_path / "report", "CCD test")
+    text = paths["markdown"].read_text()
+    assert f"{ZPL - d_fc1:.2f} eV" in text and "ccd.png" in text  # the emission, the plot
 
 
 def test_same_geometry_is_a_one_line_error():
