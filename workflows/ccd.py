@@ -145,3 +145,23 @@ def ccd_report(
     result["figure"] = str((Path.cwd() / "ccd.png").resolve())
     result["report"] = {k: str(v) for k, v in paths.items()}
     return result
+
+
+def flow_from_study(study: Any, makers: dict[str, Any], structure: Any) -> Flow:
+    """CCD flow of a study file: the first distinct vacancy of the (super)cell."""
+    from perovflow.structures.defects import enumerate_vacancies
+    from perovflow.structures.supercells import make_supercell
+
+    spec = study.section()
+    cell = make_supercell(structure, spec.supercell) if spec.supercell else structure.copy()
+    site = enumerate_vacancies(cell, spec.vacancy_element)[0]
+    cell.remove_sites([site.index])
+    maker = CCDMaker(
+        name=study.name, relax_maker=makers["relax"], static_maker=makers["static"],
+        prerelax_maker=makers["prerelax"], distortions=tuple(spec.distortions),
+        reservoir=spec.reservoir,
+    )  # fmt: skip
+    q1, q2 = spec.charge_states
+    flow = maker.make(cell, q1, q2)
+    flow.metadata = {**(flow.metadata or {}), "defect": site.label}
+    return flow

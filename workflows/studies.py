@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from perovflow.errors import InputError
 
-KINDS = ("vacancy", "migration", "heterostructure", "composition", "rp_fault")
+KINDS = ("vacancy", "migration", "heterostructure", "composition", "rp_fault", "ccd")
 
 
 class _Model(BaseModel):
@@ -131,10 +131,24 @@ class RPFaultSpec(_Model):
     md_timestep_fs: float = Field(2.0, gt=0, description="MD time step.")
 
 
+class CCDSpec(_Model):
+    """Configuration-coordinate diagram section (:mod:`perovflow.workflows.ccd`)."""
+
+    vacancy_element: str = Field(description="Element whose first distinct site is removed.")
+    supercell: str | None = Field(None, description="Defect supercell of the cell.")
+    charge_states: list[int] = Field(
+        description="The two charge states, e.g. [1, 0].", min_length=2, max_length=2
+    )
+    distortions: list[float] = Field(
+        [-0.2, -0.1, 0.0, 0.1, 0.2, 1.0], description="Fractions of ΔQ (need 0 and 1)."
+    )
+    reservoir: Literal["vbm", "cbm"] | float = Field("vbm", description="Electron reservoir.")
+
+
 class Study(_Model):
     """One study file."""
 
-    study: Literal["vacancy", "migration", "heterostructure", "composition", "rp_fault"]
+    study: Literal["vacancy", "migration", "heterostructure", "composition", "rp_fault", "ccd"]
     name: str = Field(description="Study name (labels every task document).")
     description: str = Field("", description="Free text.")
     protocol: Literal["fast", "standard", "seed"] = Field("fast", description="Protocol.")
@@ -153,6 +167,7 @@ class Study(_Model):
     heterostructure: HeterostructureSpec | None = None
     composition: CompositionSpec | None = None
     rp_fault: RPFaultSpec | None = None
+    ccd: CCDSpec | None = None
 
     def section(self) -> Any:
         """The section of this study's kind (an error if it is missing)."""

@@ -62,3 +62,24 @@ def test_vbr_ccd_physical_checks(tmp_path):
     assert len(doc["energies1"]) == len(doc["energies2"]) == 4
     assert (tmp_path / "run").exists()
     assert out["figure"].endswith("ccd.png")
+
+
+def test_ccd_study_file_builds_one_relax_per_charge_with_the_user_settings():
+    from pathlib import Path
+
+    from perovflow.structures.prototypes import build_prototype
+    from perovflow.workflows.studies import build_flow, load_study
+
+    path = Path(__file__).resolve().parents[2] / "studies" / "cs4pbbr6_vbr_ccd_fast.yaml"
+    flow = build_flow(load_study(path))
+    relaxes = {}
+    for job_, _ in flow.iterflow():
+        maker = getattr(job_.function, "__self__", None)
+        if job_.name.endswith(" relax") and isinstance(maker, QERelaxMaker):
+            relaxes[maker.charge] = (maker, job_.function_args[0])
+    assert sorted(relaxes) == [0, 1]
+    host = build_prototype("Cs4PbBr6", cell="primitive")
+    for maker, _ in relaxes.values():
+        assert maker.defect and maker.input_set_overrides["kpts"] == [1, 1, 1]  # the user's k
+    pre = next(j for j, _ in flow.iterflow() if j.name == "ccd ml-prerelax")
+    assert len(pre.function_args[0]) == len(host) - 1  # one Br removed from the 22-atom cell
