@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,8 @@ class DFTMaker(Maker):
     input_set_overrides
         Code settings that win over the protocol and over automatic choices.
     charge
-        Total charge of the cell (e).
+        Total charge of the cell (e). Left at 0, a pymatgen structure's own charge
+        (``Structure.set_charge``, as atomate2's defect flows pass charge states) is used.
     defect
         Defect cell: the protocol's defect force threshold (and, for QE, smearing).
     max_attempts
@@ -58,3 +60,14 @@ def write_additional_data(data: dict[str, Any], directory: Path) -> None:
         tmp = Path(directory) / f".{name}.tmp{Path(name).suffix}"
         dumpfn(value, tmp)
         os.replace(tmp, Path(directory) / name)
+
+
+def with_structure_charge(maker: DFTMaker, structure: object) -> DFTMaker:
+    """``maker``, or a copy charged as ``structure`` when the maker's charge is left at 0.
+
+    A charge set on the maker always wins; ``maker`` itself is never changed.
+    """
+    charge = getattr(structure, "_charge", None) or 0
+    if maker.charge or not charge:
+        return maker
+    return dataclasses.replace(maker, charge=float(charge))

@@ -71,3 +71,17 @@ def test_study_takes_atomate2_prerelax_and_atomate2_reads_qe_output(tmp_path):
     assert static["charge"] == 1 and len(used) == 4
     hits = list(store.query({"output.output.energy": {"$lt": 0}}, properties=["name"]))
     assert {"bulk supercell static", "V_Br q=+1 static"} <= {h["name"] for h in hits}
+
+
+def test_qe_maker_takes_the_charge_atomate2_puts_on_the_structure():
+    from atomate2.common.jobs.defect import get_charged_structures
+
+    from perovflow.engines.base import with_structure_charge
+    from perovflow.engines.qe.jobs import QEStaticMaker
+
+    charged = get_charged_structures.original(_cubic(), [1])[0]  # atomate2's own way
+    maker = QEStaticMaker()
+    assert with_structure_charge(maker, charged).charge == 1.0
+    assert maker.charge == 0.0  # the maker itself is not changed
+    assert with_structure_charge(QEStaticMaker(charge=-1), charged).charge == -1  # user wins
+    assert with_structure_charge(maker, _cubic()) is maker
