@@ -78,6 +78,13 @@ class _PerovflowMLIP:
 
     code = "mlip"
 
+    def __post_init__(self) -> None:
+        """atomate2's ``force_field_name`` follows ``model`` when one is given."""
+        name = (self.model or "").lower()
+        if name in FORCE_FIELDS:
+            self.force_field_name, self.calculator_meta = FORCE_FIELDS[name], None
+        super().__post_init__()
+
     def _get_calculator(self) -> Any:
         """perovflow's cached calculator around the packaged weights (never a download)."""
         from perovflow.engines.mlip.calculator import get_mlip_calculator

@@ -31,19 +31,16 @@ def _vbr_cell() -> Structure:
 
 
 @pytest.mark.qe
-@pytest.mark.mlip
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
 def test_vbr_ccd_physical_checks(tmp_path):
-    from perovflow.engines.mlip.jobs import MLIPRelaxMaker
     from perovflow.hpc.store import get_job_store
     from perovflow.workflows.runner import run_flow
 
     maker = CCDMaker(
-        prerelax_maker=MLIPRelaxMaker(protocol="fast"),  # CHGNet: close to both minima
         relax_maker=QERelaxMaker(protocol="fast", input_set_overrides=LOOSE),
         static_maker=QEStaticMaker(protocol="fast", input_set_overrides=GAMMA),
-        distortions=(-0.2, 0.0, 0.2, 1.0),
+        distortions=(0.0, 0.2, 1.0),  # 0.2: the ħΩ fit; 1: the vertical transitions
     )
     flow = maker.make(_vbr_cell(), 1, 0)
     store = get_job_store()
@@ -65,7 +62,7 @@ def test_vbr_ccd_physical_checks(tmp_path):
         (e[1][1.0] - e[1][0.0]) + (e[0][1.0] - e[0][0.0]), abs=1e-9
     )
     doc = store.get_output(flow.output["document"].uuid, load=True)  # atomate2's CCDDocument
-    assert len(doc["energies1"]) == len(doc["energies2"]) == 4
+    assert len(doc["energies1"]) == len(doc["energies2"]) == 3
     assert (tmp_path / "run").exists()
     assert out["figure"].endswith("ccd.png")
 
