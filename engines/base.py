@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from jobflow import Maker
@@ -21,7 +24,8 @@ class DFTMaker(Maker):
     input_set_overrides
         Code settings that win over the protocol and over automatic choices.
     charge
-        Total charge of the cell (e).
+        Total charge of the cell (e). Left at 0, a pymatgen structure's own charge
+        (``Structure.set_charge``, as atomate2's defect flows pass charge states) is used.
     defect
         Defect cell: the protocol's defect force threshold (and, for QE, smearing).
     max_attempts
@@ -34,6 +38,9 @@ class DFTMaker(Maker):
         Also write the electrostatic potential of the scf (QE: pp.x ``plot_num=11`` cube;
         CP2K: ``V_HARTREE_CUBE``) and keep its planar averages and site potentials in the
         document (``potential``), for the finite-size corrections of charged defects.
+    write_additional_data
+        Files written into the job folder before the run, as atomate2 flows set them:
+        ``{"info:json": obj}`` -> ``info.json`` (provenance; never changes the result).
     """
 
     name: str = "dft static"
@@ -45,4 +52,27 @@ class DFTMaker(Maker):
     walltime_s: float | None = None
     labels: dict[str, Any] = field(default_factory=dict)
     write_potential: bool = False
+    write_additional_data: dict[str, Any] = field(default_factory=dict)
     calc_type = "static"
+
+
+def write_additional_data(data: dict[str, Any], directory: Path) -> None:
+    """atomate2's ``write_additional_data``: ``{"info:json": obj}`` -> ``info.json`` (atomic)."""
+    from monty.serialization import dumpfn
+
+    for key, value in data.items():
+        name = Path(key.replace(":", ".")).name
+        tmp = Path(directory) / f".{name}.tmp{Path(name).suffix}"
+        dumpfn(value, tmp)
+        os.replace(tmp, Path(directory) / name)
+
+
+def with_structure_charge(maker: DFTMaker, structure: object) -> DFTMaker:
+    """``maker``, or a copy charged as ``structure`` when the maker's charge is left at 0.
+
+    A charge set on the maker always wins; ``maker`` itself is never changed.
+    """
+    charge = getattr(structure, "_charge", None) or 0
+    if maker.charge or not charge:
+        return maker
+    return dataclasses.replace(maker, charge=float(charge))

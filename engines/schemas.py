@@ -14,7 +14,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+import numpy as np
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 BIG_FIELDS = [
     "eigenvalues",
@@ -72,6 +73,31 @@ class ElectronicSummary(BaseModel):
     spin_edges: dict[str, Any] | None = Field(
         None, description="vbm_eV/cbm_eV/band_gap_eV per spin channel ('up', 'down')."
     )
+
+
+class TaskOutput(BaseModel):
+    """The final results under the names of atomate2/emmet's TaskDoc ``output`` (eV, Å).
+
+    An atomate2 flow reads ``job.output.output.energy`` / ``.structure`` / ``.bandgap`` and
+    ``job.output.dir_name`` (e.g. ``ConfigurationCoordinateMaker``); a query of the store
+    reads ``output.output.energy``. Filled from the perovflow fields when the document is
+    built: ``energy`` = ``energy_eV``, ``energy_per_atom`` = ``energy_per_atom_eV``,
+    ``structure`` = ``structure``, ``bandgap`` = ``electronic.band_gap_eV``, ``forces`` =
+    ``forces_eV_per_A``, ``stress`` = ``stress_GPa`` x (-10) in kbar (atomate2's sign:
+    positive when the cell is compressed).
+    """
+
+    energy: float | None = Field(None, description="Total energy (eV).")
+    energy_per_atom: float | None = Field(None, description="Total energy per atom (eV).")
+    structure: dict[str, Any] | None = Field(None, description="Final structure (as_dict()).")
+    bandgap: float | None = Field(None, description="Band gap (eV); None if metallic/unknown.")
+    forces: list[list[float]] | None = Field(None, description="Forces (eV/Å).")
+    stress: list[list[float]] | None = Field(None, description="Stress (kbar, atomate2 sign).")
+
+    @field_validator("structure", mode="before")
+    @classmethod
+    def _as_plain_dict(cls, value: Any) -> Any:
+        return value.as_dict() if hasattr(value, "as_dict") else value
 
 
 class TaskDocument(BaseModel):
@@ -150,12 +176,27 @@ class TaskDocument(BaseModel):
     trajectory: list[Any] | None = Field(
         None, description="Relaxation/MD frames (positions, energies)."
     )
+    output: TaskOutput | None = Field(
+        None, description="The results under atomate2's TaskDoc names (see TaskOutput)."
+    )
 
     @field_validator("structure", "input_structure", "bandstructure", "dos", mode="before")
     @classmethod
     def _as_plain_dict(cls, value: Any) -> Any:
         """Accept pymatgen objects (jobflow decodes stored dicts into them) as their dicts."""
         return value.as_dict() if hasattr(value, "as_dict") else value
+
+    @model_validator(mode="after")
+    def _atomate2_output(self) -> TaskDocument:
+        """Fill ``output`` from the perovflow fields (one mapping, see :class:`TaskOutput`)."""
+        if self.output is None:
+            stress = None if self.stress_GPa is None else (-10.0 * np.asarray(self.stress_GPa))
+            self.output = TaskOutput(
+                energy=self.energy_eV, energy_per_atom=self.energy_per_atom_eV,
+                structure=self.structure, bandgap=self.electronic.band_gap_eV,
+                forces=self.forces_eV_per_A, stress=None if stress is None else stress.tolist(),
+            )  # fmt: skip
+        return self
 
 
 def calc_hash(

@@ -29,7 +29,7 @@ from jobflow import Flow, Job, Response, job
 KEY = "resume_key"
 CALC_HASH = "calc_hash"
 #: maker fields that do not change a calculation's result
-NOT_RESULT = ("name", "labels", "max_attempts", "walltime_s")
+NOT_RESULT = ("name", "labels", "max_attempts", "walltime_s", "write_additional_data")
 
 
 def _sanitize(obj: Any, keys: dict[str, str]) -> Any:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from perovflow.errors import InputError
 
-KINDS = ("vacancy", "migration", "heterostructure", "composition", "rp_fault")
+KINDS = ("vacancy", "migration", "heterostructure", "composition", "rp_fault", "ccd")
 
 
 class _Model(BaseModel):
@@ -158,10 +158,24 @@ class RPFaultSpec(_Model):
     md_timestep_fs: float = Field(2.0, gt=0, description="MD time step.")
 
 
+class CCDSpec(_Model):
+    """Configuration-coordinate diagram section (:mod:`perovflow.workflows.ccd`)."""
+
+    vacancy_element: str = Field(description="Element whose first distinct site is removed.")
+    supercell: str | None = Field(None, description="Defect supercell of the cell.")
+    charge_states: list[int] = Field(
+        description="The two charge states, e.g. [1, 0].", min_length=2, max_length=2
+    )
+    distortions: list[float] = Field(
+        [-0.2, -0.1, 0.0, 0.1, 0.2, 1.0], description="Fractions of ΔQ (need 0 and 1)."
+    )
+    reservoir: Literal["vbm", "cbm"] | float = Field("vbm", description="Electron reservoir.")
+
+
 class Study(_Model):
     """One study file."""
 
-    study: Literal["vacancy", "migration", "heterostructure", "composition", "rp_fault"]
+    study: Literal["vacancy", "migration", "heterostructure", "composition", "rp_fault", "ccd"]
     name: str = Field(description="Study name (labels every task document).")
     description: str = Field("", description="Free text.")
     protocol: Literal["fast", "standard", "seed"] = Field("fast", description="Protocol.")
@@ -180,6 +194,7 @@ class Study(_Model):
     heterostructure: HeterostructureSpec | None = None
     composition: CompositionSpec | None = None
     rp_fault: RPFaultSpec | None = None
+    ccd: CCDSpec | None = None
 
     def section(self) -> Any:
         """The section of this study's kind (an error if it is missing)."""
@@ -265,13 +280,21 @@ def structure_of(study: Study) -> Any:
     return structure
 
 
-def build_flow(path_or_study: str | Path | Study) -> Any:
-    """jobflow ``Flow`` of a study file (or :class:`Study`)."""
+def build_flow(
+    path_or_study: str | Path | Study, engine_makers: dict[str, Any] | None = None
+) -> Any:
+    """jobflow ``Flow`` of a study file (or :class:`Study`).
+
+    ``engine_makers`` replaces the study's makers by role (``relax``, ``static``, ``dos``,
+    ``bands``, ``prerelax``): any Maker with ``make(structure, prev_dir=None)`` and a
+    ``.structure`` on its output, e.g. atomate2's ``ForceFieldRelaxMaker`` as the pre-relax.
+    """
     import importlib
 
     study = path_or_study if isinstance(path_or_study, Study) else load_study(path_or_study)
     module = importlib.import_module(f"perovflow.workflows.{study.study}")
-    flow = module.flow_from_study(study, makers(study), structure_of(study))
+    chosen = {**makers(study), **(engine_makers or {})}
+    flow = module.flow_from_study(study, chosen, structure_of(study))
     flow.name = study.name
     return flow
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from jobflow import job
 
-from perovflow.engines.base import DFTMaker
+from perovflow.engines.base import DFTMaker, with_structure_charge, write_additional_data
 from perovflow.engines.cp2k.inputs import COORD_FILE, INPUT_FILE, OUTPUT_FILE, PROJECT
 from perovflow.engines.schemas import BIG_FIELDS, TaskDocument
 from perovflow.errors import EngineError
@@ -52,7 +52,10 @@ class BaseCP2KMaker(DFTMaker):
     @job(data=BIG_FIELDS)
     def make(self, structure: Any, prev_dir: str | None = None) -> TaskDocument:
         """Run CP2K on ``structure`` (Structure, Molecule, ASE Atoms or their dicts)."""
-        return run_cp2k_task(self, structure, prev_dir, Path.cwd())
+        write_additional_data(self.write_additional_data, Path.cwd())
+        return run_cp2k_task(
+            with_structure_charge(self, structure), structure, prev_dir, Path.cwd()
+        )
 
 
 @dataclass

@@ -1,38 +1,48 @@
-"""jobflow Makers for pretrained ML potentials: static and relaxation (ASE optimizers).
+"""jobflow Makers for pretrained ML potentials, built on atomate2's force-field makers.
 
-Used for cheap pre-relaxations and NEB pre-convergence before DFT. ``make(structure,
-prev_dir=None)`` returns a :class:`~perovflow.engines.schemas.TaskDocument` with
-``code="mlip"``; the calculator itself is :func:`perovflow.engines.mlip.calculator.get_mlip_calculator`.
+:class:`MLIPStaticMaker` and :class:`MLIPRelaxMaker` *are* atomate2
+``ForceFieldStaticMaker``/``ForceFieldRelaxMaker`` (CHGNet default, SevenNet): the relaxation
+is atomate2's ``AseRelaxer`` (FIRE/BFGS, ``FrechetCellFilter`` for the cell), so they run in
+any atomate2 flow. What perovflow adds on top:
 
-Steps of ``make``: atoms (a cluster is put in a padded periodic box, since the graph models
-need a cell) -> calculator (cached model) -> (relax) ASE FIRE/BFGS, optionally on a
-FrechetCellFilter for the cell -> energy, forces, stress, trajectory -> task document.
+* the calculator is :func:`perovflow.engines.mlip.calculator.get_mlip_calculator`: the
+  packaged weights only (nothing downloaded), loaded once per process;
+* ``fmax``/``steps`` come from the protocol at run time (``fmax_defect`` for ``defect``);
+  ``input_set_overrides`` (as ``perovflow calc --set`` passes them) win over the fields;
+* a cluster (Molecule, non-periodic Atoms) is put in a padded periodic box;
+* the result is perovflow's :class:`~perovflow.engines.schemas.TaskDocument` (``code="mlip"``),
+  whose ``output`` block carries atomate2's names (``output.energy``, ``output.structure``).
+
+The charge of the cell is not an input of these models: a charged structure is evaluated as
+if it were neutral.
 """
 
 from __future__ import annotations
 
-import time
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from jobflow import Maker, job
+from atomate2.forcefields.jobs import ForceFieldRelaxMaker, ForceFieldStaticMaker
+from atomate2.forcefields.utils import MLFF
+from jobflow import job
 
 from perovflow.engines.schemas import BIG_FIELDS, TaskDocument
 from perovflow.errors import InputError
 
 CLUSTER_PADDING_A = 12.0  # vacuum around a cluster: twice the 6 Å graph cutoff
+#: perovflow model name -> atomate2 force field
+FORCE_FIELDS = {"chgnet": MLFF.CHGNet, "sevenn": MLFF.SevenNet}
+OVERRIDABLE = ("model", "device", "fmax", "steps", "relax_cell", "optimizer")
 
 
 @dataclass
-class BaseMLIPMaker(Maker):
-    """Common fields of the ML-potential makers.
+class _PerovflowFields:
+    """perovflow's fields of the ML makers (atomate2's own fields stay as they are).
 
     Attributes
     ----------
-    name
-        Job name.
     model
         ``chgnet`` or ``sevenn``; None uses ``settings.mlip.model``.
     device
@@ -42,31 +52,44 @@ class BaseMLIPMaker(Maker):
     fmax
         Force threshold (eV/Å); None: the protocol's ``fmax_bulk`` (``fmax_defect`` if
         ``defect``).
-    steps
-        Maximum optimizer steps; None: the protocol's ``max_steps``.
-    relax_cell
-        Also relax the cell (FrechetCellFilter).
     optimizer
         ``FIRE`` or ``BFGS``.
     input_set_overrides
-        The same settings by name (``{"fmax": 0.05, "relax_cell": True}``, as
-        ``perovflow calc --set`` passes them); they win over the fields above.
+        The same settings by name (``{"fmax": 0.05, "relax_cell": True}``); they win.
     defect, labels
         As for the DFT makers.
+    write_additional_data
+        Files written into the job folder (``{"info:json": {...}}``, as atomate2 flows set).
     """
 
-    name: str = "mlip static"
     model: str | None = None
     device: str | None = None
     protocol: str | None = None
     fmax: float | None = None
-    steps: int | None = None
-    relax_cell: bool = False
     optimizer: str = "FIRE"
     input_set_overrides: dict[str, Any] = field(default_factory=dict)
     defect: bool = False
     labels: dict[str, Any] = field(default_factory=dict)
-    calc_type = "static"
+    write_additional_data: dict[str, Any] = field(default_factory=dict)
+
+
+class _PerovflowMLIP:
+    """The run-time logic shared by both makers (mixed into atomate2's classes)."""
+
+    code = "mlip"
+
+    def __post_init__(self) -> None:
+        """atomate2's ``force_field_name`` follows ``model`` when one is given."""
+        name = (self.model or "").lower()
+        if name in FORCE_FIELDS:
+            self.force_field_name, self.calculator_meta = FORCE_FIELDS[name], None
+        super().__post_init__()
+
+    def _get_calculator(self) -> Any:
+        """perovflow's cached calculator around the packaged weights (never a download)."""
+        from perovflow.engines.mlip.calculator import get_mlip_calculator
+
+        return get_mlip_calculator(self.model, self.device)
 
     @job(data=BIG_FIELDS)
     def make(self, structure: Any, prev_dir: str | None = None) -> TaskDocument:
@@ -75,115 +98,102 @@ class BaseMLIPMaker(Maker):
 
 
 @dataclass
-class MLIPStaticMaker(BaseMLIPMaker):
-    """Energy, forces and stress from the ML potential."""
+class MLIPStaticMaker(_PerovflowMLIP, _PerovflowFields, ForceFieldStaticMaker):
+    """Energy, forces and stress from the ML potential (atomate2 ``ForceFieldStaticMaker``)."""
 
     name: str = "mlip static"
+    force_field_name: str | MLFF | dict = MLFF.CHGNet
+    steps: int | None = None
     calc_type = "static"
 
 
 @dataclass
-class MLIPRelaxMaker(BaseMLIPMaker):
-    """Relaxation of positions (and the cell with ``relax_cell``) with an ASE optimizer."""
+class MLIPRelaxMaker(_PerovflowMLIP, _PerovflowFields, ForceFieldRelaxMaker):
+    """Relaxation of positions (and the cell with ``relax_cell``): atomate2's ``AseRelaxer``.
+
+    ``relax_cell`` defaults to False here (atomate2's default is True): perovflow relaxes
+    the cell only where a flow asks for it.
+    """
 
     name: str = "mlip relax"
+    force_field_name: str | MLFF | dict = MLFF.CHGNet
+    relax_cell: bool = False
+    steps: int | None = None
     calc_type = "relax"
 
 
 def _prepare(structure: Any) -> tuple[Any, bool]:
-    """ASE Atoms ready for a graph model, and whether the input was a cluster."""
+    """pymatgen Structure ready for a graph model, and whether the input was a cluster."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+
     from perovflow.structures.io import to_atoms
 
     atoms = to_atoms(structure)
-    if atoms.pbc.all():
-        return atoms, False
-    if atoms.pbc.any():
+    cluster = not atoms.pbc.all()
+    if cluster and atoms.pbc.any():
         raise InputError(
             f"mixed periodicity {atoms.pbc.tolist()} is not supported",
             "use a periodic cell with vacuum, or a Molecule",
         )
-    atoms.center(vacuum=CLUSTER_PADDING_A)
-    atoms.pbc = True
-    return atoms, True
+    if cluster:
+        atoms.center(vacuum=CLUSTER_PADDING_A)
+        atoms.pbc = True
+    return AseAtomsAdaptor.get_structure(atoms), cluster
 
 
-OVERRIDABLE = ("model", "device", "fmax", "steps", "relax_cell", "optimizer")
+def resolved_settings(maker: Any) -> dict[str, Any]:
+    """Model, thresholds and switches at run time: fields < protocol defaults < overrides."""
+    from perovflow.engines.protocols import get_protocol
+    from perovflow.settings import get_settings
 
-
-def _settings(maker: BaseMLIPMaker) -> dict[str, Any]:
-    """Maker fields with ``input_set_overrides`` laid over them (unknown keys are errors)."""
     unknown = sorted(set(maker.input_set_overrides) - set(OVERRIDABLE))
     if unknown:
         raise InputError(
             f"unknown ML-potential setting(s): {', '.join(unknown)}",
             f"use {', '.join(OVERRIDABLE)}",
         )
-    return {**{k: getattr(maker, k) for k in OVERRIDABLE}, **maker.input_set_overrides}
-
-
-def _relax(atoms: Any, opts: dict[str, Any], fmax: float, steps: int) -> tuple[list, bool]:
-    from ase.filters import FrechetCellFilter
-    from ase.optimize import BFGS, FIRE
-
-    optimizers = {"FIRE": FIRE, "BFGS": BFGS}
-    name = str(opts["optimizer"]).upper()
-    if name not in optimizers:
+    opts = {**{k: getattr(maker, k) for k in OVERRIDABLE}, **maker.input_set_overrides}
+    opts["protocol"] = maker.protocol or get_settings().protocol
+    proto = get_protocol(opts["protocol"], "mlip")
+    opts["fmax"] = opts["fmax"] or proto["fmax_defect" if maker.defect else "fmax_bulk"]
+    opts["steps"] = opts["steps"] or int(proto["max_steps"])
+    opts["model"] = (opts["model"] or get_settings().mlip.model).lower()
+    if opts["model"] not in FORCE_FIELDS:
+        raise InputError(
+            f"unknown ML potential '{opts['model']}'", f"use one of: {', '.join(FORCE_FIELDS)}"
+        )
+    opts["optimizer"] = str(opts["optimizer"]).upper()
+    if opts["optimizer"] not in ("FIRE", "BFGS"):
         raise InputError(f"unknown optimizer '{opts['optimizer']}'", "use FIRE or BFGS")
-    target = FrechetCellFilter(atoms) if opts["relax_cell"] else atoms
-    opt = optimizers[name](target, logfile=None)
-    frames: list[dict[str, Any]] = []
-
-    def record() -> None:
-        frames.append(
-            {"positions": atoms.positions.tolist(), "cell": atoms.cell[:].tolist(),
-             "energy_eV": float(atoms.get_potential_energy())}
-        )  # fmt: skip
-
-    opt.attach(record, interval=1)
-    converged = bool(opt.run(fmax=fmax, steps=steps))
-    return frames, converged
+    return opts
 
 
-def run_mlip_task(maker: BaseMLIPMaker, structure: Any, directory: Path) -> TaskDocument:
-    """Everything ``make`` does (see the module docstring for the steps)."""
-    from ase.units import GPa
-    from pymatgen.io.ase import AseAtomsAdaptor
+def _atomate2_copy(maker: Any, opts: dict[str, Any], directory: Path) -> Any:
+    """A copy of ``maker`` with the resolved settings in atomate2's fields (never ``maker``).
 
-    from perovflow.engines.mlip.calculator import get_mlip_calculator, model_version
-    from perovflow.engines.protocols import get_protocol
-    from perovflow.settings import get_settings
-
-    opts = _settings(maker)
-    protocol = maker.protocol or get_settings().protocol
-    proto = get_protocol(protocol, "mlip")
-    fmax = opts["fmax"] or proto["fmax_defect" if maker.defect else "fmax_bulk"]
-    steps = opts["steps"] or int(proto["max_steps"])
-    atoms, cluster = _prepare(structure)
-    input_structure = AseAtomsAdaptor.get_structure(atoms).as_dict()
-    atoms.calc = get_mlip_calculator(opts["model"], opts["device"])
-    start = time.monotonic()
-    frames, converged = [], True
-    if maker.calc_type == "relax":
-        frames, converged = _relax(atoms, opts, fmax, steps)
-    energy = float(atoms.get_potential_energy())
-    forces = np.asarray(atoms.get_forces())
-    stress = None if cluster else (atoms.get_stress(voigt=False) / GPa).tolist()
-    walltime = time.monotonic() - start
-    structure_out = AseAtomsAdaptor.get_structure(atoms)
-    params = {
-        "model": opts["model"] or get_settings().mlip.model, "fmax": fmax, "steps": steps,
-        "relax_cell": opts["relax_cell"], "optimizer": opts["optimizer"], "cluster_box": cluster,
-    }  # fmt: skip
-    from perovflow.engines.schemas import calc_hash
-
-    return TaskDocument(
-        task_label=maker.name, code="mlip", code_version=model_version(opts["model"]),
-        calc_type=maker.calc_type, protocol=protocol, dir_name=str(Path(directory).resolve()),
-        formula=structure_out.composition.reduced_formula, natoms=len(atoms),
-        structure=structure_out.as_dict(), input_structure=input_structure,
-        input_parameters=params, calc_hash=calc_hash(input_structure, params, "mlip", maker.calc_type),
-        labels=dict(maker.labels), energy_eV=energy, energy_per_atom_eV=energy / len(atoms),
-        forces_eV_per_A=forces.tolist(),
-        max_force_eV_per_A=float(np.linalg.norm(forces, axis=1).max()),
-        stress_GPa=stress, converged=converged, walltime_s=walltime, trajectory=frames or None,
+    The relaxer's final-frame file goes into ``directory``, and its trajectory is a pymatgen
+    ``Trajectory`` (what :mod:`perovflow.engines.mlip.document` reads).
+    """
+    relax = maker.calc_type == "relax"
+    extxyz = str(Path(directory) / "final_atoms_object.xyz")
+    return dataclasses.replace(
+        maker,
+        model=opts["model"], force_field_name=FORCE_FIELDS[opts["model"]], calculator_meta=None,
+        steps=opts["steps"] if relax else 1, relax_cell=bool(opts["relax_cell"]) and relax,
+        relax_kwargs={**maker.relax_kwargs, "fmax": opts["fmax"], "use_emmet_models": False,
+                      "final_atoms_object_file": extxyz},
+        optimizer_kwargs={**maker.optimizer_kwargs, "optimizer": opts["optimizer"]},
     )  # fmt: skip
+
+
+def run_mlip_task(maker: Any, structure: Any, directory: Path) -> TaskDocument:
+    """Everything ``make`` does: resolve settings, atomate2's ``run_ase``, task document."""
+    from perovflow.engines.base import write_additional_data
+    from perovflow.engines.mlip.document import build_mlip_document
+
+    opts = resolved_settings(maker)
+    prepared, cluster = _prepare(structure)
+    runner = _atomate2_copy(maker, opts, directory)
+    write_additional_data(maker.write_additional_data, directory)
+    result = runner._run_ase_safe(prepared)
+    return build_mlip_document(runner, opts, prepared, result, cluster, directory)

@@ -24,7 +24,7 @@ from typing import Any
 
 from jobflow import job
 
-from perovflow.engines.base import DFTMaker
+from perovflow.engines.base import DFTMaker, with_structure_charge, write_additional_data
 from perovflow.engines.schemas import BIG_FIELDS, TaskDocument
 from perovflow.errors import InputError
 from perovflow.structures.io import to_atoms
@@ -67,7 +67,8 @@ class BaseQEMaker(DFTMaker):
         ``prev_dir``: for bands/DOS the finished scf folder (required); for relax/static an
         earlier, unfinished run of this same calculation to restart from (optional).
         """
-        return run_qe_task(self, structure, prev_dir, Path.cwd())
+        write_additional_data(self.write_additional_data, Path.cwd())
+        return run_qe_task(with_structure_charge(self, structure), structure, prev_dir, Path.cwd())
 
 
 @dataclass
