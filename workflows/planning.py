@@ -13,6 +13,18 @@ from typing import Any
 
 from perovflow.workflows.common import CALC
 
+#: (code, kind) -> the executables one such calculation starts (QE vc-relax: pw.x also runs
+#: the final scf on the relaxed cell; dielectric: scf, ph.x at Γ, dynmat.x cross-check)
+PROGRAMS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("qe", "static"): ("pw.x",),
+    ("qe", "relax"): ("pw.x",),
+    ("qe", "vc-relax"): ("pw.x",),
+    ("qe", "bands"): ("pw.x",),
+    ("qe", "dos"): ("pw.x", "projwfc.x"),
+    ("qe", "dielectric"): ("pw.x", "ph.x", "dynmat.x"),
+    ("qe", "neb"): ("pw.x",),
+}
+
 
 def job_graph(flow: Any) -> list[dict[str, Any]]:
     """One row per job, in execution order: name, parents (names), calculation."""
@@ -35,6 +47,20 @@ def count_calcs(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
         if calc:
             counts.setdefault(calc.get("code", "?"), Counter())[calc.get("kind", "?")] += 1
     return {code: dict(sorted(c.items())) for code, c in sorted(counts.items())}
+
+
+def count_programs(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Executable -> runs: from :data:`PROGRAMS` (QE) or ``code`` (CP2K: cp2k), plus any
+    ``programs`` a job's tag lists itself (e.g. ``["pp.x"]`` for an electrostatic potential)."""
+    counts: Counter = Counter()
+    for row in rows:
+        calc = row["calc"] or {}
+        code, kind = calc.get("code"), calc.get("kind")
+        if code == "cp2k":
+            counts["cp2k"] += 1
+        counts.update(PROGRAMS.get((code, kind), ()))
+        counts.update(calc.get("programs", ()))
+    return dict(sorted(counts.items()))
 
 
 def describe(study: Any, flow: Any) -> dict[str, Any]:
@@ -60,6 +86,7 @@ def describe(study: Any, flow: Any) -> dict[str, Any]:
         "calculations": counts,
         "dft_calculations": sum(dft.values()),
         "neb_images": neb_images,
+        "programs": count_programs(rows),
         "symmetry": sym,
         "graph": rows,
     }
@@ -81,6 +108,8 @@ def format_plan(data: dict[str, Any]) -> str:
     lines.append(
         f"DFT calculations: {data['dft_calculations']} (NEB images per band summed: {data['neb_images']})"
     )
+    if data.get("programs"):
+        lines.append("runs: " + ", ".join(f"{n} {p}" for p, n in data["programs"].items()))
     sym = data["symmetry"]
     if sym:
         lines.append(

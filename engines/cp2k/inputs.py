@@ -101,34 +101,43 @@ def _basis_names(path: str, mtime: float) -> dict[str, list[list[str]]]:
     return out
 
 
-def basis_for(element: str, basis: str, valence: int | None) -> str:
-    """Name of ``basis`` for ``element`` in the basis file, q-specific when it exists.
+def basis_files(proto: dict[str, Any]) -> list[str]:
+    """The settings' ``cp2k.basis_file``, then the protocol's ``basis_files`` (in data_dir)."""
+    extra = proto.get("basis_files") or []
+    return list(dict.fromkeys([_data_path("basis_file"), *(_data_file(n) for n in extra)]))
+
+
+def basis_for(
+    element: str, basis: str | list[str], valence: int | None, files: list[str] | None = None
+) -> str:
+    """Name of ``basis`` for ``element`` in the basis files, q-specific when it exists.
+
+    ``basis`` may be a list in order of preference (e.g. ``[TZVP-MOLOPT-SR-GTH,
+    TZVP-MOLOPT-GTH]``: Cl has no short-range TZVP); the first one found wins. ``files``
+    default to the settings' basis file.
 
     Raises
     ------
     InputError
-        If the basis file has no such basis for the element.
+        If no basis file has any of the names for the element.
     """
-    from perovflow.settings import get_settings
-
-    cp2k = get_settings().cp2k
-    path = Path(cp2k.basis_file).expanduser()
-    path = path if path.is_absolute() else Path(cp2k.data_dir).expanduser() / path
-    if not path.is_file():
+    paths = [Path(f) for f in (files or [_data_path("basis_file")])]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
         raise InputError(
-            f"CP2K basis file {path} not found",
+            f"CP2K basis file {', '.join(missing)} not found",
             "install cp2k-data or set cp2k.data_dir / cp2k.basis_file in the settings",
         )
-    entries = _basis_names(str(path), path.stat().st_mtime).get(element, [])
-    names = {n for entry in entries if basis in entry for n in entry}
-    exact = f"{basis}-q{valence}"
-    if exact in names:
-        return exact
-    if basis in names:
-        return basis
+    entries = [e for p in paths for e in _basis_names(str(p), p.stat().st_mtime).get(element, [])]
+    for name in [basis] if isinstance(basis, str) else list(basis):
+        names = {n for entry in entries if name in entry for n in entry}
+        if f"{name}-q{valence}" in names:
+            return f"{name}-q{valence}"
+        if name in names:
+            return name
     available = sorted({e[0] for e in entries}) or ["none"]
     raise InputError(
-        f"no {basis} basis for {element} in {path}",
+        f"no {basis} basis for {element} in {', '.join(map(str, paths))}",
         f"set input_set_overrides basis to one of: {', '.join(available)}",
     )
 
@@ -287,15 +296,15 @@ def cp2k_input_set(
     periodic = _periodicity(atoms)
     placed, cell, poisson = _cell_and_poisson(atoms, periodic, opts)
     kgrid = _kgrid(placed, periodic, proto, opts)
-    kinds, basis = {}, {}
+    kinds, basis, files = {}, {}, basis_files(proto)
     for el in sorted(set(placed.get_chemical_symbols())):
         pot = potentials[el]
-        basis[el] = basis_for(el, proto["basis"], pot.valence)
+        basis[el] = basis_for(el, proto["basis"], pot.valence, files)
         kinds[f"KIND {el}"] = {"BASIS_SET": basis[el], "POTENTIAL": pot.name}
     nelect = sum(potentials[s].valence or 0 for s in placed.get_chemical_symbols()) - charge
     mult = multiplicity or (2 if round(nelect) % 2 else 1)
     dft: dict[str, Any] = {
-        "BASIS_SET_FILE_NAME": _data_path("basis_file"),
+        "BASIS_SET_FILE_NAME": files[0] if len(files) == 1 else [[f] for f in files],
         "POTENTIAL_FILE_NAME": _data_path("potential_file"),
         "CHARGE": _integer_charge(charge),
         "MULTIPLICITY": mult,
@@ -388,6 +397,14 @@ def _kgrid(atoms: Any, periodic: bool, proto: dict, opts: dict) -> list[int] | N
 def _data_path(which: str) -> str:
     from perovflow.settings import get_settings
 
-    cp2k = get_settings().cp2k
-    path = Path(getattr(cp2k, which)).expanduser()
-    return str(path if path.is_absolute() else Path(cp2k.data_dir).expanduser() / path)
+    return _data_file(getattr(get_settings().cp2k, which))
+
+
+def _data_file(name: str) -> str:
+    """``name`` as an absolute path: as given when absolute, else inside ``cp2k.data_dir``."""
+    from perovflow.settings import get_settings
+
+    path = Path(name).expanduser()
+    return str(
+        path if path.is_absolute() else Path(get_settings().cp2k.data_dir).expanduser() / path
+    )

@@ -57,7 +57,7 @@ class QEDielectricMaker(BaseQEMaker):
     cross_check: bool = True
     tr2_ph: float = 1.0e-14
     ph_overrides: dict[str, Any] = field(default_factory=dict)
-    calc_type = "static"
+    calc_type = "dielectric"  # for ``plan``; the scf itself is a QEStaticMaker
 
     @job
     def make(self, structure: Any, prev_dir: str | None = None) -> DielectricDocument:
@@ -214,9 +214,7 @@ def run_dynmat(directory: Path) -> np.ndarray:
     return np.array([[float(x) for x in r.split()] for r in rows])
 
 
-def dielectric_document(
-    maker: QEDielectricMaker, directory: Path, scf: Any
-) -> DielectricDocument:
+def dielectric_document(maker: QEDielectricMaker, directory: Path, scf: Any) -> DielectricDocument:
     """Read ph.x's output and fildyn; compute the ionic term; cross-check with dynmat.x."""
     from ase.io.espresso import read_espresso_ph
 

@@ -69,7 +69,7 @@ def test_fildyn_and_ph_output_of_csbr_are_read():
     assert dyn["alat_bohr"] * 0.529177 == pytest.approx(4.296, abs=1e-3)
     fc = dyn["force_constants_ry"]
     assert fc.shape == (6, 6) and np.allclose(fc, fc.T)
-    gamma = read_espresso_ph(open(DATA / "ph.out"))[1]
+    gamma = read_espresso_ph(str(DATA / "ph.out"))[1]
     assert np.allclose(gamma["dieltensor"], 3.097984674 * np.eye(3))  # as printed by ph.x
 
 
@@ -83,7 +83,7 @@ def test_stored_csbr_response_agrees_with_dynmat_x(tmp_path):
     shutil.copy(DATA / "dyn.G", tmp_path / "dyn.G")
     dynmat_eps0 = run_dynmat(tmp_path)
     dyn = read_gamma_dynmat(DATA / "dyn.G")
-    gamma = read_espresso_ph(open(DATA / "ph.out"))[1]
+    gamma = read_espresso_ph(str(DATA / "ph.out"))[1]
     eps_ion, _ = ionic_dielectric(
         np.array(gamma["borneffcharge"]), dyn["force_constants_ry"] / 2,
         dyn["masses_amu"] * AMU_ME, dyn["alat_bohr"] ** 3,
