@@ -118,6 +118,7 @@ def test_user_dispersion_and_ph_settings_win():
 
 @pytest.mark.qe
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_csbr_dielectric_tensors_from_ph_x(tmp_path):
     """CsBr (CsCl type, a = 4.296 Å), 40 Ry, 4x4x4 k: measured ε∞ = 2.78 and ε0 = 6.5
     (Lowndes & Martin, Proc. R. Soc. A 308, 473 (1969)); PBE puts ε∞ at 3.0-3.3 (the
@@ -129,8 +130,9 @@ def test_csbr_dielectric_tensors_from_ph_x(tmp_path):
 
     csbr = Structure(Lattice.cubic(4.296), ["Cs", "Br"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     maker = QEDielectricMaker(
-        protocol="fast", input_set_overrides={"ecutwfc": 40, "ecutrho": 160, "kpts": [4, 4, 4]}
-    )
+        protocol="fast", tr2_ph=1e-12,
+        input_set_overrides={"ecutwfc": 40, "ecutrho": 160, "kpts": [4, 4, 4]},
+    )  # fmt: skip
     doc = run_dielectric(maker, csbr, tmp_path)
     eps_inf, eps0 = np.array(doc.epsilon_electronic), np.array(doc.epsilon_static)
     print("CsBr eps_inf", eps_inf[0, 0], "eps0", eps0[0, 0], "check", doc.epsilon_static_check)
@@ -141,3 +143,11 @@ def test_csbr_dielectric_tensors_from_ph_x(tmp_path):
     z_cs = np.array(doc.born_charges[0])
     assert 1.2 < z_cs[0, 0] < 1.4 and np.allclose(z_cs, z_cs[0, 0] * np.eye(3), atol=1e-4)
     assert 55 < doc.phonon_frequencies_cm[-1] < 80
+
+
+def test_calc_dielectric_cli_gives_one_line_errors(cli, tmp_path):
+    code, _, err = cli("calc", "dielectric", "Pb", "--dir", tmp_path / "pb")
+    assert code == 2 and err.startswith("error:") and "metal" in err
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = cli("calc", "dielectric", "CsBr", "--code", "cp2k", "--dir", tmp_path / "c")
+    assert code == 2 and "cp2k cannot run 'dielectric'" in err
