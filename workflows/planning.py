@@ -22,8 +22,7 @@ PROGRAMS: dict[tuple[str, str], tuple[str, ...]] = {
     ("qe", "bands"): ("pw.x",),
     ("qe", "dos"): ("pw.x", "projwfc.x"),
     ("qe", "dielectric"): ("pw.x", "ph.x", "dynmat.x"),
-    ("qe", "neb"): ("pw.x",),
-}
+}  # NEB bands call the code once per image and step: counted in ``neb_images``, not here
 
 
 def job_graph(flow: Any) -> list[dict[str, Any]]:
@@ -56,7 +55,7 @@ def count_programs(rows: list[dict[str, Any]]) -> dict[str, int]:
     for row in rows:
         calc = row["calc"] or {}
         code, kind = calc.get("code"), calc.get("kind")
-        if code == "cp2k":
+        if code == "cp2k" and kind != "neb":
             counts["cp2k"] += 1
         counts.update(PROGRAMS.get((code, kind), ()))
         counts.update(calc.get("programs", ()))
@@ -109,7 +108,7 @@ def format_plan(data: dict[str, Any]) -> str:
         f"DFT calculations: {data['dft_calculations']} (NEB images per band summed: {data['neb_images']})"
     )
     if data.get("programs"):
-        lines.append("runs: " + ", ".join(f"{n} {p}" for p, n in data["programs"].items()))
+        lines.append("runs besides NEB: " + ", ".join(f"{n} {p}" for p, n in data["programs"].items()))
     sym = data["symmetry"]
     if sym:
         lines.append(
