@@ -218,8 +218,12 @@ def dielectric_document(maker: QEDielectricMaker, directory: Path, scf: Any) -> 
     """Read ph.x's output and fildyn; compute the ionic term; cross-check with dynmat.x."""
     from ase.io.espresso import read_espresso_ph
 
-    with open(Path(directory) / PH_OUT) as fd:
-        gamma = read_espresso_ph(fd)[1]
+    gamma = read_espresso_ph(str(Path(directory) / PH_OUT)).get(1, {})
+    if "dieltensor" not in gamma:
+        raise EngineError(
+            f"ph.x printed no dielectric tensor in {Path(directory) / PH_OUT}",
+            "check ph.out (an insulator, epsil=.true.)",
+        )
     eps_inf = np.asarray(gamma["dieltensor"])
     fields: dict[str, Any] = {}
     if maker.phonons:
