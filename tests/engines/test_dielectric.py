@@ -94,6 +94,25 @@ def test_stored_csbr_response_agrees_with_dynmat_x(tmp_path):
     assert 6.0 < ours[0, 0] < 9.0
 
 
+@pytest.mark.qe
+def test_document_from_the_stored_csbr_run(tmp_path):
+    """The whole document path on the stored ph.x run (replayed; dynmat.x runs for real)."""
+    from types import SimpleNamespace
+
+    from perovflow.engines.qe.dielectric import QEDielectricMaker, dielectric_document
+
+    for name in ("ph.out", "dyn.G"):
+        shutil.copy(DATA / name, tmp_path / name)
+    scf = SimpleNamespace(structure=_csbr().as_dict(), formula="CsBr", calc_hash="x")
+    doc = dielectric_document(QEDielectricMaker(), tmp_path, scf)
+    assert doc.volume_A3 == pytest.approx(4.296**3, rel=1e-6)
+    assert doc.isotropic and len(doc.born_charges) == 2
+    assert np.allclose(np.sum(doc.born_charges, axis=0), 0.0, atol=1e-6)  # sum rule
+    assert np.allclose(doc.epsilon_static, doc.epsilon_static_check, rtol=2e-3, atol=1e-4)
+    # ε0 = ε∞ + ionic, measured 6.5 (PBE above it, see the real-run test)
+    assert 6.0 < doc.average() < 9.0
+
+
 def test_metal_and_charged_cells_are_refused_before_running(tmp_path):
     from pymatgen.core import Lattice, Structure
 
