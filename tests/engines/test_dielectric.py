@@ -149,11 +149,12 @@ def _csbr():
 @pytest.mark.qe
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
-def test_csbr_epsilon_inf_from_ph_x(tmp_path):
+def test_csbr_epsilon_inf_from_ph_x(tmp_path, monkeypatch):
     """ε∞ only (no ``trans``): measured 2.78 for CsBr (Lowndes & Martin, Proc. R. Soc. A 308,
     473 (1969)); PBE's underestimated gap puts it at 3.0-3.3. No phonons, no ε0."""
     from perovflow.engines.qe.dielectric import QEDielectricMaker, run_dielectric
 
+    monkeypatch.setenv("PEROVFLOW_PARALLEL__RANKS", "1")  # no MPI spin-wait on a shared machine
     maker = QEDielectricMaker(protocol="fast", phonons=False, tr2_ph=1e-12,
                               input_set_overrides=CSBR_SCF)  # fmt: skip
     doc = run_dielectric(maker, _csbr(), tmp_path)
@@ -165,13 +166,14 @@ def test_csbr_epsilon_inf_from_ph_x(tmp_path):
 @pytest.mark.qe
 @pytest.mark.slow
 @pytest.mark.timeout(3600)  # 3 min on two free cores; a shared machine takes ten times that
-def test_csbr_dielectric_tensors_from_ph_x(tmp_path):
+def test_csbr_dielectric_tensors_from_ph_x(tmp_path, monkeypatch):
     """CsBr (CsCl type, a = 4.296 Å), 40 Ry, 4x4x4 k: measured ε∞ = 2.78 and ε0 = 6.5
     (Lowndes & Martin, Proc. R. Soc. A 308, 473 (1969)); PBE puts ε∞ at 3.0-3.3 (the
     underestimated gap) and ε0 higher still (a softer TO mode: ε_ion ∝ 1/ω_TO², measured
     ω_TO ≈ 74 cm⁻¹). Nominal charges ±1; DFPT Born charges of the Cs halides are 1.2-1.4."""
     from perovflow.engines.qe.dielectric import QEDielectricMaker, run_dielectric
 
+    monkeypatch.setenv("PEROVFLOW_PARALLEL__RANKS", "1")  # no MPI spin-wait on a shared machine
     maker = QEDielectricMaker(protocol="fast", tr2_ph=1e-12, input_set_overrides=CSBR_SCF)
     doc = run_dielectric(maker, _csbr(), tmp_path)
     eps_inf, eps0 = np.array(doc.epsilon_electronic), np.array(doc.epsilon_static)
