@@ -8,10 +8,11 @@ a published PBE value where one is listed in :data:`PUBLISHED_PBE` (plain PBE, n
 
 Resumable: each finished cell is appended to ``benchmarks/results/lattices.json``; an
 unfinished one restarts from its last geometry (the run folder is kept under ``--work``).
-Run in the background (2 MPI ranks from the settings, nice'd)::
+Run in the background, nice'd (on an oversubscribed machine one MPI rank: MPI ranks that
+spin-wait for a core are slower than one)::
 
-    OMP_NUM_THREADS=1 nohup nice -n 10 .venv/bin/python benchmarks/bench_lattices.py \
-        > benchmarks/results/lattices.log 2>&1 &
+    PEROVFLOW_PARALLEL__RANKS=1 OMP_NUM_THREADS=1 nohup nice -n 10 \
+        .venv/bin/python benchmarks/bench_lattices.py >> benchmarks/results/lattices.log 2>&1 &
     .venv/bin/python benchmarks/bench_lattices.py --table      # the README table
 """
 

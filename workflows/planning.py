@@ -108,7 +108,9 @@ def format_plan(data: dict[str, Any]) -> str:
         f"DFT calculations: {data['dft_calculations']} (NEB images per band summed: {data['neb_images']})"
     )
     if data.get("programs"):
-        lines.append("runs besides NEB: " + ", ".join(f"{n} {p}" for p, n in data["programs"].items()))
+        lines.append(
+            "runs besides NEB: " + ", ".join(f"{n} {p}" for p, n in data["programs"].items())
+        )
     sym = data["symmetry"]
     if sym:
         lines.append(
