@@ -9,8 +9,8 @@ units::
 
 with e_m the eigenvectors of the mass-scaled dynamical matrix and the three acoustic modes
 left out. Both acoustic sum rules are applied first: the Born charges sum to zero (their mean
-is removed) and the translations are projected out of the dynamical matrix (the acoustic
-modes then sit at exactly zero). Anisotropic tensors are kept whole (3x3 lists).
+is removed) and each atom's self force constant is reset so that a rigid translation costs
+nothing (QE's ``asr='simple'``; the acoustic modes then sit at exactly zero). Anisotropic tensors are kept whole (3x3 lists).
 """
 
 from __future__ import annotations
@@ -64,26 +64,29 @@ def born_sum_rule(born: np.ndarray) -> np.ndarray:
     return born - born.mean(axis=0)
 
 
-def project_translations(dynmat: np.ndarray, masses_me: np.ndarray) -> np.ndarray:
-    """Mass-scaled dynamical matrix (3N, 3N) with the three rigid translations projected out.
+def force_constant_sum_rule(dynmat: np.ndarray) -> np.ndarray:
+    """Γ force constants (3N, 3N) with each atom's self term reset so that every row of
+    blocks sums to zero: Φ_κκ = -Σ_κ'≠κ Φ_κκ' (QE's ``asr='simple'``).
 
-    ``dynmat`` holds force constants Φ_κa,κ'b (Hartree/bohr²); ``masses_me`` the masses (mₑ).
+    The violation is a spurious on-site spring (a rigid translation costs energy on the
+    real-space grid); resetting the self term removes it rather than spreading it over the
+    optical modes. The result is symmetrised.
     """
-    n = len(masses_me)
-    sqrt_m = np.repeat(np.sqrt(masses_me), 3)
-    scaled = np.asarray(dynmat, dtype=float) / np.outer(sqrt_m, sqrt_m)
-    scaled = 0.5 * (scaled + scaled.T)
-    trans = np.zeros((3 * n, 3))
-    for a in range(3):
-        trans[a::3, a] = np.sqrt(masses_me)
-    trans /= np.linalg.norm(trans, axis=0)
-    proj = np.eye(3 * n) - trans @ trans.T
-    return proj @ scaled @ proj
+    fc = np.array(dynmat, dtype=float)
+    n = fc.shape[0] // 3
+    for k in range(n):
+        rows = slice(3 * k, 3 * k + 3)
+        others = sum(fc[rows, 3 * j : 3 * j + 3] for j in range(n) if j != k)
+        fc[rows, rows] = -others if n > 1 else 0.0
+    return 0.5 * (fc + fc.T)
 
 
 def gamma_modes(dynmat: np.ndarray, masses_me: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Γ frequencies (Hartree, negative for unstable modes) and eigenvectors (columns)."""
-    w2, vecs = np.linalg.eigh(project_translations(dynmat, masses_me))
+    """Γ frequencies (Hartree, negative for unstable modes) and eigenvectors (columns) of
+    the mass-scaled dynamical matrix, after :func:`force_constant_sum_rule`."""
+    sqrt_m = np.repeat(np.sqrt(masses_me), 3)
+    scaled = force_constant_sum_rule(dynmat) / np.outer(sqrt_m, sqrt_m)
+    w2, vecs = np.linalg.eigh(scaled)
     return np.sign(w2) * np.sqrt(np.abs(w2)), vecs
 
 
