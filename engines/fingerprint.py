@@ -174,11 +174,17 @@ def environment(code: str, elements: list[str] | set[str], protocol: str | None)
     from perovflow.settings import get_settings
 
     name = protocol or get_settings().protocol
+    values = get_protocol(name, code if code in ("qe", "cp2k", "mlip") else None)
+    checksums = pseudo_checksums(code, elements)
+    if code == "cp2k" and values.get("basis_files") and elements:  # the protocol's extra files
+        checksums["extra_basis_md5"] = {
+            f: _file_md5(_cp2k_file(f)) for f in sorted(values["basis_files"])
+        }
     return {
         "code": code,
         "version": code_version(code),
-        "protocol": get_protocol(name, code if code in ("qe", "cp2k", "mlip") else None),
-        "pseudopotentials": pseudo_checksums(code, elements),
+        "protocol": values,
+        "pseudopotentials": checksums,
     }
 
 

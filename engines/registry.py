@@ -14,7 +14,7 @@ from typing import Any
 from perovflow.errors import InputError
 
 CODES = ("qe", "cp2k", "mlip")
-KINDS = ("scf", "relax", "bands", "dos")
+KINDS = ("scf", "relax", "bands", "dos", "dielectric")
 
 #: (code, kind) -> "module:ClassName"
 MAKERS: dict[tuple[str, str], str] = {
@@ -22,6 +22,7 @@ MAKERS: dict[tuple[str, str], str] = {
     ("qe", "relax"): "perovflow.engines.qe.jobs:QERelaxMaker",
     ("qe", "bands"): "perovflow.engines.qe.jobs:QEBandsMaker",
     ("qe", "dos"): "perovflow.engines.qe.jobs:QEDosMaker",
+    ("qe", "dielectric"): "perovflow.engines.qe.dielectric:QEDielectricMaker",
     ("cp2k", "scf"): "perovflow.engines.cp2k.jobs:CP2KStaticMaker",
     ("cp2k", "relax"): "perovflow.engines.cp2k.jobs:CP2KRelaxMaker",
     ("mlip", "scf"): "perovflow.engines.mlip.jobs:MLIPStaticMaker",

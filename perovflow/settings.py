@@ -91,6 +91,10 @@ class QESettings(_Section):
     pw_cmd: str = Field("pw.x", description="pw.x executable (name on PATH or absolute path).")
     projwfc_cmd: str = Field("projwfc.x", description="projwfc.x executable.")
     neb_cmd: str = Field("neb.x", description="neb.x executable.")
+    ph_cmd: str = Field("ph.x", description="ph.x executable (dielectric tensors, Γ phonons).")
+    dynmat_cmd: str = Field(
+        "dynmat.x", description="dynmat.x executable (the independent ε0 cross-check; serial)."
+    )
     pp_cmd: str = Field(
         "pp.x", description="pp.x executable (electrostatic potential for corrections)."
     )

@@ -51,8 +51,10 @@ def maker_code(maker: Maker) -> str:
 
 
 def maker_kind(maker: Maker) -> str:
-    """Calculation kind of an engine maker (``relax``, ``static``, ``bands``, ``dos``...)."""
-    return str(getattr(maker, "calc_type", None) or getattr(maker, "kind", "calc"))
+    """Calculation kind of an engine maker (``relax``, ``vc-relax`` when the cell relaxes too,
+    ``static``, ``bands``, ``dos``, ``dielectric``...)."""
+    kind = str(getattr(maker, "calc_type", None) or getattr(maker, "kind", "calc"))
+    return "vc-relax" if kind == "relax" and getattr(maker, "relax_cell", False) else kind
 
 
 def with_fields(maker: Maker, **values: Any) -> Maker:

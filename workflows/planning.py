@@ -13,6 +13,17 @@ from typing import Any
 
 from perovflow.workflows.common import CALC
 
+#: (code, kind) -> the executables one such calculation starts (QE vc-relax: pw.x also runs
+#: the final scf on the relaxed cell; dielectric: scf, ph.x at Γ, dynmat.x cross-check)
+PROGRAMS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("qe", "static"): ("pw.x",),
+    ("qe", "relax"): ("pw.x",),
+    ("qe", "vc-relax"): ("pw.x",),
+    ("qe", "bands"): ("pw.x",),
+    ("qe", "dos"): ("pw.x", "projwfc.x"),
+    ("qe", "dielectric"): ("pw.x", "ph.x", "dynmat.x"),
+}  # NEB bands call the code once per image and step: counted in ``neb_images``, not here
+
 
 def job_graph(flow: Any) -> list[dict[str, Any]]:
     """One row per job, in execution order: name, parents (names), calculation."""
@@ -47,6 +58,20 @@ def count_potentials(rows: list[dict[str, Any]]) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
+def count_programs(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Executable -> runs: from :data:`PROGRAMS` (QE) or ``code`` (CP2K: cp2k), plus any
+    ``programs`` a job's tag lists itself (e.g. ``["pp.x"]`` for an electrostatic potential)."""
+    counts: Counter = Counter()
+    for row in rows:
+        calc = row["calc"] or {}
+        code, kind = calc.get("code"), calc.get("kind")
+        if code == "cp2k" and kind != "neb":
+            counts["cp2k"] += 1
+        counts.update(PROGRAMS.get((code, kind), ()))
+        counts.update(calc.get("programs", ()))
+    return dict(sorted(counts.items()))
+
+
 def describe(study: Any, flow: Any) -> dict[str, Any]:
     """The plan of ``study``: graph, counts, DFT totals and symmetry savings."""
     rows = job_graph(flow)
@@ -71,6 +96,7 @@ def describe(study: Any, flow: Any) -> dict[str, Any]:
         "dft_calculations": sum(dft.values()),
         "potential_post_steps": count_potentials(rows),
         "neb_images": neb_images,
+        "programs": count_programs(rows),
         "symmetry": sym,
         "graph": rows,
     }
@@ -97,6 +123,10 @@ def format_plan(data: dict[str, Any]) -> str:
         lines.append("electrostatic potentials (charged-defect corrections, after the scf): " + ", ".join(
             f"{n} {'pp.x plot_num=11' if code == 'qe' else 'V_HARTREE cube'}"
             for code, n in data["potential_post_steps"].items()))  # fmt: skip
+    if data.get("programs"):
+        lines.append(
+            "runs besides NEB: " + ", ".join(f"{n} {p}" for p, n in data["programs"].items())
+        )
     sym = data["symmetry"]
     if sym:
         lines.append(

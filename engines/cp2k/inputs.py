@@ -21,14 +21,12 @@ k-points) -> prints (MO eigenvalues, per-atom PDOS) -> run type (energy/forces, 
 
 from __future__ import annotations
 
-import re
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from ase.units import Bohr, Hartree, Rydberg, kB
 
+from perovflow.engines.cp2k.basis import _data_path, basis_files, basis_for
 from perovflow.engines.protocols import get_protocol, kpoint_grid, merge
 from perovflow.errors import InputError
 
@@ -87,50 +85,6 @@ def _upper_keys(tree: Any) -> Any:
     if isinstance(tree, list):
         return [_upper_keys(v) for v in tree]
     return tree
-
-
-@cache
-def _basis_names(path: str, mtime: float) -> dict[str, list[list[str]]]:
-    """Header lines (element -> [names...]) of a CP2K basis-set file."""
-    out: dict[str, list[list[str]]] = {}
-    head = re.compile(r"^\s*([A-Z][a-z]?)\s+([A-Za-z][^\s]*)(.*)$")
-    for line in Path(path).read_text(errors="replace").splitlines():
-        m = head.match(line)
-        if m:
-            out.setdefault(m.group(1), []).append([m.group(2), *m.group(3).split()])
-    return out
-
-
-def basis_for(element: str, basis: str, valence: int | None) -> str:
-    """Name of ``basis`` for ``element`` in the basis file, q-specific when it exists.
-
-    Raises
-    ------
-    InputError
-        If the basis file has no such basis for the element.
-    """
-    from perovflow.settings import get_settings
-
-    cp2k = get_settings().cp2k
-    path = Path(cp2k.basis_file).expanduser()
-    path = path if path.is_absolute() else Path(cp2k.data_dir).expanduser() / path
-    if not path.is_file():
-        raise InputError(
-            f"CP2K basis file {path} not found",
-            "install cp2k-data or set cp2k.data_dir / cp2k.basis_file in the settings",
-        )
-    entries = _basis_names(str(path), path.stat().st_mtime).get(element, [])
-    names = {n for entry in entries if basis in entry for n in entry}
-    exact = f"{basis}-q{valence}"
-    if exact in names:
-        return exact
-    if basis in names:
-        return basis
-    available = sorted({e[0] for e in entries}) or ["none"]
-    raise InputError(
-        f"no {basis} basis for {element} in {path}",
-        f"set input_set_overrides basis to one of: {', '.join(available)}",
-    )
 
 
 def gamma_centred_kpoints(grid: list[int]) -> list[list[float]]:
@@ -287,15 +241,15 @@ def cp2k_input_set(
     periodic = _periodicity(atoms)
     placed, cell, poisson = _cell_and_poisson(atoms, periodic, opts)
     kgrid = _kgrid(placed, periodic, proto, opts)
-    kinds, basis = {}, {}
+    kinds, basis, files = {}, {}, basis_files(proto)
     for el in sorted(set(placed.get_chemical_symbols())):
         pot = potentials[el]
-        basis[el] = basis_for(el, proto["basis"], pot.valence)
+        basis[el] = basis_for(el, proto["basis"], pot.valence, files)
         kinds[f"KIND {el}"] = {"BASIS_SET": basis[el], "POTENTIAL": pot.name}
     nelect = sum(potentials[s].valence or 0 for s in placed.get_chemical_symbols()) - charge
     mult = multiplicity or (2 if round(nelect) % 2 else 1)
     dft: dict[str, Any] = {
-        "BASIS_SET_FILE_NAME": _data_path("basis_file"),
+        "BASIS_SET_FILE_NAME": files[0] if len(files) == 1 else [[f] for f in files],
         "POTENTIAL_FILE_NAME": _data_path("potential_file"),
         "CHARGE": _integer_charge(charge),
         "MULTIPLICITY": mult,
@@ -383,11 +337,3 @@ def _kgrid(atoms: Any, periodic: bool, proto: dict, opts: dict) -> list[int] | N
             f"invalid kpoints setting {choice!r}", "use 'auto', 'gamma' or a list [n1, n2, n3]"
         )
     return None if grid == [1, 1, 1] else grid
-
-
-def _data_path(which: str) -> str:
-    from perovflow.settings import get_settings
-
-    cp2k = get_settings().cp2k
-    path = Path(getattr(cp2k, which)).expanduser()
-    return str(path if path.is_absolute() else Path(cp2k.data_dir).expanduser() / path)

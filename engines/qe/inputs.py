@@ -165,7 +165,7 @@ def qe_input_set(
     hybrid
         Maker-level hybrid options (``nqx``, ``ecutfock_eV``) over the protocol's.
     """
-    proto = get_protocol(protocol, "qe")
+    proto = cutoffs_for_pseudos(get_protocol(protocol, "qe"), pseudos)
     user = nest_overrides(overrides)
     valences = {
         el: (p.valence if p.valence is not None else upf_valence(str(p.path)))
@@ -197,6 +197,30 @@ def qe_input_set(
     check_hybrid(params, pseudos, calc_type)
     params["_nelect"] = nelect
     return params
+
+
+def pseudo_kind(path: str) -> str:
+    """``nc``, ``us`` or ``paw`` from a UPF file's header (UPF v2 attributes or v1 line)."""
+    with open(path, errors="replace") as fd:
+        head = fd.read(4000)
+    m = re.search(r'pseudo_type\s*=\s*"\s*(\w+)', head, re.IGNORECASE)
+    if m is None:
+        m = re.search(r"<PP_HEADER>\s*\n[^\n]*\n\s*(NC|US|PAW|SL)\b", head)
+    kind = (m.group(1) if m else "NC").upper()
+    return {"US": "us", "USPP": "us", "PAW": "paw"}.get(kind, "nc")
+
+
+def cutoffs_for_pseudos(proto: dict[str, Any], pseudos: dict[str, Any]) -> dict[str, Any]:
+    """The protocol's ``ultrasoft`` cutoffs when any pseudopotential is ultrasoft or PAW.
+
+    The ``seed`` protocol's cutoffs are those measured for the shipped norm-conserving GTH
+    family; the seed papers' 500/5000 eV belong to their ultrasoft potentials and come back
+    (``ultrasoft`` block) when the user's ``qe.pseudo_dir`` holds such files.
+    """
+    soft = proto.pop("ultrasoft", None)
+    if soft and any(pseudo_kind(str(p.path)) != "nc" for p in pseudos.values()):
+        proto = {**proto, **soft}
+    return proto
 
 
 def _namelists(

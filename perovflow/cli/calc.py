@@ -134,7 +134,10 @@ def lattice_summary(structure: dict[str, Any]) -> dict[str, float]:
 
 
 def summary(doc: Any) -> dict[str, Any]:
-    """The CLI's JSON for one task document (a relax adds its final lattice and stress)."""
+    """The CLI's JSON for one task document (a relax adds its final lattice and stress; a
+    dielectric document gives its tensors, whole)."""
+    if hasattr(doc, "epsilon_electronic"):
+        return doc.model_dump(exclude={"structure"})
     extra = {}
     if doc.calc_type == "relax":
         extra = {"lattice": lattice_summary(doc.structure), "stress_GPa": doc.stress_GPa}
@@ -249,7 +252,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("calc")
     def calc(
-        kind: Annotated[str, typer.Argument(help="scf, relax, bands or dos.")],
+        kind: Annotated[str, typer.Argument(help="scf, relax, bands, dos or dielectric.")],
         structure: Annotated[str, typer.Argument(help="Structure file or known name.")],
         code: Annotated[str, typer.Option(help="qe, cp2k or mlip.")] = "qe",
         protocol: Annotated[

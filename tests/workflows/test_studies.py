@@ -52,9 +52,11 @@ def test_vacancy_plan_counts_symmetry_reduction(tmp_path):
     sym = data["symmetry"]
     assert sym["items_distinct"] == 2 and sym["items_total"] == 24  # 1 site x 2 charges vs 12 x 2
     qe = data["calculations"]["qe"]
-    # bulk relax + 2 defect relaxes; static + pdos for the bulk supercell and both defects
-    assert qe == {"dos": 3, "relax": 3, "static": 3}
+    # bulk vc-relax + 2 defect relaxes; static + pdos for the bulk supercell and both defects
+    assert qe == {"dos": 3, "relax": 2, "static": 3, "vc-relax": 1}
     assert data["dft_calculations"] == 9
+    # each dos is an nscf pw.x run and a projwfc.x run
+    assert data["programs"] == {"projwfc.x": 3, "pw.x": 9}
     assert sym["calcs_saved"] == (24 - 2) * 3
 
 
@@ -106,3 +108,23 @@ def test_neb_maker_settings_win(tmp_path):
 def test_shipped_study_files_validate(path):
     study = load_study(path)
     assert study.section() is not None
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "studies").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_study_plans_and_relaxes_its_cells(path):
+    """Every study file plans; wherever a flow relaxes a crystal it relaxes the cell too
+    (issue #12): a bulk or competing-phase relax is a vc-relax, positions-only relaxes are
+    left to defect and NEB end-point cells, and the runs per executable are listed."""
+    from perovflow.workflows.planning import format_plan
+
+    data = plan(path)
+    assert data["jobs"] == len(data["graph"]) > 0
+    assert data["calculations"]
+    if any(c in ("qe", "cp2k") for c in data["calculations"]):  # ML-only studies run none
+        assert data["programs"]
+    for row in data["graph"]:
+        kind = (row["calc"] or {}).get("kind")
+        if (row["calc"] or {}).get("code") in ("qe", "cp2k") and row["name"].endswith(" relax"):
+            bulk = row["name"].split()[0] in ("bulk",) or "phase" in row["name"]
+            assert kind == "vc-relax" or not bulk, row
+    assert format_plan(data).startswith(f"study {data['study']}")
