@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from ase.units import Bohr, Hartree, Rydberg, kB
 
+from perovflow.engines.cp2k.hybrid import HYBRID_OPTIONS, apply_hybrid, is_hybrid
 from perovflow.engines.protocols import get_protocol, kpoint_grid, merge
 from perovflow.errors import InputError
 
@@ -52,9 +53,11 @@ OPTIONS: dict[str, Any] = {
     "fmax": None,  # relax: None -> fmax_bulk / fmax_defect
     "optimizer": None,  # relax: None -> BFGS (LBFGS above 300 atoms)
     "walltime_s": None,
+    **HYBRID_OPTIONS,  # hse06 / pbe0: HFX screening, memory, truncation, ADMM basis
 }
 XC = {"pbe": {"PBE": {}}, "pbesol": {"PBE": {"PARAMETRIZATION": "PBESOL"}}, "lda": {"PADE": {}}}
 D3 = {"d3": "DFTD3", "d3bj": "DFTD3(BJ)"}
+D3_REFERENCE = {"pbesol": "PBESOL", "hse06": "HSE06", "pbe0": "PBE0"}
 
 
 def split_overrides(overrides: dict[str, Any] | None) -> tuple[dict, dict, dict]:
@@ -197,9 +200,12 @@ def _scf(proto: dict, opts: dict, kgrid: list[int] | None) -> dict[str, Any]:
 
 def _xc(proto: dict) -> dict[str, Any]:
     xc = str(proto["xc"]).lower()
-    if xc not in XC:
-        raise InputError(f"exchange-correlation '{proto['xc']}' is not set up for CP2K", "use pbe")
-    section: dict[str, Any] = {"XC_FUNCTIONAL": XC[xc]}
+    if xc not in XC and not is_hybrid(xc):
+        raise InputError(
+            f"exchange-correlation '{proto['xc']}' is not set up for CP2K",
+            "use pbe, pbesol, lda, hse06 or pbe0",
+        )
+    section: dict[str, Any] = {"XC_FUNCTIONAL": XC.get(xc, XC["pbe"])}
     disp = proto.get("dispersion")
     if disp:
         if str(disp).lower() not in D3:
@@ -209,7 +215,7 @@ def _xc(proto: dict) -> dict[str, Any]:
             "PAIR_POTENTIAL": {
                 "TYPE": D3[str(disp).lower()],
                 "PARAMETER_FILE_NAME": "dftd3.dat",
-                "REFERENCE_FUNCTIONAL": "PBE" if xc != "pbesol" else "PBESOL",
+                "REFERENCE_FUNCTIONAL": D3_REFERENCE.get(xc, "PBE"),
             },
         }
     return section
@@ -346,6 +352,10 @@ def cp2k_input_set(
         "multiplicity": mult,
         "protocol_values": proto,
     }
+    if is_hybrid(proto["xc"]):
+        info["hybrid"] = apply_hybrid(
+            params, str(proto["xc"]).lower(), placed, periodic, kgrid, opts
+        )
     return merge(params, raw), placed, info
 
 

@@ -76,7 +76,7 @@ def generation_input(recipe: Recipe, upf_name: str) -> str:
     return (
         f"&input\n  title='{recipe.element}', zed={_zed(recipe.element)}., rel=2,\n"
         f"  config='{recipe.config}', iswitch=3, dft='PBE'\n/\n"
-        f"&inputp\n  pseudotype=2, file_pseudopw='{upf_name}', lloc=-1, rcloc={recipe.rcloc},\n"
+        f"&inputp\n  pseudotype=2, file_pseudopw='{upf_name}', lloc={recipe.lloc}, rcloc={recipe.rcloc},\n"
         f"  tm=.true., nlcc={nlcc}{rcore}, author='perovflow ld1_recipes'\n/\n"
         + "\n".join(cards)
         + f"\n&test\n  configts(1)='{valence}'\n/\n"

@@ -54,6 +54,7 @@ class Recipe:
     nlcc: bool
     tests: tuple[str, ...]
     rcore: float | None = None
+    lloc: int = -1  # -1: smoothed AE potential inside rcloc; l: that channel is the local one
 
 
 def _sp(n: int, occ: tuple[float, float, float], rs: float, rp: float) -> tuple[Channel, ...]:
