@@ -22,9 +22,9 @@ def fr_cache(tmp_path_factory):
 
 
 def test_family_passes_ld1_tests_and_matches_gth_valence(fr_cache):
-    # GTH valences from cp2k-data's GTH_POTENTIALS: Cs q9, Br q7, I q7; Pb q4 + its 5d10
-    # (q14, the 5d shell in valence: [Xe]4f14 has 68 electrons, Z = 82)
-    for el, q in {"Cs": 9, "Pb": 14, "Br": 7, "I": 7}.items():
+    # GTH valences from cp2k-data's GTH_POTENTIALS: Cs q9, Br q7, I q7, Na q9, Ag q11; Pb q4
+    # + its 5d10 (q14, the 5d shell in valence: [Xe]4f14 has 68 electrons, Z = 82)
+    for el, q in {"Cs": 9, "Pb": 14, "Br": 7, "I": 7, "Na": 9, "Ag": 11}.items():
         report = json.loads((fr_cache / f"{el}.fr.json").read_text())
         head = (fr_cache / f"{el}.fr.upf").read_text()[:5000]
         assert report["passed"] and not report["problems"], el
