@@ -72,7 +72,7 @@ def _run(maker, tmp_path, name, prev_dir=None):
 def _split_at_r(doc) -> float:
     frac = np.array(doc.kpoints["fractional"])
     k_r = int(np.argmin(np.linalg.norm(np.abs(frac) - 0.5, axis=1)))
-    cb = np.sort(np.array(doc.eigenvalues)[0][k_r])[round(doc.nelect) :]
+    cb = np.sort(np.array(doc.eigenvalues)[0][k_r])[round(doc.electronic.nelect) :]
     return float(cb[2] - cb[0])  # j=1/2 pair -> next (j=3/2) level
 
 
@@ -132,7 +132,7 @@ def test_soc_scf_nscf_projwfc_chain(fr_cache, tmp_path):
     dos = _run(QEDosMaker(soc=True, input_set_overrides=gamma), tmp_path, "dos", scf.dir_name)
     assert dos.input_parameters["input_data"]["system"]["noncolin"] is True
     # 44 electrons (Cs 9 + Pb 14 + 3 x Br 7), one per band: the VBM is band 44, not 22
-    assert dos.nelect == 44
+    assert dos.electronic.nelect == 44
     eig = np.sort(np.array(dos.eigenvalues)[0][0])
     assert dos.electronic.vbm_eV == pytest.approx(eig[43], abs=1e-3)
     out = (tmp_path / "dos" / "projwfc.out").read_text()
