@@ -210,3 +210,15 @@ def apply_hybrid(
     }
     summary["aux_basis"] = {el: name for el, (_, name) in aux.items()}
     return summary
+
+
+def screen_on_restart(params: dict, overrides: dict) -> None:
+    """Screen exact exchange on the restart density (``SCREEN_ON_INITIAL_P``), in place.
+
+    Only for hybrid runs that start from a previous wavefunction, and unless the user's raw
+    ``&SCREENING`` sets it: the PBE density matrix then prunes the first step's integrals.
+    """
+    screening = params["FORCE_EVAL"]["DFT"].get("XC", {}).get("HF", {}).get("SCREENING")
+    user = overrides.get("FORCE_EVAL", {}).get("DFT", {}).get("XC", {}).get("HF", {})
+    if screening is not None and "SCREEN_ON_INITIAL_P" not in user.get("SCREENING", {}):
+        screening["SCREEN_ON_INITIAL_P"] = True

@@ -141,6 +141,9 @@ def run_cp2k_task(
         if "SCF_GUESS" not in {k.upper() for k in user_scf}:
             params["FORCE_EVAL"]["DFT"]["WFN_RESTART_FILE_NAME"] = PREV_WFN
             params["FORCE_EVAL"]["DFT"]["SCF"]["SCF_GUESS"] = "RESTART"
+            from perovflow.engines.cp2k.hybrid import screen_on_restart
+
+            screen_on_restart(params, overrides)
     from perovflow.engines.fingerprint import task_hash
 
     identity = task_hash("cp2k", placed, params, maker.calc_type, protocol)

@@ -183,7 +183,24 @@ def test_hse06_admm_opens_the_cspbbr3_gap(tmp_path):
         CP2KStaticMaker(protocol="fast", xc="hse06", input_set_overrides={**low, "eps_schwarz": 1e-5}),
         supercell(), str(tmp_path / "p"), tmp_path / "h",
     )  # fmt: skip
-    assert "SCF_GUESS RESTART" in (tmp_path / "h" / "cp2k.inp").read_text()
+    text = (tmp_path / "h" / "cp2k.inp").read_text()
+    assert "SCF_GUESS RESTART" in text and "SCREEN_ON_INITIAL_P T" in text
     assert 1.0 < _gap(pbe) < 2.5
     assert 0.3 < _gap(hse) - _gap(pbe) < 1.0, (_gap(pbe), _gap(hse))
     assert np.isfinite(hse.energy_eV)
+
+
+def test_restart_from_pbe_screens_on_the_initial_density_unless_the_user_says():
+    from perovflow.engines.cp2k.hybrid import screen_on_restart
+
+    params, _, _ = build(supercell(), xc="hse06")
+    assert params["FORCE_EVAL"]["DFT"]["XC"]["HF"]["SCREENING"]["SCREEN_ON_INITIAL_P"] is False
+    screen_on_restart(params, {})
+    assert params["FORCE_EVAL"]["DFT"]["XC"]["HF"]["SCREENING"]["SCREEN_ON_INITIAL_P"] is True
+    user = {"FORCE_EVAL": {"DFT": {"XC": {"HF": {"SCREENING": {"SCREEN_ON_INITIAL_P": False}}}}}}
+    mine, _, _ = build(supercell(), xc="hse06", **user)
+    screen_on_restart(mine, user)
+    assert mine["FORCE_EVAL"]["DFT"]["XC"]["HF"]["SCREENING"]["SCREEN_ON_INITIAL_P"] is False
+    pbe, _, _ = build(supercell())
+    screen_on_restart(pbe, {})
+    assert "HF" not in pbe["FORCE_EVAL"]["DFT"]["XC"]
