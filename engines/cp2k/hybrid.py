@@ -171,6 +171,15 @@ def aux_basis(elements: list[str], opts: dict, data_dir: Path) -> dict[str, tupl
     return out
 
 
+def check_gamma(xc: str, kgrid: Any) -> None:
+    """A hybrid with a k-point grid is a one-line error (exact exchange is Γ-only here)."""
+    if is_hybrid(xc) and kgrid is not None:
+        raise InputError(
+            f"CP2K {xc} runs here at Γ only (k-point grid {kgrid} asked)",
+            "use kpoints: gamma with a supercell (e.g. 2x2x2 for cubic CsPbBr3)",
+        )
+
+
 def apply_hybrid(
     params: dict, xc: str, placed: Any, periodic: bool, kgrid: Any, opts: dict
 ) -> dict:
@@ -185,11 +194,7 @@ def apply_hybrid(
     from perovflow.settings import get_settings
 
     dft = params["FORCE_EVAL"]["DFT"]
-    if kgrid is not None:
-        raise InputError(
-            f"CP2K {xc} runs here at Γ only (k-point grid {kgrid} asked)",
-            "use kpoints: gamma with a supercell (e.g. 2x2x2 for cubic CsPbBr3)",
-        )
+    check_gamma(xc, kgrid)
     data_dir = Path(get_settings().cp2k.data_dir).expanduser()
     hybrid = xc_section(xc, periodic, placed.cell[:], opts, data_dir)
     dft["XC"] = {**dft["XC"], **hybrid}

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from ase.units import Bohr, Hartree, Rydberg, kB
 
-from perovflow.engines.cp2k.hybrid import HYBRID_OPTIONS, apply_hybrid, is_hybrid
+from perovflow.engines.cp2k.hybrid import HYBRID_OPTIONS, apply_hybrid, check_gamma, is_hybrid
 from perovflow.engines.protocols import get_protocol, kpoint_grid, merge
 from perovflow.errors import InputError
 
@@ -42,7 +42,7 @@ FORCE_AU = Hartree / Bohr  # eV/Å per Ha/bohr
 #: Options of the input set (lower-case keys of ``input_set_overrides``) and their defaults.
 OPTIONS: dict[str, Any] = {
     "kpoints": "auto",  # "auto" (protocol kspacing), "gamma" or [n1, n2, n3]
-    "scf": "diag",  # "diag" (Broyden mixing + Fermi-Dirac smearing) or "ot"
+    "scf": None,  # "diag" (Broyden + Fermi-Dirac smearing) or "ot"; None: ot for hybrids
     "max_scf": 100,
     "eps_scf": None,  # None: from scf_conv_eV
     "eps_default": None,  # None: 1e-10 (fast) / 1e-12
@@ -290,9 +290,12 @@ def cp2k_input_set(
     """
     proto_user, opts, raw = split_overrides(overrides)
     proto = merge(get_protocol(protocol, "cp2k"), proto_user)
+    if opts["scf"] is None:  # density mixing does not mix exact exchange: OT for hybrids
+        opts["scf"] = "ot" if is_hybrid(proto["xc"]) else "diag"
     periodic = _periodicity(atoms)
     placed, cell, poisson = _cell_and_poisson(atoms, periodic, opts)
     kgrid = _kgrid(placed, periodic, proto, opts)
+    check_gamma(str(proto["xc"]).lower(), kgrid)
     kinds, basis = {}, {}
     for el in sorted(set(placed.get_chemical_symbols())):
         pot = potentials[el]

@@ -108,6 +108,11 @@ def test_user_settings_win_over_maker_field_protocol_and_table(monkeypatch):
     text = render(params)
     assert "EPS_SCHWARZ 1e-07" in text and "MAX_MEMORY 500" in text
     assert info["hybrid"]["aux_basis"]["Pb"] == "cFIT9"
+    # density mixing does not mix exact exchange: hybrids default to OT, a user's scf wins
+    assert "OT" in params["FORCE_EVAL"]["DFT"]["SCF"]
+    diag, _, _ = build(supercell(), xc="hse06", scf="diag")
+    assert "OT" not in diag["FORCE_EVAL"]["DFT"]["SCF"]
+    assert "OT" not in build(supercell())[0]["FORCE_EVAL"]["DFT"]["SCF"]  # PBE: diag
     plain, _, _ = build(supercell(), xc="hse06", admm=False)
     assert "AUXILIARY_DENSITY_MATRIX_METHOD" not in render(plain)
     # the maker's xc beats the protocol's pbe; an xc in input_set_overrides beats the maker's
@@ -174,8 +179,9 @@ def test_hse06_admm_opens_the_cspbbr3_gap(tmp_path):
     # the issue's window is 0.3-1.0 eV. The hybrid starts from the PBE wavefunction.
     from perovflow.engines.cp2k.jobs import run_cp2k_task
 
-    low = {"cutoff_eV": 1400.0, "rel_cutoff_eV": 300.0, "kpoints": "gamma",
-           "projections": False, "n_unoccupied": 8}  # fmt: skip
+    # OT for both (the hybrids' default; the LUMOs come from the PDOS pass, NLUMO 8)
+    low = {"cutoff_eV": 1400.0, "rel_cutoff_eV": 300.0, "kpoints": "gamma", "scf": "ot",
+           "n_unoccupied": 8}  # fmt: skip
     pbe = run_cp2k_task(
         CP2KStaticMaker(protocol="fast", input_set_overrides=low), supercell(), None, tmp_path / "p"
     )
@@ -184,6 +190,7 @@ def test_hse06_admm_opens_the_cspbbr3_gap(tmp_path):
         supercell(), str(tmp_path / "p"), tmp_path / "h",
     )  # fmt: skip
     text = (tmp_path / "h" / "cp2k.inp").read_text()
+    assert "&OT" in text and "&XWPBE" in text
     assert "SCF_GUESS RESTART" in text and "SCREEN_ON_INITIAL_P T" in text
     assert 1.0 < _gap(pbe) < 2.5
     assert 0.3 < _gap(hse) - _gap(pbe) < 1.0, (_gap(pbe), _gap(hse))
