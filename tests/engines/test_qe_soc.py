@@ -176,7 +176,7 @@ def _lattice_constant(pseudos, folder) -> float:
 @pytest.mark.slow
 def test_fr_scalar_limit_lattice_constant_matches_gth(fr_cache, tmp_path):
     # Scalar-relativistic E-V minimum of cubic CsPbBr3 with the GTH set, and with FR Pb in
-    # its place: within 1 % (measured 40 Ry: q14 Pb 6.127 Å vs GTH 6.13 Å; the former q4 Pb,
+    # its place: within 1 % (measured 40 Ry: q14 Pb 6.127 Å vs GTH 6.112 Å; the former q4 Pb,
     # 5d in the core, put it below 5.85 Å). PBE's cubic CsPbBr3 is ~6.0-6.1 Å.
     from perovflow.engines.pseudos import get_pseudos
 
