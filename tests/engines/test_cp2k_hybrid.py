@@ -173,6 +173,7 @@ def _gap(doc) -> float:
 
 @pytest.mark.cp2k
 @pytest.mark.slow
+@pytest.mark.timeout(7200)  # 40-atom hybrid: ~15 min PBE + the HSE06 SCF on 2 shared cores
 def test_hse06_admm_opens_the_cspbbr3_gap(tmp_path):
     # 2x2x2 cubic CsPbBr3 (40 atoms) at Γ: R folds onto Γ, so the Γ gap is the R-point gap.
     # HSE06 opens the PBE gap by ~0.5-0.9 eV in plane-wave studies of CsPbBr3 (no SOC);
