@@ -27,6 +27,7 @@ import numpy as np
 from ase.units import Bohr, Hartree, Rydberg, kB
 
 from perovflow.engines.cp2k.basis import _data_path, basis_files, basis_for
+from perovflow.engines.cp2k.hybrid import HYBRID_OPTIONS, apply_hybrid, check_gamma, is_hybrid
 from perovflow.engines.protocols import get_protocol, kpoint_grid, merge
 from perovflow.errors import InputError
 
@@ -39,7 +40,7 @@ FORCE_AU = Hartree / Bohr  # eV/Å per Ha/bohr
 #: Options of the input set (lower-case keys of ``input_set_overrides``) and their defaults.
 OPTIONS: dict[str, Any] = {
     "kpoints": "auto",  # "auto" (protocol kspacing), "gamma" or [n1, n2, n3]
-    "scf": "diag",  # "diag" (Broyden mixing + Fermi-Dirac smearing) or "ot"
+    "scf": None,  # "diag" (Broyden + Fermi-Dirac smearing) or "ot"; None: ot for hybrids
     "max_scf": 100,
     "eps_scf": None,  # None: from scf_conv_eV
     "eps_default": None,  # None: 1e-10 (fast) / 1e-12
@@ -50,9 +51,11 @@ OPTIONS: dict[str, Any] = {
     "fmax": None,  # relax: None -> fmax_bulk / fmax_defect
     "optimizer": None,  # relax: None -> BFGS (LBFGS above 300 atoms)
     "walltime_s": None,
+    **HYBRID_OPTIONS,  # hse06 / pbe0: HFX screening, memory, truncation, ADMM basis
 }
 XC = {"pbe": {"PBE": {}}, "pbesol": {"PBE": {"PARAMETRIZATION": "PBESOL"}}, "lda": {"PADE": {}}}
 D3 = {"d3": "DFTD3", "d3bj": "DFTD3(BJ)"}
+D3_REFERENCE = {"pbesol": "PBESOL", "hse06": "HSE06", "pbe0": "PBE0"}
 
 
 def split_overrides(overrides: dict[str, Any] | None) -> tuple[dict, dict, dict]:
@@ -151,9 +154,12 @@ def _scf(proto: dict, opts: dict, kgrid: list[int] | None) -> dict[str, Any]:
 
 def _xc(proto: dict) -> dict[str, Any]:
     xc = str(proto["xc"]).lower()
-    if xc not in XC:
-        raise InputError(f"exchange-correlation '{proto['xc']}' is not set up for CP2K", "use pbe")
-    section: dict[str, Any] = {"XC_FUNCTIONAL": XC[xc]}
+    if xc not in XC and not is_hybrid(xc):
+        raise InputError(
+            f"exchange-correlation '{proto['xc']}' is not set up for CP2K",
+            "use pbe, pbesol, lda, hse06 or pbe0",
+        )
+    section: dict[str, Any] = {"XC_FUNCTIONAL": XC.get(xc, XC["pbe"])}
     disp = proto.get("dispersion")
     if disp:
         if str(disp).lower() not in D3:
@@ -163,7 +169,7 @@ def _xc(proto: dict) -> dict[str, Any]:
             "PAIR_POTENTIAL": {
                 "TYPE": D3[str(disp).lower()],
                 "PARAMETER_FILE_NAME": "dftd3.dat",
-                "REFERENCE_FUNCTIONAL": "PBE" if xc != "pbesol" else "PBESOL",
+                "REFERENCE_FUNCTIONAL": D3_REFERENCE.get(xc, "PBE"),
             },
         }
     return section
@@ -238,9 +244,12 @@ def cp2k_input_set(
     """
     proto_user, opts, raw = split_overrides(overrides)
     proto = merge(get_protocol(protocol, "cp2k"), proto_user)
+    if opts["scf"] is None:  # density mixing does not mix exact exchange: OT for hybrids
+        opts["scf"] = "ot" if is_hybrid(proto["xc"]) else "diag"
     periodic = _periodicity(atoms)
     placed, cell, poisson = _cell_and_poisson(atoms, periodic, opts)
     kgrid = _kgrid(placed, periodic, proto, opts)
+    check_gamma(str(proto["xc"]).lower(), kgrid)
     kinds, basis, files = {}, {}, basis_files(proto)
     for el in sorted(set(placed.get_chemical_symbols())):
         pot = potentials[el]
@@ -300,6 +309,10 @@ def cp2k_input_set(
         "multiplicity": mult,
         "protocol_values": proto,
     }
+    if is_hybrid(proto["xc"]):
+        info["hybrid"] = apply_hybrid(
+            params, str(proto["xc"]).lower(), placed, periodic, kgrid, opts
+        )
     return merge(params, raw), placed, info
 
 

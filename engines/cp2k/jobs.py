@@ -43,11 +43,15 @@ class BaseCP2KMaker(DFTMaker):
     :data:`perovflow.engines.cp2k.inputs.OPTIONS` (``{"kpoints": "gamma", "scf": "ot"}``) or raw
     CP2K sections (``{"FORCE_EVAL": {"DFT": {"SCF": {"MAX_SCF": 200}}}}``; ``None`` removes a
     keyword). ``multiplicity`` is the spin multiplicity; None: 1 for an even electron count,
-    else 2 (UKS).
+    else 2 (UKS). ``xc`` (``pbe``, ``hse06``, ``pbe0``; None: the protocol's) wins over the
+    protocol; an ``xc`` in ``input_set_overrides`` wins over both. Hybrids use ADMM
+    (:mod:`perovflow.engines.cp2k.hybrid`); give the PBE run's folder as ``prev_dir`` to start
+    from its wavefunction.
     """
 
     name: str = "cp2k static"
     multiplicity: int | None = None
+    xc: str | None = None
 
     @job(data=BIG_FIELDS)
     def make(self, structure: Any, prev_dir: str | None = None) -> TaskDocument:
@@ -127,7 +131,8 @@ def run_cp2k_task(
     protocol = maker.protocol or get_settings().protocol
     atoms = to_atoms(structure)
     potentials = get_pseudos(sorted(set(atoms.get_chemical_symbols())), "cp2k")
-    overrides = merge({"walltime_s": maker.walltime_s}, maker.input_set_overrides)
+    fields = {"walltime_s": maker.walltime_s, **({"xc": maker.xc} if maker.xc else {})}
+    overrides = merge(fields, maker.input_set_overrides)
     params, placed, info = cp2k_input_set(
         atoms, maker.calc_type, protocol, potentials, charge=maker.charge,
         multiplicity=maker.multiplicity, defect=maker.defect, overrides=overrides,
@@ -143,6 +148,9 @@ def run_cp2k_task(
         if "SCF_GUESS" not in {k.upper() for k in user_scf}:
             params["FORCE_EVAL"]["DFT"]["WFN_RESTART_FILE_NAME"] = PREV_WFN
             params["FORCE_EVAL"]["DFT"]["SCF"]["SCF_GUESS"] = "RESTART"
+            from perovflow.engines.cp2k.hybrid import screen_on_restart
+
+            screen_on_restart(params, overrides)
     from perovflow.engines.fingerprint import task_hash
 
     identity = task_hash("cp2k", placed, params, maker.calc_type, protocol)

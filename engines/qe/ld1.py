@@ -33,7 +33,10 @@ from perovflow.errors import EngineError
 FAMILY = "ld1-fr-pbe"
 BESSEL_ECUT_RY = (20.0, 40.0, 80.0)
 TOL_EIG_RY = 0.002  # reference configuration: |e_AE - e_PS| of each pseudised level
-TOL_BESSEL_RY = 0.005  # Bessel basis at the top cutoff reproduces the AE valence levels
+TOL_BESSEL_RY = 0.005  # Bessel basis at the top cutoff reproduces the AE valence levels to
+TOL_BESSEL_REL = 0.04  # max(this, this fraction of |e_AE|): semicore levels (Pb 5d, Ag 4d,
+# Na 2p) converge in ld1.x's Bessel box to 1-3.5 % of the radial solver's value, the same for
+# every rc tried, while the radial frozen-core tests reproduce them to < 1 mRy
 LOGDER_R_BOHR = 3.0  # radius of the log-derivative comparison (beyond every rc)
 LOGDER_WINDOW_RY = (-1.0, 0.5)  # valence and low conduction energies
 TOL_LOGDER_RAD = 0.6  # max |atan(D_AE) - atan(D_PS)| (mod π) per channel in the window
@@ -76,7 +79,7 @@ def generation_input(recipe: Recipe, upf_name: str) -> str:
     return (
         f"&input\n  title='{recipe.element}', zed={_zed(recipe.element)}., rel=2,\n"
         f"  config='{recipe.config}', iswitch=3, dft='PBE'\n/\n"
-        f"&inputp\n  pseudotype=2, file_pseudopw='{upf_name}', lloc=-1, rcloc={recipe.rcloc},\n"
+        f"&inputp\n  pseudotype=2, file_pseudopw='{upf_name}', lloc={recipe.lloc}, rcloc={recipe.rcloc},\n"
         f"  tm=.true., nlcc={nlcc}{rcore}, author='perovflow ld1_recipes'\n/\n"
         + "\n".join(cards)
         + f"\n&test\n  configts(1)='{valence}'\n/\n"
@@ -227,7 +230,8 @@ def _ghost_problems(
             problems.append(f"ghost state in l={ll} j={j}: {ghosts[0]:.3f} Ry (floor {floor:.3f})")
         wanted = sorted(lev["e_ae"] for lev in ref if lev["l"] == ll and abs(lev["j"] - j) < 0.1)
         for k, e_ae in enumerate(wanted):
-            if k >= len(values) or abs(values[k] - e_ae) > TOL_BESSEL_RY:
+            tol = max(TOL_BESSEL_RY, TOL_BESSEL_REL * abs(e_ae))
+            if k >= len(values) or abs(values[k] - e_ae) > tol:
                 got = values[k] if k < len(values) else float("nan")
                 problems.append(f"l={ll} j={j} level {k + 1}: Bessel {got:.4f} vs AE {e_ae:.4f} Ry")
     return problems

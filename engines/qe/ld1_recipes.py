@@ -3,19 +3,21 @@
 Design (ours, for ld1.x of QE 6.7; learned from the INPUT_LD1 documentation, not copied from
 any library):
 
-* **Valence = the GTH family's** (Cs q9 5s5p6s, Pb/Sn q4, Bi q5, halogens q7): the two
-  families then see the same ionic cores, which is what the scalar-relativistic comparison
-  with GTH checks. The shallow d shells left in the core (Pb/Bi 5d, Sn 4d, I 4d, Br 3d) are
-  handled by the non-linear core correction.
+* **Valence = the GTH family's** (Cs q9 5s5p6s, Sn q4, Bi q5, halogens q7, Na q9 2s2p3s,
+  Ag q11 4d5s), except **Pb: q14**, GTH's q4 plus the 5d shell: with 5d in the core and
+  the d channel local-only, Pb-Br bound too strongly (CsPbBr3 E-V minimum < 5.85 Å against
+  GTH's 6.13 Å); with 5d in valence both give 6.13 Å. The shallow d shells left in the core
+  (Bi 5d, Sn 4d, I 4d, Br 3d) are handled by the non-linear core correction.
 * **Dirac all-electron atom** (``rel=2``), PBE. One Troullier–Martins projector per
   (l, j) channel in separable form (``pseudotype=2``, so ld1.x's own tests use exactly the
   Kleinman–Bylander form pw.x uses), reference energies = the AE eigenvalues of the neutral
   ground state; an empty ``j = l + 1/2`` level (e.g. Pb 6p3/2) is pseudised at its own AE
   eigenvalue, so the spin–orbit splitting is built in.
 * **Local part = the smoothed all-electron potential** (``lloc=-1``) inside ``rcloc``; the d
-  (and f) channels feel only this local potential. A d projector with a positive reference
-  energy gave Pb a d ghost at -19.7 Ry in the Bessel-basis test (negative KB energies), so
-  none of the p-block elements carries one.
+  (and f) channels of Bi, Sn, I, Br, Cl feel only this local potential. A d projector with
+  a positive reference energy gave q4 Pb a d ghost at -19.7 Ry in the Bessel-basis test
+  (negative KB energies), so a d projector is used only where the d shell is in valence and
+  bound (Pb 5d, Ag 4d); the d channel as the local one (``lloc=2``) gave q4 Pb s/p ghosts.
 * **Radii** slightly beyond the outermost maximum of the valence orbitals: soft enough for
   the 25–35 Ry cutoffs of the tests (Bessel-test eigenvalues converged to a few mRy there),
   tight enough that the transferability tests (ions, s→p promotions) pass.
@@ -54,6 +56,7 @@ class Recipe:
     nlcc: bool
     tests: tuple[str, ...]
     rcore: float | None = None
+    lloc: int = -1  # -1: smoothed AE potential inside rcloc; l: that channel is the local one
 
 
 def _sp(n: int, occ: tuple[float, float, float], rs: float, rp: float) -> tuple[Channel, ...]:
@@ -66,13 +69,27 @@ def _sp(n: int, occ: tuple[float, float, float], rs: float, rp: float) -> tuple[
 
 
 RECIPES: dict[str, Recipe] = {
+    # Pb q14: 5d in valence (own projectors at its bound AE energies). With 5d in the core
+    # (q4) the d channel felt only the local potential and Pb-Br bound too strongly: the
+    # CsPbBr3 E-V minimum lay below 5.85 Å vs GTH's 6.13 Å; a d projector at a positive
+    # energy gave a -20 Ry ghost; a larger rcloc (3.3) or a d local channel did not fix it
+    # (minimum < 5.95 Å; s/p ghosts). q14: 6.133 Å vs GTH 6.133 Å (40 Ry, 2x2x2 k).
     "Pb": Recipe(
         "Pb",
-        "[Xe] 4f14 5d10 6s2 6p2 6p0",
-        _sp(6, (2, 2, 0), 2.6, 2.8),
-        2.6,  # 3.3 halves the d log-derivative error but moves the CsPbBr3 gap 0.19 eV off GTH
+        "[Xe] 4f14 5d4 5d6 6s2 6p2 6p0",
+        (
+            Channel("5D", 3, 2, 4.0, 2.4, 1.5),
+            Channel("5D", 3, 2, 6.0, 2.4, 2.5),
+            *_sp(6, (2, 2, 0), 2.6, 2.8),
+        ),
+        2.4,
         True,
-        ("6s2 6p1 6p0", "6s1 6p2 6p1", "6s2 6p0 6p0"),
+        (
+            "5d4 5d6 6s2 6p1 6p0",
+            "5d4 5d6 6s1 6p2 6p1",
+            "5d4 5d6 6s2 6p0 6p0",
+            "5d4 5d5 6s2 6p2 6p0",
+        ),
     ),
     "Bi": Recipe(
         "Bi",
@@ -113,6 +130,35 @@ RECIPES: dict[str, Recipe] = {
         1.6,
         False,
         ("3s2 3p2 3p2", "3s1 3p2 3p4", "3s2 3p1 3p4"),
+    ),
+    # Na q9 (GTH's 2s2p3s): semicore 2s/2p pseudised, 3s as the second s state; the
+    # 2s/2p radii are tight (hard: ~80 Ry for the Bessel levels); no d projector needed
+    "Na": Recipe(
+        "Na",
+        "[He] 2s2 2p2 2p4 3s1",
+        _sp(2, (2, 2, 4), 1.5, 1.6),
+        1.5,
+        False,
+        ("2s2 2p2 2p4 3s0", "2s2 2p2 2p4 3s0.5", "2s2 2p2 2p3 3s2"),
+    ),
+    # Ag q11 (GTH's 4d10 5s1): 4d projectors at the bound AE levels, empty 5p pseudised at
+    # its own AE eigenvalue
+    "Ag": Recipe(
+        "Ag",
+        "[Kr] 4d4 4d6 5s1 5p0 5p0",
+        (
+            Channel("4D", 3, 2, 4.0, 2.4, 1.5),
+            Channel("4D", 3, 2, 6.0, 2.4, 2.5),
+            *_sp(5, (1, 0, 0), 2.4, 2.6),
+        ),
+        2.4,
+        True,
+        (
+            "4d4 4d6 5s0 5p0 5p0",
+            "4d4 4d6 5s0 5p1 5p0",
+            "4d4 4d5 5s2 5p0 5p0",
+            "4d4 4d6 5s0.5 5p0 5p0",
+        ),
     ),
     "Cs": Recipe(
         "Cs",

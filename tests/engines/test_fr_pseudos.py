@@ -22,8 +22,9 @@ def fr_cache(tmp_path_factory):
 
 
 def test_family_passes_ld1_tests_and_matches_gth_valence(fr_cache):
-    # GTH valences from cp2k-data's GTH_POTENTIALS: Cs q9, Pb q4, Br q7, I q7
-    for el, q in {"Cs": 9, "Pb": 4, "Br": 7, "I": 7}.items():
+    # GTH valences from cp2k-data's GTH_POTENTIALS: Cs q9, Br q7, I q7, Na q9, Ag q11; Pb q4
+    # + its 5d10 (q14, the 5d shell in valence: [Xe]4f14 has 68 electrons, Z = 82)
+    for el, q in {"Cs": 9, "Pb": 14, "Br": 7, "I": 7, "Na": 9, "Ag": 11}.items():
         report = json.loads((fr_cache / f"{el}.fr.json").read_text())
         head = (fr_cache / f"{el}.fr.upf").read_text()[:5000]
         assert report["passed"] and not report["problems"], el
@@ -60,11 +61,13 @@ def test_ghost_is_detected(tmp_path, monkeypatch):
     pb = RECIPES["Pb"]
     bad = dataclasses.replace(
         pb,
+        config="[Xe] 4f14 5d10 6s2 6p2 6p0",  # the former q4 Pb: 5d in the core
         channels=(
-            *pb.channels,
+            *[c for c in pb.channels if c.l < 2],
             Channel("5D", 3, 2, 0.0, 2.6, 1.5, 0.1),
             Channel("5D", 3, 2, 0.0, 2.6, 2.5, 0.1),
         ),
+        tests=("6s2 6p1 6p0",),
     )
     monkeypatch.setitem(RECIPES, "Pb", bad)
     _, report = ld1.generate("Pb", tmp_path)
@@ -105,7 +108,7 @@ def test_soc_pseudos_cached_and_generated_on_demand(fr_cache):
     found = get_pseudos(["Cs", "Pb", "Br", "Br"], "qe", soc=True)
     assert sorted(found) == ["Br", "Cs", "Pb"]
     assert {p.family for p in found.values()} == {"ld1-fr-pbe"}
-    assert found["Pb"].valence == 4 and found["Cs"].valence == 9
+    assert found["Pb"].valence == 14 and found["Cs"].valence == 9
     before = found["Pb"].path.stat().st_mtime_ns
     assert get_pseudos(["Pb"], "qe", soc=True)["Pb"].path.stat().st_mtime_ns == before
 
