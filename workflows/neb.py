@@ -50,12 +50,12 @@ def interpolate_band(
 ) -> list[Atoms]:
     """``nimages`` intermediate images between the endpoints (endpoints included in the list).
 
-    Uses the structures layer (:func:`perovflow.structures.paths.interpolate`, pymatgen's
-    IDPPSolver).
+    Uses the structures layer (:func:`perovflow.structures.interpolation.interpolate`,
+    pymatgen's IDPPSolver).
     """
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from perovflow.structures.paths import interpolate
+    from perovflow.structures.interpolation import interpolate
 
     a2s = AseAtomsAdaptor
     band = interpolate(a2s.get_structure(initial), a2s.get_structure(final), nimages, method)
