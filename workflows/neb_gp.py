@@ -244,7 +244,8 @@ def refine_band(
         calls = _evaluate_moved(band, expensive, known, model)
         per_image = neb_residuals(band, known)
         residual = float(per_image.max())
-        history.append({"outer": outer, "max_force": residual, "calls": calls, "trust": trust})
+        history.append({"outer": outer, "max_force": residual, "calls": calls, "trust": trust,
+                        "image_forces": [round(float(r), 4) for r in per_image]})  # fmt: skip
         log.info("refine %d: %d expensive calls, NEB max force %.4f eV/Å", outer, calls, residual)
         if residual < fmax or outer == outer_steps:
             break

@@ -190,3 +190,39 @@ def test_delta_model_memory_is_bounded_and_keeps_the_frozen_ends():
     model.fit()
     assert model.gp.X.shape == (6, rows - 1)  # kernel matrix stays 6 x (3N + 1) rows
     assert np.allclose(model.gp.X[:2], model.X[:2]) and np.allclose(model.gp.X[2:], model.X[-4:])
+
+
+def nacl_chloride_hop():
+    """Cl hop into a neighbouring Cl vacancy in the 8-atom rock-salt NaCl cell (7 atoms)."""
+    from ase.build import bulk
+
+    cell = bulk("NaCl", "rocksalt", a=5.64, cubic=True)
+    cl = [i for i, s in enumerate(cell.get_chemical_symbols()) if s == "Cl"]
+    vacancy = cl[0]
+    mover = cl[int(np.argsort(cell.get_distances(vacancy, cl, mic=True))[1])]
+    initial, final = cell.copy(), cell.copy()
+    final.positions[mover] += cell.get_distance(mover, vacancy, mic=True, vector=True)
+    del initial[vacancy]
+    del final[vacancy]
+    return initial, final
+
+
+@pytest.mark.mlip
+@pytest.mark.slow
+def test_ml_stand_in_symmetric_hop_same_barrier_as_plain():
+    """SevenNet-0 expensive, CHGNet cheap (the benchmark's stand-in) on a mirror-symmetric hop."""
+    from perovflow.workflows.calculators import mlip_calculator
+
+    initial, final = nacl_chloride_hop()
+    expensive, cheap = mlip_calculator("sevenn"), mlip_calculator("chgnet")
+    plain = plain_neb(initial, final, lambda i: expensive, nimages=3, fmax=0.05,
+                      interpolation="idpp")  # fmt: skip
+    fast = accelerated_neb(initial, final, lambda i: expensive, cheap, nimages=3, fmax=0.05)
+    assert plain.converged and fast.converged and fast.refined == [1, 2, 3]
+    # independent facts: the hop is its own mirror image (no reaction energy, saddle in the
+    # middle); Cl-vacancy migration in NaCl is ~0.7-1.1 eV (ionic conductivity, DFT)
+    for res in (plain, fast):
+        assert abs(res.reaction_energy_eV) < 0.01 and res.ts_image == 2
+        assert 0.6 < res.barrier_forward_eV < 1.2
+    assert fast.barrier_forward_eV == pytest.approx(plain.barrier_forward_eV, abs=0.02)
+    assert fast.expensive_calls * 3 <= plain.expensive_calls
