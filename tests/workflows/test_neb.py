@@ -226,3 +226,23 @@ def test_ml_stand_in_symmetric_hop_same_barrier_as_plain():
         assert 0.6 < res.barrier_forward_eV < 1.2
     assert fast.barrier_forward_eV == pytest.approx(plain.barrier_forward_eV, abs=0.02)
     assert fast.expensive_calls * 3 <= plain.expensive_calls
+
+
+def test_perturbed_start_band_and_late_climbing_reach_the_same_saddle():
+    """The symmetry-breaking perturbation is the same band every time, with the requested
+    RMS displacement; a plain band started from it, climbing late, reaches the barrier of the
+    unperturbed band climbing from the first step (EMT's Cu vacancy hop has one saddle)."""
+    from perovflow.workflows.neb import interpolate_band
+
+    initial, final = vacancy_hop()
+    bare = interpolate_band(initial, final, 3, "idpp")
+    one, two = (interpolate_band(initial, final, 3, "idpp", perturb=0.02) for _ in range(2))
+    shift = np.array([im.positions for im in one]) - np.array([im.positions for im in bare])
+    assert np.sqrt(np.mean(shift[1:-1] ** 2)) == pytest.approx(0.02, rel=0.15)  # 279 samples
+    assert all(np.allclose(a.positions, b.positions) for a, b in zip(one, two, strict=True))
+    assert np.allclose(one[0].positions, initial.positions)  # end points untouched
+    first = plain_neb(initial, final, lambda i: EMT(), nimages=3, interpolation="idpp")
+    late = plain_neb(initial, final, lambda i: EMT(), nimages=3, interpolation="idpp",
+                     late_climb_fmax=0.3, perturb=0.02)  # fmt: skip
+    assert first.converged and late.converged
+    assert late.barrier_forward_eV == pytest.approx(first.barrier_forward_eV, abs=0.01)
