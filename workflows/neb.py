@@ -243,7 +243,7 @@ def accelerated_neb(
     cheap_steps: int = 500,
     window: int | None = None,
     gp_length: float = 2.0,
-    move_above: float = 0.7,
+    move_above: float = 1.0,
     perturb: float = 0.0,
 ) -> NEBResult:
     """NEB with few expensive force calls, converged to the plain procedure's test.

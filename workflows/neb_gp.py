@@ -218,7 +218,7 @@ def refine_band(
     fmax: float,
     outer_steps: int = 40,
     trust: float = 0.3,
-    move_above: float = 0.7,
+    move_above: float = 1.0,
     inner_steps: int = 150,
     length: float = 2.0,
 ) -> Refinement:

@@ -215,9 +215,9 @@ def test_ml_stand_in_symmetric_hop_same_barrier_as_plain():
 
     initial, final = nacl_chloride_hop()
     expensive, cheap = mlip_calculator("sevenn"), mlip_calculator("chgnet")
-    plain = plain_neb(initial, final, lambda i: expensive, nimages=3, fmax=0.05,
+    plain = plain_neb(initial, final, lambda i: expensive, nimages=3, fmax=0.1,
                       interpolation="idpp")  # fmt: skip
-    fast = accelerated_neb(initial, final, lambda i: expensive, cheap, nimages=3, fmax=0.05)
+    fast = accelerated_neb(initial, final, lambda i: expensive, cheap, nimages=3, fmax=0.1)
     assert plain.converged and fast.converged and fast.refined == [1, 2, 3]
     # independent facts: the hop is its own mirror image (no reaction energy, saddle in the
     # middle); Cl-vacancy migration in NaCl is ~0.7-1.1 eV (ionic conductivity, DFT)
