@@ -262,10 +262,32 @@ def print_table(rows: list[dict], expensive: str) -> None:
                                  f"{r['delta_eV']:+.3f} eV", verdict,
                                  cell(runs["plain-linear"])]) + " |")  # fmt: skip
     for r in rows:
-        for name, (n_neg, lowest, second) in r.get("saddles", {}).items():
+        for name, (n_neg, lowest, second, *_) in r.get("saddles", {}).items():
             kind = "first-order saddle" if n_neg == 1 else "not a first-order saddle"
             print(f"# {r['hop']}, {name}: top image has {n_neg} negative Hessian eigenvalue(s) "
                   f"(lowest two {lowest:.3f}, {second:.3f} eV/Å²): {kind}")  # fmt: skip
+
+
+def stored_table(args: argparse.Namespace) -> None:
+    """The table of every hop whose three procedures are stored in ``--out``; computes nothing
+    (``--table``)."""
+    folders = [(f"{k}-sevenn", HOPS[k], IMAGES[k]) for k in HOPS]
+    rows = []
+    for key, spec, images in [*folders, ("cspbbr3-pwx-fast", QE_HOP, 3)]:
+        folder = Path(args.out) / key
+        names = ("plain-idpp", "accelerated", "plain-linear", "plain-idpp-escape")
+        runs = {n: json.loads((folder / f"{n}.json").read_text())
+                for n in names if (folder / f"{n}.json").is_file()}  # fmt: skip
+        if len(set(runs) & set(names[:3])) < 3:
+            print(f"# {key}: not finished (stored: {', '.join(runs) or 'nothing'})")
+            continue
+        row = {"hop": hop_atoms(*spec)[2], "runs": runs, "images": images, "saddles": {}}
+        for tag in ("", "-escape"):
+            if (folder / f"saddles{tag}.json").is_file():
+                row["saddles"].update(json.loads((folder / f"saddles{tag}.json").read_text()))
+        _verdict(row)
+        rows.append(row)
+    print_table(rows, "SevenNet-0 (cheap CHGNet); pw.x fast, Γ (cheap CHGNet)")
 
 
 def ml_part(args: argparse.Namespace) -> None:
@@ -326,7 +348,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000, help="Step cap of the plain CI-NEB.")
     parser.add_argument("--out", default="benchmarks/results/neb", help="Results, call logs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="Log NEB progress.")
+    parser.add_argument("--table", action="store_true", help="Print the stored table only.")
     args = parser.parse_args()
+    if args.table:
+        return stored_table(args)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(message)s"
     )
