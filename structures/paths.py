@@ -1,4 +1,4 @@
-"""Vacancy-mediated migration hops, NEB end points and image interpolation.
+"""Vacancy-mediated migration hops and NEB end points.
 
 A hop moves one ion from a host site into a neighbouring vacancy. Hops are made
 symmetry-distinct with the space group of the *defect-free host* (spglib through
@@ -8,8 +8,8 @@ hop vector onto the other. This is the site-stabiliser version of what
 :class:`pymatgen.analysis.diffusion.neb.pathfinder.DistinctPathFinder` does for a single
 migrating species; it is written here because DistinctPathFinder groups paths by the whole
 space group between sites of one species, while a vacancy calculation needs the hops into
-*one* vacant site and also hops of another species (Ag -> V_Na). Images are interpolated
-linearly (minimum image) and, by default, refined with pymatgen's :class:`IDPPSolver`.
+*one* vacant site and also hops of another species (Ag -> V_Na). The images between the end
+points come from :mod:`perovflow.structures.interpolation` (re-exported here).
 
 Choice for ``vacancy_site=None``: every symmetry-distinct site of the vacancy element is
 used, so the list covers all vacancy environments (e.g. V_Na next to Ag and far from it).
@@ -17,13 +17,17 @@ used, so the list covers all vacancy environments (e.g. V_Na next to Ag and far 
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from perovflow.errors import InputError
+from perovflow.structures.interpolation import (  # noqa: F401 (public here too)
+    OVERLAP_FACTOR,
+    interpolate,
+    min_distance_ratio,
+)
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -33,11 +37,6 @@ FIRST_SHELL_TOL = 1.15  # default cutoff = 1.15 x the shortest vacancy-to-ion di
 BOND_TOL = 1.2  # first-shell cations of an anion: within 1.2 x the nearest cation distance
 SYMPREC = 0.01
 SEARCH_RADIUS = 12.0  # Å searched for the first shell when no cutoff is given
-# Images fail when two atoms come closer than this fraction of their covalent-radius sum.
-# 0.6, not 0.7: Cs's covalent radius (2.44 Å) is far above its ionic one, and the straight
-# B'-B' hop of Cs2NaBiCl6 passes two Cs at 2.71 Å (0.66 of the Na+Cs sum) in every
-# interpolation, including the linear one seed 004 used. Real overlaps sit far below 0.6.
-OVERLAP_FACTOR = 0.6
 
 
 @dataclass(frozen=True)
@@ -341,98 +340,3 @@ def hop_endpoints(structure: Structure, hop: Hop) -> tuple[Structure, Structure]
     initial.remove_sites([hop.vacancy_index])
     final.remove_sites([hop.vacancy_index])
     return initial, final
-
-
-def _linear(initial: Structure, final: Structure, nimages: int) -> list[Structure]:
-    """Linear images with minimum-image displacements (ties keep the stored direction)."""
-    disp = final.frac_coords - initial.frac_coords
-    disp -= np.round(disp)  # numpy rounds half to even: a stored +-0.5 hop keeps its sign
-    images = []
-    for k in range(nimages + 2):
-        img = initial.copy()
-        coords = initial.frac_coords + disp * k / (nimages + 1)
-        for i, c in enumerate(coords):
-            img.translate_sites([i], c - img[i].frac_coords, frac_coords=True, to_unit_cell=False)
-        images.append(img)
-    return images
-
-
-def min_distance_ratio(images: list[Structure]) -> float:
-    """Smallest interatomic distance / covalent-radius sum over all ``images``.
-
-    Values below :data:`OVERLAP_FACTOR` (0.6) mean overlapping atoms.
-    """
-    from ase.data import covalent_radii
-
-    worst = np.inf
-    for img in images:
-        radii = np.array([covalent_radii[site.specie.Z] for site in img])
-        dist = img.distance_matrix
-        ratio = dist / (radii[:, None] + radii[None, :])
-        np.fill_diagonal(ratio, np.inf)
-        worst = min(worst, float(ratio.min()))
-    return worst
-
-
-def interpolate(
-    initial: Structure,
-    final: Structure,
-    nimages: int = 9,
-    method: Literal["idpp", "linear"] = "idpp",
-    idpp_steps: int = 500,
-    min_ratio: float = OVERLAP_FACTOR,
-) -> list[Structure]:
-    """Interpolate ``nimages`` intermediate images between two end points.
-
-    Parameters
-    ----------
-    initial, final
-        End points with the same lattice, species and atom order (see :func:`hop_endpoints`).
-    nimages
-        Number of intermediate images (seed 004 used 9).
-    method
-        ``"idpp"``: linear guess refined with pymatgen's IDPPSolver (image-dependent pair
-        potential, Smidstrup et al. 2014); ``"linear"``: straight lines (minimum image).
-    idpp_steps
-        Maximum IDPP iterations (~20 ms each for 80 atoms and 9 images).
-    min_ratio
-        IDPP images fail when two atoms come closer than ``min_ratio`` x their covalent
-        radius sum (see :data:`OVERLAP_FACTOR`).
-
-    Returns
-    -------
-    list[Structure]
-        ``nimages + 2`` structures, end points included.
-
-    Raises
-    ------
-    InputError
-        Mismatched end points, ``nimages < 1``, unknown method, or IDPP images in which two
-        atoms come closer than ``min_ratio`` x their covalent-radius sum.
-    """
-    if nimages < 1:
-        raise InputError(f"nimages must be at least 1, got {nimages}", "use e.g. --images 9")
-    if method not in ("idpp", "linear"):
-        raise InputError(f"unknown interpolation method {method!r}", "use idpp or linear")
-    if [s.specie for s in initial] != [s.specie for s in final]:
-        raise InputError(
-            "end points differ in species or atom order",
-            "build both with perovflow.structures.paths.hop_endpoints",
-        )
-    if not np.allclose(initial.lattice.matrix, final.lattice.matrix, atol=1e-6):
-        raise InputError("end points have different cells", "use end points with the same lattice")
-    images = _linear(initial, final, nimages)
-    if method == "linear":
-        return images
-    from pymatgen.analysis.diffusion.neb.pathfinder import IDPPSolver
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "maximum iteration number reached" is expected
-        refined = IDPPSolver(images).run(maxiter=idpp_steps, tol=1e-5, gtol=1e-3)
-    ratio = min_distance_ratio(refined)
-    if ratio < min_ratio:
-        raise InputError(
-            f"IDPP images bring two atoms to {ratio:.2f} x their covalent-radius sum",
-            "use more images or check that the end points belong to the same hop",
-        )
-    return refined

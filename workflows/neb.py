@@ -46,21 +46,28 @@ log = logging.getLogger("perovflow.neb")
 
 
 def interpolate_band(
-    initial: Atoms, final: Atoms, nimages: int, method: str = "idpp"
+    initial: Atoms, final: Atoms, nimages: int, method: str = "idpp", perturb: float = 0.0
 ) -> list[Atoms]:
     """``nimages`` intermediate images between the endpoints (endpoints included in the list).
 
-    Uses the structures layer (:func:`perovflow.structures.paths.interpolate`, pymatgen's
-    IDPPSolver).
+    Uses the structures layer (:func:`perovflow.structures.interpolation.interpolate`,
+    pymatgen's IDPPSolver). ``perturb`` (Å) adds the same small random displacements (fixed
+    seed) to the intermediate images every time: a symmetric band otherwise keeps its
+    symmetry under NEB forces and can converge to a higher-order stationary point.
     """
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from perovflow.structures.paths import interpolate
+    from perovflow.structures.interpolation import interpolate
 
     a2s = AseAtomsAdaptor
     band = interpolate(a2s.get_structure(initial), a2s.get_structure(final), nimages, method)
     band = [a2s.get_atoms(s) if not isinstance(s, Atoms) else s for s in band]
-    return [initial, *[b.copy() for b in band[1:-1]], final]
+    inner = [b.copy() for b in band[1:-1]]
+    if perturb > 0:
+        rng = np.random.default_rng(0)
+        for image in inner:
+            image.positions += rng.normal(scale=perturb, size=image.positions.shape)
+    return [initial, *inner, final]
 
 
 def _attach(band: list[Atoms], calcs: list[Calculator]) -> None:
@@ -158,21 +165,24 @@ def plain_neb(
     steps: int = 500,
     interpolation: str = "linear",
     relax_endpoints: bool = True,
+    late_climb_fmax: float | None = None,
+    perturb: float = 0.0,
 ) -> NEBResult:
     """The seed's procedure: CI-NEB from scratch with the expensive calculator.
 
     Steps: relax both endpoints (BFGS, expensive) -> interpolate (linear: the seed's band;
-    IDPP: the accelerated procedure's) -> CI-NEB (FIRE, climbing image from the first step)
-    until every image force is below ``fmax`` or ``steps`` steps.
+    IDPP: the accelerated procedure's; ``perturb`` as in :func:`interpolate_band`) -> CI-NEB
+    (FIRE; climbing image from the first step, or with ``late_climb_fmax`` once the plain
+    band is below that force) until every image force is below ``fmax`` or ``steps`` steps.
     """
     start, ends, counter = time.perf_counter(), CallCounter(), CallCounter()
     initial, final, status, end_forces = _endpoints(
         initial, final, expensive, fmax, ends, relax_endpoints
     )
-    band = interpolate_band(initial, final, nimages, interpolation)
+    band = interpolate_band(initial, final, nimages, interpolation, perturb)
     _attach(band, [CountingCalculator(expensive(i + 1), counter) for i in range(nimages)])
     log.info("endpoints done (%d expensive calls); plain CI-NEB starts", ends.calls)
-    converged, taken = optimize_band(band, fmax, steps, climb=True)
+    converged, taken = optimize_band(band, fmax, steps, climb=True, late_climb_fmax=late_climb_fmax)
     log.info("plain CI-NEB: converged=%s in %d steps", converged, taken)
     record = {
         "procedure": f"plain ({interpolation})",
@@ -204,10 +214,10 @@ def _freeze_expensive(atoms: Atoms, calc: Calculator, counter: CallCounter) -> A
 
 def _cheap_band(
     initial: Atoms, final: Atoms, cheap: Calculator, nimages: int, interpolation: str,
-    fmax: float, steps: int,
+    fmax: float, steps: int, perturb: float = 0.0,
 ) -> list[Atoms]:  # fmt: skip
     """The interpolated band converged with the cheap calculator (climbing image late)."""
-    band = interpolate_band(initial, final, nimages, interpolation)
+    band = interpolate_band(initial, final, nimages, interpolation, perturb)
     pre = [initial.copy(), *band[1:-1], final.copy()]
     for atoms in pre:
         atoms.calc = cheap
@@ -233,12 +243,13 @@ def accelerated_neb(
     cheap_steps: int = 500,
     window: int | None = None,
     gp_length: float = 2.0,
-    move_above: float = 0.7,
+    move_above: float = 1.0,
+    perturb: float = 0.0,
 ) -> NEBResult:
     """NEB with few expensive force calls, converged to the plain procedure's test.
 
     Steps: relax both endpoints (cheap pre-relax, then surrogate relax with the expensive
-    calculator) -> IDPP band -> CI-NEB converged with the cheap calculator (``cheap_steps``;
+    calculator) -> IDPP band (``perturb``: see :func:`interpolate_band`) -> CI-NEB converged with the cheap calculator (``cheap_steps``;
     0 skips it) -> the band converged on the expensive surface through the Δ-model surrogate
     (:func:`~perovflow.workflows.neb_gp.refine_band`, at most ``outer_steps`` rounds) until
     every image's expensive NEB force, the climbing image's included, is below ``fmax``.
@@ -259,7 +270,7 @@ def accelerated_neb(
         initial, final, expensive, fmax, ends, relax_endpoints, cheap
     )
     log.info("endpoints done (%d expensive calls); cheap NEB starts", ends.calls)
-    band = _cheap_band(initial, final, cheap, nimages, interpolation, fmax, cheap_steps)
+    band = _cheap_band(initial, final, cheap, nimages, interpolation, fmax, cheap_steps, perturb)
     lo, hi = _window(band, window)
     for edge in (lo, hi):
         if 0 < edge < nimages + 1:

@@ -218,7 +218,7 @@ def refine_band(
     fmax: float,
     outer_steps: int = 40,
     trust: float = 0.3,
-    move_above: float = 0.7,
+    move_above: float = 1.0,
     inner_steps: int = 150,
     length: float = 2.0,
 ) -> Refinement:
@@ -244,7 +244,8 @@ def refine_band(
         calls = _evaluate_moved(band, expensive, known, model)
         per_image = neb_residuals(band, known)
         residual = float(per_image.max())
-        history.append({"outer": outer, "max_force": residual, "calls": calls, "trust": trust})
+        history.append({"outer": outer, "max_force": residual, "calls": calls, "trust": trust,
+                        "image_forces": [round(float(r), 4) for r in per_image]})  # fmt: skip
         log.info("refine %d: %d expensive calls, NEB max force %.4f eV/Å", outer, calls, residual)
         if residual < fmax or outer == outer_steps:
             break

@@ -190,3 +190,59 @@ def test_delta_model_memory_is_bounded_and_keeps_the_frozen_ends():
     model.fit()
     assert model.gp.X.shape == (6, rows - 1)  # kernel matrix stays 6 x (3N + 1) rows
     assert np.allclose(model.gp.X[:2], model.X[:2]) and np.allclose(model.gp.X[2:], model.X[-4:])
+
+
+def nacl_chloride_hop():
+    """Cl hop into a neighbouring Cl vacancy in the 8-atom rock-salt NaCl cell (7 atoms)."""
+    from ase.build import bulk
+
+    cell = bulk("NaCl", "rocksalt", a=5.64, cubic=True)
+    cl = [i for i, s in enumerate(cell.get_chemical_symbols()) if s == "Cl"]
+    vacancy = cl[0]
+    mover = cl[int(np.argsort(cell.get_distances(vacancy, cl, mic=True))[1])]
+    initial, final = cell.copy(), cell.copy()
+    final.positions[mover] += cell.get_distance(mover, vacancy, mic=True, vector=True)
+    del initial[vacancy]
+    del final[vacancy]
+    return initial, final
+
+
+@pytest.mark.mlip
+@pytest.mark.slow
+def test_ml_stand_in_symmetric_hop_same_barrier_as_plain():
+    """SevenNet-0 expensive, CHGNet cheap (the benchmark's stand-in) on a mirror-symmetric hop."""
+    from perovflow.workflows.calculators import mlip_calculator
+
+    initial, final = nacl_chloride_hop()
+    expensive, cheap = mlip_calculator("sevenn"), mlip_calculator("chgnet")
+    plain = plain_neb(initial, final, lambda i: expensive, nimages=3, fmax=0.1,
+                      interpolation="idpp")  # fmt: skip
+    fast = accelerated_neb(initial, final, lambda i: expensive, cheap, nimages=3, fmax=0.1)
+    assert plain.converged and fast.converged and fast.refined == [1, 2, 3]
+    # independent facts: the hop is its own mirror image (no reaction energy, saddle in the
+    # middle); Cl-vacancy migration in NaCl is ~0.7-1.1 eV (ionic conductivity, DFT)
+    for res in (plain, fast):
+        assert abs(res.reaction_energy_eV) < 0.01 and res.ts_image == 2
+        assert 0.6 < res.barrier_forward_eV < 1.2
+    assert fast.barrier_forward_eV == pytest.approx(plain.barrier_forward_eV, abs=0.02)
+    assert fast.expensive_calls * 3 <= plain.expensive_calls
+
+
+def test_perturbed_start_band_and_late_climbing_reach_the_same_saddle():
+    """The symmetry-breaking perturbation is the same band every time, with the requested
+    RMS displacement; a plain band started from it, climbing late, reaches the barrier of the
+    unperturbed band climbing from the first step (EMT's Cu vacancy hop has one saddle)."""
+    from perovflow.workflows.neb import interpolate_band
+
+    initial, final = vacancy_hop()
+    bare = interpolate_band(initial, final, 3, "idpp")
+    one, two = (interpolate_band(initial, final, 3, "idpp", perturb=0.02) for _ in range(2))
+    shift = np.array([im.positions for im in one]) - np.array([im.positions for im in bare])
+    assert np.sqrt(np.mean(shift[1:-1] ** 2)) == pytest.approx(0.02, rel=0.15)  # 279 samples
+    assert all(np.allclose(a.positions, b.positions) for a, b in zip(one, two, strict=True))
+    assert np.allclose(one[0].positions, initial.positions)  # end points untouched
+    first = plain_neb(initial, final, lambda i: EMT(), nimages=3, interpolation="idpp")
+    late = plain_neb(initial, final, lambda i: EMT(), nimages=3, interpolation="idpp",
+                     late_climb_fmax=0.3, perturb=0.02)  # fmt: skip
+    assert first.converged and late.converged
+    assert late.barrier_forward_eV == pytest.approx(first.barrier_forward_eV, abs=0.01)
