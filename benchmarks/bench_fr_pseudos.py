@@ -19,8 +19,8 @@ import numpy as np
 from ase import Atoms
 
 from perovflow.engines.pseudos import get_pseudos, pseudo_dir_for
-from perovflow.engines.qe.calc import band_edges, parse_pw_output, run_pw
 from perovflow.engines.qe.inputs import qe_input_set
+from perovflow.engines.qe.run import band_edges, parse_pw_output, run_pw
 
 
 def cubic(a: float) -> Atoms:

@@ -33,8 +33,8 @@ def _setup(work: Path) -> tuple[Path, list[str]]:
     from pymatgen.io.ase import AseAtomsAdaptor
 
     from perovflow.engines.pseudos import get_pseudos, pseudo_dir_for
-    from perovflow.engines.qe.calc import pw_argv, write_pw_input
     from perovflow.engines.qe.inputs import qe_input_set
+    from perovflow.engines.qe.run import pw_argv, write_pw_input
 
     structure = Structure(
         Lattice.cubic(5.87),

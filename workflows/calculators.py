@@ -2,11 +2,11 @@
 
 * ``mlip``: the packaged ML potential (:func:`perovflow.engines.mlip.get_mlip_calculator`;
   CHGNet or SevenNet weights ship with their wheels).
-* ``qe``: :class:`~perovflow.engines.qe.calculator.QECalculator` - pw.x run by the QE engine (input set from
+* ``qe``: :class:`~perovflow.engines.qe.ase_calculator.QECalculator` - pw.x run by the QE engine (input set from
   :func:`perovflow.engines.qe.inputs.qe_input_set`, error recovery from
-  :func:`perovflow.engines.qe.calc.run_pw`), one folder per NEB image; from the second call
+  :func:`perovflow.engines.qe.run.run_pw`), one folder per NEB image; from the second call
   on, the charge density of the previous geometry is the starting guess.
-* ``cp2k``: :class:`~perovflow.engines.cp2k.calc.CP2KCalculator` - one ``cp2k.psmp`` ENERGY_FORCE
+* ``cp2k``: :class:`~perovflow.engines.cp2k.ase_calculator.CP2KCalculator` - one ``cp2k.psmp`` ENERGY_FORCE
   run per geometry through the CP2K engine (input set of the static maker, custodian's
   handlers, MPI prefix from the settings), one folder per NEB image; from the second call on,
   the previous geometry's wavefunction is the starting guess.
@@ -54,9 +54,9 @@ def calculator_factory(
         return lambda index: calc
     if code in ("qe", "cp2k"):
         if code == "qe":
-            from perovflow.engines.qe.calculator import QECalculator as Make
+            from perovflow.engines.qe.ase_calculator import QECalculator as Make
         else:
-            from perovflow.engines.cp2k.calc import CP2KCalculator as Make
+            from perovflow.engines.cp2k.ase_calculator import CP2KCalculator as Make
         cache_: dict[int, Calculator] = {}
 
         def per_image(index: int) -> Calculator:

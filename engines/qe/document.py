@@ -32,7 +32,7 @@ def _json_params(params: dict[str, Any]) -> dict[str, Any]:
 
 def reference_edges(prev_dir: str | Path | None) -> dict[str, Any]:
     """Fermi level and band edges of the scf in ``prev_dir`` (for bands/DOS references)."""
-    from perovflow.engines.qe.calc import band_edges, parse_pw_output
+    from perovflow.engines.qe.run import band_edges, parse_pw_output
 
     if prev_dir is None or not (Path(prev_dir) / "espresso.pwo").is_file():
         return {}
@@ -56,7 +56,7 @@ def build_task_document(
     extra: dict[str, Any],
 ) -> TaskDocument:
     """Collect energies, forces, eigenvalues, edges, recovery and files of one QE job."""
-    from perovflow.engines.qe.calc import band_edges, occupations, parse_pw_output
+    from perovflow.engines.qe.run import band_edges, occupations, parse_pw_output
 
     calculation = outcome.params["input_data"]["control"]["calculation"]
     res = parse_pw_output(directory, calculation)

@@ -162,8 +162,8 @@ def run_qe_task(
 ) -> TaskDocument:
     """Everything ``make`` does (see the module docstring for the steps)."""
     from perovflow.engines.pseudos import get_pseudos, pseudo_dir_for
-    from perovflow.engines.qe.calc import run_pw
     from perovflow.engines.qe.inputs import qe_input_set
+    from perovflow.engines.qe.run import run_pw
     from perovflow.settings import get_settings
 
     protocol = maker.protocol or get_settings().protocol

@@ -6,7 +6,7 @@ SOC on, pw.x runs non-collinear (``noncolin``) with ``lspinorb`` and fully relat
 pseudopotentials (:mod:`perovflow.engines.fr_pseudos`). Without a starting magnetisation the
 run keeps time-reversal symmetry (no magnetisation is computed). Every band then holds one
 electron, so the band count doubles (``nbnd`` from ``nelect``, not ``nelect/2``) and band
-edges are read with ``noncolin=True`` (:func:`perovflow.engines.qe.calc.band_edges`).
+edges are read with ``noncolin=True`` (:func:`perovflow.engines.qe.run.band_edges`).
 User ``input_set_overrides`` are laid over these keys afterwards, so they win.
 """
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from perovflow.engines.cp2k.calc import CP2KCalculator, cp2k_calculator
+from perovflow.engines.cp2k.ase_calculator import CP2KCalculator, cp2k_calculator
 from perovflow.errors import EngineError
 
 pytestmark = pytest.mark.cp2k

@@ -8,8 +8,8 @@ import pytest
 from ase import Atoms
 
 from perovflow.engines.pseudos import Pseudo
-from perovflow.engines.qe.calc import band_edges, choose_npool, mpi_ranks, occupations, pw_argv
 from perovflow.engines.qe.inputs import RY_EV, nest_overrides, qe_input_set
+from perovflow.engines.qe.run import band_edges, choose_npool, mpi_ranks, occupations, pw_argv
 from perovflow.engines.registry import get_maker
 from perovflow.errors import InputError
 

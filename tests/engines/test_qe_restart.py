@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from perovflow.engines.qe.calc import parse_pw_output
 from perovflow.engines.qe.jobs import QERelaxMaker, QEStaticMaker, run_qe_task
 from perovflow.engines.qe.restart import prepare_restart
+from perovflow.engines.qe.run import parse_pw_output
 from perovflow.engines.runner import parse_slurm_time, slurm_remaining_s, slurm_stop_after_s
 from perovflow.errors import EngineError, InputError
 

@@ -9,9 +9,9 @@ from ase import Atoms
 from pymatgen.core import Lattice, Structure
 
 from perovflow.engines.pseudos import Pseudo
-from perovflow.engines.qe.calc import band_edges, occupations
 from perovflow.engines.qe.inputs import qe_input_set
 from perovflow.engines.qe.jobs import QEDosMaker, QEStaticMaker, run_qe_task
+from perovflow.engines.qe.run import band_edges, occupations
 
 TINY = {"ecutwfc": 25, "ecutrho": 100, "kpts": [2, 2, 2], "conv_thr": 1e-7}
 
@@ -96,7 +96,7 @@ def test_soc_lowers_the_cspbbr3_gap(fr_cache, tmp_path):
 
 def _sr_gap(atoms, pseudos, folder) -> float:
     from perovflow.engines.pseudos import pseudo_dir_for
-    from perovflow.engines.qe.calc import parse_pw_output, run_pw
+    from perovflow.engines.qe.run import parse_pw_output, run_pw
 
     params = qe_input_set(atoms, "static", "fast", pseudos, soc=False, overrides=TINY)
     run_pw(atoms, params, folder, pseudo_dir_for(pseudos))
@@ -141,7 +141,7 @@ def test_soc_scf_nscf_projwfc_chain(fr_cache, tmp_path):
 
 def _energy(atoms, pseudos, folder) -> float:
     from perovflow.engines.pseudos import pseudo_dir_for
-    from perovflow.engines.qe.calc import parse_pw_output, run_pw
+    from perovflow.engines.qe.run import parse_pw_output, run_pw
 
     over = {"ecutwfc": 40, "ecutrho": 160, "kpts": [2, 2, 2], "conv_thr": 1e-7}
     params = qe_input_set(atoms, "static", "fast", pseudos, soc=False, overrides=over)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from perovflow.engines.qe.calc import band_edges, parse_pw_output
+from perovflow.engines.qe.run import band_edges, parse_pw_output
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "engines" / "qe" / "cspbbr2_lsda"
 

@@ -87,7 +87,7 @@ def corrupt_output_task(study: str = "demo") -> dict:
     """Writes a truncated pw.x output and parses it with the real QE parser."""
     from pathlib import Path
 
-    from perovflow.engines.qe.calc import parse_pw_output
+    from perovflow.engines.qe.run import parse_pw_output
 
     Path("espresso.pwo").write_bytes(b"Program PWSCF v.6.7\n garbage \x00\x01 truncated")
     parse_pw_output(Path.cwd())

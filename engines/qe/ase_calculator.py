@@ -2,7 +2,7 @@
 
 One pw.x ``scf`` per geometry in the calculator's folder, with the QE engine's input set
 (:func:`~perovflow.engines.qe.inputs.qe_input_set`, user overrides winning), error recovery
-(:func:`~perovflow.engines.qe.calc.run_pw`) and the launch command from settings. From the
+(:func:`~perovflow.engines.qe.run.run_pw`) and the launch command from settings. From the
 second geometry on, the previous charge density in the same folder is the starting guess.
 """
 
@@ -38,8 +38,8 @@ class QECalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         """Write the input, run pw.x with recovery, parse energy and forces."""
         from perovflow.engines.pseudos import get_pseudos, pseudo_dir_for
-        from perovflow.engines.qe.calc import parse_pw_output, run_pw
         from perovflow.engines.qe.inputs import qe_input_set
+        from perovflow.engines.qe.run import parse_pw_output, run_pw
 
         super().calculate(atoms, properties, system_changes)
         directory = Path(self.directory)
