@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -99,13 +100,23 @@ def _shortest(host: Any, element: str) -> Any:
     return min(enumerate_hops(host, element), key=lambda h: h.length)
 
 
-def qe_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """pw.x keys laid over the ``fast`` protocol (the user's settings win over the preset)."""
+def qe_overrides(args: argparse.Namespace, atoms: Any) -> dict[str, Any]:
+    """pw.x keys laid over the ``fast`` protocol (the user's settings win over the preset):
+    Γ, D3, the SCF threshold, no stress (fixed cell), ``--extra-bands`` empty bands per spin
+    (an insulator with one defect level: the protocol's 20 % + 4 is ~30 bands more)."""
+    from perovflow.engines.pseudos import get_pseudos
+    from perovflow.engines.qe.inputs import qe_input_set
+
+    pseudos = get_pseudos(sorted(set(atoms.get_chemical_symbols())), "qe")
+    nelect = qe_input_set(atoms, "static", "fast", pseudos, defect=True)["_nelect"]
     out: dict[str, Any] = {
         "kpts": [1, 1, 1],
         "vdw_corr": "dft-d3",
         "conv_thr": args.conv_eV / RY_EV,
+        "tstress": False,
     }
+    if args.extra_bands is not None:
+        out["nbnd"] = math.ceil(nelect / 2) + args.extra_bands
     if args.ecut_ry:
         out.update(ecutwfc=args.ecut_ry, ecutrho=4 * args.ecut_ry)
     return out
@@ -125,23 +136,29 @@ class DensitySeeded(Calculator):
         super().__init__()
         self.inner, self.index, self.registry, self.progress = inner, index, registry, progress
 
-    def _seed_density(self, positions: np.ndarray) -> str | None:
+    def _seed_restart(self, positions: np.ndarray) -> str | None:
+        """An empty folder gets the nearest computed geometry's ``pwscf.save`` (density and
+        wavefunctions: same cell and cutoff, so the same plane waves); every run with
+        wavefunctions on disk starts from them (``startingwfc='file'``; the density is
+        :class:`QECalculator`'s ``startingpot='file'``)."""
         target = Path(self.inner.directory) / "pwscf.save"
-        if (target / "charge-density.dat").exists() or not self.registry:
-            return None
-        folder = min(self.registry, key=lambda f: np.abs(self.registry[f] - positions).max())
-        source = Path(folder) / "pwscf.save" / "charge-density.dat"
-        if not source.exists():
-            return None
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target / "charge-density.dat")
-        return folder
+        seeded = None
+        if not (target / "charge-density.dat").exists() and self.registry:
+            folder = min(self.registry, key=lambda f: np.abs(self.registry[f] - positions).max())
+            if (Path(folder) / "pwscf.save" / "charge-density.dat").exists():
+                shutil.copytree(Path(folder) / "pwscf.save", target, dirs_exist_ok=True)
+                seeded = folder
+        if (target / "charge-density.dat").exists() and any(target.glob("wfc*.dat")):
+            self.inner.overrides["startingwfc"] = "file"
+        else:
+            self.inner.overrides.pop("startingwfc", None)
+        return seeded
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         """One pw.x scf; timed (wall and CPU of the pw.x processes) and recorded."""
         super().calculate(atoms, properties, system_changes)
         positions = self.atoms.get_positions()
-        seeded = self._seed_density(positions)
+        seeded = self._seed_restart(positions)
         wall, cpu = time.perf_counter(), _child_cpu()
         work = self.atoms.copy()
         energy = float(self.inner.get_potential_energy(work))
@@ -189,12 +206,12 @@ def _write_json(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
-def expensive_factory(folder: Path, args: argparse.Namespace, progress: Progress):
+def expensive_factory(folder: Path, args: argparse.Namespace, progress: Progress, atoms: Any):
     """``index -> calculator``: cached (replayed on restart), density-seeded pw.x per image."""
     from perovflow.workflows.calculators import calculator_factory
     from perovflow.workflows.neb_calcs import CachedCalculator
 
-    pwx = calculator_factory("qe", folder / "pw", "fast", qe_overrides(args))
+    pwx = calculator_factory("qe", folder / "pw", "fast", qe_overrides(args, atoms))
     registry: dict[str, np.ndarray] = {}
     for row in progress.data["calls"]:  # last geometry of every folder, for density seeding
         registry[row["folder"]] = np.array(row["positions"])
@@ -236,7 +253,7 @@ def dft_neb(hop: dict[str, Any], folder: Path, args: argparse.Namespace) -> dict
         return json.loads(done.read_text())
     progress = Progress(folder / "progress.json")
     log.addHandler(progress)
-    expensive = expensive_factory(folder, args, progress)
+    expensive = expensive_factory(folder, args, progress, hop["initial"])
     start = time.perf_counter()
     try:
         result = accelerated_neb(hop["initial"], hop["final"], expensive, mlip_calculator("chgnet"),
@@ -264,7 +281,7 @@ def setup(hops: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any
     atoms = hops[0]["initial"]
     pseudos = get_pseudos(sorted(set(atoms.get_chemical_symbols())), "qe")
     params = qe_input_set(
-        atoms, "static", "fast", pseudos, defect=True, overrides=qe_overrides(args)
+        atoms, "static", "fast", pseudos, defect=True, overrides=qe_overrides(args, atoms)
     )
     return {"paths": [{k: h[k] for k in ("key", "label", "seed_eV", "hop_A")} | {"atoms": len(h["initial"])}
                       for h in hops],
@@ -288,12 +305,26 @@ def row(hop: dict[str, Any], dft: dict[str, Any], ml: dict[str, Any]) -> str:
                        f"{ml['barrier_forward_eV']:.3f}"])  # fmt: skip
 
 
+def status(folder: Path, label: str) -> str:
+    """Progress of a path (``--status``): pw.x runs, their time, the last NEB round."""
+    if (folder / "result.json").is_file():
+        return f"{label}: finished ({folder / 'result.json'})"
+    if not (folder / "progress.json").is_file():
+        return f"{label}: {'no pw.x run finished' if folder.is_dir() else 'not started'}"
+    data = json.loads((folder / "progress.json").read_text())
+    calls, rounds = data["calls"], [line for line in data["log"] if "refine" in line]
+    last = rounds[-1] if rounds else (data["log"][-1] if data["log"] else "end points")
+    return (f"{label}: {len(calls)} pw.x runs, {sum(c['wall_s'] for c in calls):.0f} s wall, "
+            f"{sum(c['cpu_s'] for c in calls):.0f} s CPU; last: {last}")  # fmt: skip
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paths", default="a", help="a, b or ab (default a).")
     parser.add_argument("--smoke", action="store_true", help="5-atom CsPbBr3, 3 images, 15 Ry.")
     parser.add_argument("--dry-run", action="store_true", help="Print the set-up only.")
+    parser.add_argument("--status", action="store_true", help="Print the progress only.")
     parser.add_argument(
         "--images", type=int, default=None, help="Intermediate images (9; smoke 3)."
     )
@@ -301,12 +332,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--outer-steps", type=int, default=40, help="Cap on DFT refinement rounds.")
     parser.add_argument("--ecut-ry", type=float, default=None, help="ecutwfc (fast: 25; smoke 15).")
     parser.add_argument("--conv-eV", type=float, default=1e-6, help="SCF convergence, eV.")
+    parser.add_argument(
+        "--extra-bands", type=int, default=None, help="Empty bands per spin (8; smoke: protocol's)."
+    )
     parser.add_argument("--ranks", type=int, default=2, help="MPI ranks of pw.x.")
     parser.add_argument("--out", default="benchmarks/results/neb_dft", help="Results folder.")
     args = parser.parse_args(argv)
     args.images = args.images or (3 if args.smoke else 9)
     args.fmax = args.fmax or (0.1 if args.smoke else 0.05)
     args.ecut_ry = args.ecut_ry or (15.0 if args.smoke else None)
+    if args.extra_bands is None and not args.smoke:
+        args.extra_bands = 8
     return args
 
 
@@ -318,6 +354,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     hops = hops_for(args.paths, args.smoke)
     if args.dry_run:
         print(json.dumps(setup(hops, args), indent=1, default=str))
+        return []
+    if args.status:
+        for hop in hops:
+            print(status(Path(args.out) / hop["key"], hop["label"]))
         return []
     results = []
     for hop in hops:

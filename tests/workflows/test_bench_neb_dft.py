@@ -2,9 +2,10 @@
 
 Independent facts checked: the hop joins two symmetry-equivalent Br sites of cubic CsPbBr3,
 so both end points have the same DFT energy (10 meV); pw.x's own output says D3 was on, the
-cutoff was 15 Ry, Γ only, and the image's first scf read its starting density from file
-(copied from an end point); a restarted run repeats no pw.x run (the output files on disk
-stay untouched) and replays every call.
+cutoff was 15 Ry, Γ only, and the image's first scf started from the density and
+wavefunctions of an end point (copied into its folder); a restarted run repeats no pw.x run
+(the output files on disk stay untouched) and replays every call. About 1 min on a quiet
+2-core machine (~60 s CPU); far longer when the machine is shared.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def test_smoke_run_is_dft_d3_seeded_and_resumes_without_pwx(tmp_path, monkeypatc
     assert "kinetic-energy cutoff     =      15.0000  Ry" in pwo
     assert "number of k points=     1" in pwo
     assert "The initial density is read from file" in pwo
+    assert "Starting wfcs from file" in pwo
     outputs = sorted(folder.glob("pw/*/espresso.pwo"))
     stamps = [p.stat().st_mtime_ns for p in outputs]
     (folder / "result.json").unlink()
