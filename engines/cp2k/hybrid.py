@@ -143,7 +143,7 @@ def aux_basis(elements: list[str], opts: dict, data_dir: Path) -> dict[str, tupl
     InputError
         If an element has no auxiliary basis, or a user's name is in none of the ADMM files.
     """
-    from perovflow.engines.cp2k.inputs import _basis_names
+    from perovflow.engines.cp2k.basis import _basis_names
 
     user = opts.get("aux_basis") or {}
     out: dict[str, tuple[str, str]] = {}

@@ -1,0 +1,54 @@
+"""``benchmarks/bench_neb_dft.py --smoke`` at its smallest: real pw.x, one image, no rounds.
+
+Independent facts checked: the hop joins two symmetry-equivalent Br sites of cubic CsPbBr3,
+so both end points have the same DFT energy (10 meV); pw.x's own output says D3 was on, the
+cutoff was 15 Ry, Γ only, and the image's first scf started from the density and
+wavefunctions of an end point (copied into its folder); a restarted run repeats no pw.x run
+(the output files on disk stay untouched) and replays every call. About 1 min on a quiet
+2-core machine (~60 s CPU); far longer when the machine is shared.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "bench_neb_dft.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("bench_neb_dft", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.qe
+@pytest.mark.mlip
+@pytest.mark.slow
+def test_smoke_run_is_dft_d3_seeded_and_resumes_without_pwx(tmp_path, monkeypatch):
+    monkeypatch.setenv("PEROVFLOW_PARALLEL__RANKS", "2")
+    bench = _script()
+    argv = ["--smoke", "--images", "1", "--outer-steps", "0", "--out", str(tmp_path)]
+    first = bench.main(argv)[0]["dft"]
+    folder = tmp_path / "smoke"
+    energies = first["image_energies_eV"]
+    assert abs(energies[0] - energies[-1]) < 0.01
+    pwo = (folder / "pw" / "image_01" / "espresso.pwo").read_text()
+    assert "DFT-D3 Dispersion" in pwo
+    assert "kinetic-energy cutoff     =      15.0000  Ry" in pwo
+    assert "number of k points=     1" in pwo
+    assert "The initial density is read from file" in pwo
+    assert "Starting wfcs from file" in pwo
+    outputs = sorted(folder.glob("pw/*/espresso.pwo"))
+    stamps = [p.stat().st_mtime_ns for p in outputs]
+    (folder / "result.json").unlink()
+    again = bench.main(argv)[0]["dft"]
+    assert [p.stat().st_mtime_ns for p in outputs] == stamps
+    assert again["replayed_calls"] == again["expensive_calls"] == first["expensive_calls"]
+    assert again["barrier_forward_eV"] == pytest.approx(first["barrier_forward_eV"], abs=1e-9)
+    calls = json.loads((folder / "progress.json").read_text())["calls"]
+    assert len(calls) == first["expensive_calls"]
