@@ -5,18 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
+from qe_run import run  # helper next to this file
 
 from perovflow.engines.protocols import get_protocol
-from perovflow.engines.qe.jobs import QEBandsMaker, QEDosMaker, QEStaticMaker, run_qe_task
+from perovflow.engines.qe.jobs import QEBandsMaker, QEDosMaker, QEStaticMaker
 
 pytestmark = [pytest.mark.qe, pytest.mark.cp2k, pytest.mark.slow]  # GTH: cp2k-data; ~1-4 min
 TINY = {"ecutwfc": 20, "ecutrho": 80, "conv_thr": 1e-6}
-
-
-def run(maker, structure, tmp_path, name, prev_dir=None):
-    directory = tmp_path / name
-    directory.mkdir()
-    return run_qe_task(maker, structure, prev_dir, directory)
 
 
 def test_path_gap_equals_dense_grid_gap(tmp_path):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
+from qe_run import run  # helper next to this file
 
 from perovflow.engines.pseudos import get_pseudos, md5_file
 from perovflow.engines.qe.jobs import (
@@ -18,7 +19,6 @@ from perovflow.engines.qe.jobs import (
     QERelaxMaker,
     QEStaticMaker,
     link_charge_density,
-    run_qe_task,
 )
 from perovflow.errors import EngineError
 
@@ -33,12 +33,6 @@ def cspbbr3(pb_shift: float = 0.0) -> Structure:
         ["Cs", "Pb", "Br", "Br", "Br"],
         [[0, 0, 0], [0.5 + pb_shift, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
     )
-
-
-def run(maker, structure, tmp_path, name, prev_dir=None):
-    directory = tmp_path / name
-    directory.mkdir()
-    return run_qe_task(maker, structure, prev_dir, directory)
 
 
 def test_scf_bands_dos_chain(tmp_path):

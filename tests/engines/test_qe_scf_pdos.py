@@ -5,17 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
+from qe_run import run  # helper next to this file
 
-from perovflow.engines.qe.jobs import QEDosMaker, QEStaticMaker, QEStaticPdosMaker, run_qe_task
+from perovflow.engines.qe.jobs import QEDosMaker, QEStaticMaker, QEStaticPdosMaker
 
 pytestmark = [pytest.mark.qe, pytest.mark.cp2k]  # GTH: cp2k-data; seconds on 2 cores
 TINY = {"ecutwfc": 20, "ecutrho": 80, "conv_thr": 1e-8, "nbnd": 20}
-
-
-def run(maker, structure, tmp_path, name, prev_dir=None):
-    directory = tmp_path / name
-    directory.mkdir()
-    return run_qe_task(maker, structure, prev_dir, directory)
 
 
 def test_scf_pdos_equals_nscf_pdos_at_gamma(tmp_path):
