@@ -61,6 +61,7 @@ def test_no_progress_without_terminal(capsys):
 
 
 def test_quiet_libraries_sends_library_warnings_to_the_log(tmp_path, capsys):
+    import os
     import warnings
 
     from monty.os import cd  # monty's deprecated cd: the FutureWarning jobflow triggers
@@ -68,7 +69,7 @@ def test_quiet_libraries_sends_library_warnings_to_the_log(tmp_path, capsys):
     log = tmp_path / "perovflow.log"
     with quiet_libraries(log):
         with cd(tmp_path):
-            pass
+            assert os.getcwd() == os.path.realpath(tmp_path)
         print("CHGNet-like banner")
         warnings.warn("perovflow's own warning", UserWarning, stacklevel=1)  # from this test file
     err = capsys.readouterr()

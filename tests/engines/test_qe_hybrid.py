@@ -139,9 +139,12 @@ def test_hse06_with_soc_runs_noncollinear_from_the_pbe_soc_start(tmp_path):
     out = (tmp_path / "hse" / "espresso.pwo").read_text()
     assert "spin-orbit" in out and "EXX self-consistency reached" in out
     assert "Starting wfcs from file" in out  # the spinor PBE+SOC wavefunctions were read
-    # exact exchange opens the (Γ-point) gap; 34 electrons fill 34 spinor bands
+    # exact exchange opens the (Γ-point) gap; ld1-fr-pbe valences Cs 9 + Pb 14 (5d in
+    # valence) + 3 Br 7 = 44 electrons, one per spinor band; the hybrid keeps the PBE
+    # run's band count so that its wavefunctions can be read
     assert hse.electronic.band_gap_eV - pbe.electronic.band_gap_eV > 0.3
-    assert hse.electronic.nbands == 49
+    assert hse.electronic.nelect == 9 + 14 + 3 * 7
+    assert hse.electronic.nbands == pbe.electronic.nbands
 
 
 def test_wavefunction_restart_user_and_maker_switches(tmp_path):

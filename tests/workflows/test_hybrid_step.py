@@ -31,8 +31,9 @@ def test_plan_counts_the_hybrid_step(tmp_path):
     data = plan(write(tmp_path, "{xc: hse06, soc: true}"))
     # 3 cells (bulk supercell, V_Br 0, V_Br +1): PBE static + PDOS as before, then per cell a
     # PBE+SOC static (the PBE static is scalar: its wavefunctions cannot start a spinor run)
-    # and the HSE06+SOC static: 3 + 3 + 3 statics
-    assert data["calculations"]["qe"] == {"dos": 3, "relax": 3, "static": 9}
+    # and the HSE06+SOC static: 3 + 3 + 3 statics; the bulk relax is a vc-relax, the two
+    # defect cells relax their atoms only
+    assert data["calculations"]["qe"] == {"dos": 3, "relax": 2, "static": 9, "vc-relax": 1}
     assert data["dft_calculations"] == 15
     assert data["symmetry"]["calcs_saved"] == (24 - 2) * (3 + 2)
     rows = {r["name"]: r for r in data["graph"]}
