@@ -17,8 +17,8 @@
     database. ``get_lp`` is the one seam ``lpad_run`` has (every subcommand calls it), so for
     the call it is pointed at the already built
     :class:`~perovflow.hpc.embedded_lp.EmbeddedLaunchPad` (a public LaunchPad subclass) and
-    restored afterwards, even on error; the CLI runs one ``lpad`` per process. No
-    ``unittest.mock`` is involved.
+    restored afterwards, even on error; the CLI runs one ``lpad`` per process. No mocking
+    library is involved.
 """
 
 from __future__ import annotations
