@@ -58,6 +58,18 @@ def _recip_vectors(matrix: np.ndarray, eps: np.ndarray, gamma: float) -> np.ndar
     return g[np.any(np.abs(g) > 1e-12, axis=1)]
 
 
+def _ewald_terms(matrix: Any, dielectric: float | Any) -> tuple:
+    """What both Ewald sums need: (cell, ε, split γ, volume, ε⁻¹, √det ε, G, G·ε·G)."""
+    matrix = np.asarray(matrix, dtype=float)
+    eps = dielectric_tensor(dielectric)
+    gamma = _split(matrix, eps)
+    vol = abs(np.linalg.det(matrix))
+    inv_eps, sqrt_det = np.linalg.inv(eps), np.sqrt(np.linalg.det(eps))
+    g = _recip_vectors(matrix, eps, gamma)
+    geg = np.einsum("ij,jk,ik->i", g, eps, g)
+    return matrix, eps, gamma, vol, inv_eps, sqrt_det, g, geg
+
+
 def point_charge_potential(
     matrix: Any, dielectric: float | Any, displacements: Any, q: float = 1.0
 ) -> np.ndarray:
@@ -66,13 +78,7 @@ def point_charge_potential(
     ``-q_e φ`` is the potential energy of an electron, the convention of the planar and
     site potentials in :mod:`perovflow.grids`.
     """
-    matrix = np.asarray(matrix, dtype=float)
-    eps = dielectric_tensor(dielectric)
-    gamma = _split(matrix, eps)
-    vol = abs(np.linalg.det(matrix))
-    inv_eps, sqrt_det = np.linalg.inv(eps), np.sqrt(np.linalg.det(eps))
-    g = _recip_vectors(matrix, eps, gamma)
-    geg = np.einsum("ij,jk,ik->i", g, eps, g)
+    matrix, eps, gamma, vol, inv_eps, sqrt_det, g, geg = _ewald_terms(matrix, dielectric)
     weight = np.exp(-geg / (4 * gamma**2)) / geg
     lattice = _real_vectors(matrix, eps, gamma)
     out = []
@@ -90,13 +96,7 @@ def lattice_energy(matrix: Any, dielectric: float | Any, q: float = 1.0) -> floa
 
     Negative; ``-E_lat`` is the point-charge (Makov–Payne leading) correction.
     """
-    matrix = np.asarray(matrix, dtype=float)
-    eps = dielectric_tensor(dielectric)
-    gamma = _split(matrix, eps)
-    vol = abs(np.linalg.det(matrix))
-    inv_eps, sqrt_det = np.linalg.inv(eps), np.sqrt(np.linalg.det(eps))
-    g = _recip_vectors(matrix, eps, gamma)
-    geg = np.einsum("ij,jk,ik->i", g, eps, g)
+    matrix, eps, gamma, vol, inv_eps, sqrt_det, _g, geg = _ewald_terms(matrix, dielectric)
     recip = 4 * np.pi / vol * np.sum(np.exp(-geg / (4 * gamma**2)) / geg)
     v = _real_vectors(matrix, eps, gamma)
     v = v[np.linalg.norm(v, axis=1) > 1e-9]
