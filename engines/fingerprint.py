@@ -115,13 +115,20 @@ def code_version(code: str) -> str:
     return _probe_version(code, found, Path(found).stat().st_mtime)
 
 
-def pseudo_checksums(code: str, elements: list[str] | set[str]) -> dict[str, Any]:
-    """Identity of each element's pseudopotential (and CP2K's basis file); see module doc."""
+def pseudo_checksums(
+    code: str, elements: list[str] | set[str], soc: bool = False
+) -> dict[str, Any]:
+    """Identity of each element's pseudopotential (and CP2K's basis file); see module doc.
+
+    ``soc``: a spin–orbit pw.x run, whose potentials are the fully relativistic ones.
+    """
     from perovflow.settings import get_settings
 
     elements = sorted(set(elements))
     if not elements or code not in ("qe", "cp2k"):
         return {}
+    if code == "qe" and soc:
+        return _fr_checksums(elements)
     settings = get_settings()
     from perovflow.engines.pseudos import DEFAULT_FAMILY, choose_gth, get_pseudos
 
@@ -136,6 +143,28 @@ def pseudo_checksums(code: str, elements: list[str] | set[str]) -> dict[str, Any
     if code == "cp2k":
         out["basis_file_md5"] = _file_md5(_cp2k_file(settings.cp2k.basis_file))
     return out
+
+
+def _fr_checksums(elements: list[str]) -> dict[str, Any]:
+    """Fully relativistic potentials: the user's files' md5, or perovflow's ld1.x recipes.
+
+    perovflow's own ``ld1-fr-pbe`` file is generated on first use; its identity is the
+    fingerprint of its ld1.x inputs, known before the file exists (as the GTH parameters are).
+    """
+    from perovflow.engines.qe.ld1 import FAMILY, fingerprint
+    from perovflow.engines.qe.ld1_recipes import RECIPES
+    from perovflow.settings import get_settings
+
+    settings = get_settings()
+    if settings.qe.pseudo_dir is not None:  # as get_pseudos(..., soc=True) chooses
+        from perovflow.engines.fr_pseudos import soc_pseudos
+
+        found = soc_pseudos(elements, None)
+        return {el: {"name": p.name, "md5": p.md5, "fr": True} for el, p in found.items()}
+    return {
+        el: {"family": FAMILY, "recipe": fingerprint(RECIPES[el]) if el in RECIPES else None}
+        for el in elements
+    }
 
 
 def _cp2k_file(name: str) -> Path:
@@ -158,7 +187,9 @@ def _md5_cached(path: str, mtime: float, size: int) -> str:
     return md5_file(Path(path))
 
 
-def environment(code: str, elements: list[str] | set[str], protocol: str | None) -> dict[str, Any]:
+def environment(
+    code: str, elements: list[str] | set[str], protocol: str | None, soc: bool = False
+) -> dict[str, Any]:
     """Code, version, protocol values and pseudopotential/basis checksums of a calculation.
 
     Parameters
@@ -169,13 +200,15 @@ def environment(code: str, elements: list[str] | set[str], protocol: str | None)
         Chemical symbols of the structure.
     protocol
         Protocol name; None: ``settings.protocol`` (what the maker will use at run time).
+    soc
+        Spin–orbit run (pw.x): the fully relativistic potentials are the ones checksummed.
     """
     from perovflow.engines.protocols import get_protocol
     from perovflow.settings import get_settings
 
     name = protocol or get_settings().protocol
     values = get_protocol(name, code if code in ("qe", "cp2k", "mlip") else None)
-    checksums = pseudo_checksums(code, elements)
+    checksums = pseudo_checksums(code, elements, soc)
     if code == "cp2k" and values.get("basis_files") and elements:  # the protocol's extra files
         checksums["extra_basis_md5"] = {
             f: _file_md5(_cp2k_file(f)) for f in sorted(values["basis_files"])
@@ -196,5 +229,6 @@ def task_hash(code: str, atoms: Any, params: dict[str, Any], calc_type: str, pro
     from perovflow.engines.schemas import calc_hash
 
     structure = AseAtomsAdaptor.get_structure(atoms).as_dict()
-    env = environment(code, atoms.get_chemical_symbols(), protocol)
+    soc = bool(params.get("input_data", params).get("system", {}).get("lspinorb", False))
+    env = environment(code, atoms.get_chemical_symbols(), protocol, soc)
     return calc_hash(structure, result_parameters(code, params), code, calc_type, env)

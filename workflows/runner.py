@@ -87,6 +87,7 @@ def assign_calc_hashes(flow: Flow | Job) -> dict[str, str]:
     from monty.json import jsanitize
 
     from perovflow.engines.fingerprint import digest, environment
+    from perovflow.engines.qe.soc import maker_soc
 
     flow = flow if isinstance(flow, Flow) else Flow([flow])
     elements: dict[str, set[str]] = {}
@@ -103,7 +104,8 @@ def assign_calc_hashes(flow: Flow | Job) -> dict[str, str]:
         maker, code = engine
         fields = jsanitize(maker, strict=True, allow_bson=False, enum_values=True)
         fields = {k: v for k, v in fields.items() if k not in NOT_RESULT and k != "@version"}
-        env = environment(code, found, getattr(maker, "protocol", None))
+        protocol = getattr(maker, "protocol", None)
+        env = environment(code, found, protocol, code == "qe" and maker_soc(maker, protocol))
         out[job_.uuid] = digest({"maker": fields, "environment": env})
         job_.metadata = {**(job_.metadata or {}), CALC_HASH: out[job_.uuid]}
     return out

@@ -274,13 +274,9 @@ def _hybrid_bands(maker: BaseQEMaker, protocol: str) -> bool:
 
 def _soc(maker: BaseQEMaker, protocol: str) -> bool:
     """The maker's spin–orbit switch resolved against the protocol and the user's overrides."""
-    from perovflow.engines.protocols import get_protocol
-    from perovflow.engines.qe.inputs import nest_overrides
-    from perovflow.engines.qe.soc import resolve_soc
+    from perovflow.engines.qe.soc import maker_soc
 
-    return resolve_soc(
-        maker.soc, get_protocol(protocol, "qe"), nest_overrides(maker.input_set_overrides)
-    )
+    return maker_soc(maker, protocol)
 
 
 def band_path(

@@ -34,6 +34,20 @@ def resolve_soc(maker_soc: bool | None, proto: dict[str, Any], user: dict[str, A
     return bool(proto.get("soc", False))
 
 
+def maker_soc(maker: Any, protocol: str | None = None) -> bool:
+    """Whether a QE maker runs with spin–orbit (:func:`resolve_soc` on its own fields).
+
+    ``protocol``: the protocol name the run uses; None takes the maker's, else the settings'.
+    """
+    from perovflow.engines.protocols import get_protocol
+    from perovflow.engines.qe.inputs import nest_overrides
+    from perovflow.settings import get_settings
+
+    name = protocol or getattr(maker, "protocol", None) or get_settings().protocol
+    user = nest_overrides(getattr(maker, "input_set_overrides", None))
+    return resolve_soc(getattr(maker, "soc", None), get_protocol(name, "qe"), user)
+
+
 def soc_bands(nelect: float) -> int:
     """Bands for a non-collinear run: one electron each, 20 % + 8 empty (cf. nelect/2 SR)."""
     return math.ceil(nelect * 1.2) + 8

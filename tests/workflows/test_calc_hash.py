@@ -102,3 +102,36 @@ def test_task_hash_ignores_paths_and_run_control(tmp_path):
     assert task_hash("qe", atoms, moved, "static", "fast") == h
     params["input_data"]["system"]["ecutwfc"] = 30.0
     assert task_hash("qe", atoms, params, "static", "fast") != h
+
+
+FR_UPF = "<UPF version='2.0.1'>\n<PP_HEADER has_so=\"T\" z_valence=\"7\"/>\n</UPF>\n"
+
+
+def test_spin_orbit_hash_follows_the_fully_relativistic_files(tmp_path, monkeypatch):
+    """A SOC run reads the FR potentials (has_so), not the scalar ones: their bytes count."""
+    folder = tmp_path / "rel-pbe"
+    folder.mkdir()
+    for el in ("Cs", "Br"):
+        (folder / f"{el}.rel.upf").write_text(FR_UPF.replace("7", "9" if el == "Cs" else "7"))
+        (folder / f"{el}.upf").write_text(UPF[el])  # scalar-relativistic ones beside them
+    monkeypatch.setenv("PEROVFLOW_QE__PSEUDO_DIR", str(folder))
+    soc = one_job_flow(protocol="fast", soc=True)
+    first = _hashes(soc)
+    (folder / "Br.upf").write_text(UPF["Br"] + "edited\n")  # not read by a SOC run
+    assert _hashes(soc) == first
+    (folder / "Br.rel.upf").write_text(FR_UPF + "<!-- edited -->\n")  # read by it
+    assert all(a != b for a, b in zip(first, _hashes(soc), strict=True))
+
+
+def test_spin_orbit_hash_follows_perovflows_ld1_recipes(monkeypatch):
+    """perovflow's own FR family: a changed ld1.x recipe is another calculation."""
+    import dataclasses
+
+    from perovflow.engines.qe import ld1_recipes
+
+    soc = one_job_flow(protocol="fast", soc=True)
+    first = _hashes(soc)
+    assert _hashes(one_job_flow(protocol="fast")) != first  # SOC is not the scalar run
+    br = ld1_recipes.RECIPES["Br"]
+    monkeypatch.setitem(ld1_recipes.RECIPES, "Br", dataclasses.replace(br, rcloc=br.rcloc + 0.1))
+    assert all(a != b for a, b in zip(first, _hashes(soc), strict=True))
