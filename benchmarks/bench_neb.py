@@ -196,7 +196,7 @@ def compare(key: str, hop: tuple, expensive_for, cheap, check, args) -> dict:
     folder = Path(args.out) / key
     folder.mkdir(parents=True, exist_ok=True)
     runs = {}
-    for name in ("plain-idpp", "accelerated", "plain-linear"):
+    for name in ("accelerated", "plain-idpp", "plain-linear"):  # cheapest first
         print(f"#   {name} ...", flush=True)
         runs[name] = run_procedure(name, hop, expensive_for, cheap, args, folder)
     row = {"hop": hop[2], "runs": runs, "images": args.images}
