@@ -262,6 +262,11 @@ def print_table(rows: list[dict], expensive: str) -> None:
                                  f"{r['delta_eV']:+.3f} eV", verdict,
                                  cell(runs["plain-linear"])]) + " |")  # fmt: skip
     for r in rows:
+        plain, fast = r["runs"]["plain-idpp"], r["runs"]["accelerated"]
+        ends = [fast["images"][i]["energy"] - plain["images"][i]["energy"] for i in (0, -1)]
+        if max(abs(e) for e in ends) > TOLERANCE_EV:  # the procedures relaxed to other minima
+            print(f"# {r['hop']}: accelerated end points lie {ends[0]:+.3f} / {ends[1]:+.3f} eV "
+                  "from the plain ones (other minima): not the same hop")  # fmt: skip
         for name, (n_neg, lowest, second, *_) in r.get("saddles", {}).items():
             kind = "first-order saddle" if n_neg == 1 else "not a first-order saddle"
             print(f"# {r['hop']}, {name}: top image has {n_neg} negative Hessian eigenvalue(s) "
