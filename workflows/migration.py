@@ -291,7 +291,7 @@ def _orbit_sizes(structure: Any, supercell: str | None) -> dict[int, int]:
 
 
 # The table ``perovflow run`` prints: ``endpoints_relaxed`` is initial/final, each "yes" when
-# the end point's expensive forces are below the NEB's fmax (their relaxation converged).
+# the end point's relax job converged and its expensive forces in the NEB are below fmax.
 BARRIER_COLUMNS = ["path", "moving", "from", "barrier_eV", "barrier_kcal_mol", "dft_calls",
                    "converged", "endpoints_relaxed"]  # fmt: skip
 

@@ -141,3 +141,22 @@ def test_run_prints_barrier_table_and_report_shows_profile(tmp_path, cli):
     # at a converged climbing image the tangential force vanishes: the spline peaks there
     assert float(spline["spline max (eV)"]) == pytest.approx(float(eV), abs=0.02)
     assert "_neb.png" in text
+
+
+def test_barrier_table_reports_an_end_point_whose_relaxation_failed():
+    """Hand-made NEB outputs: path 1's final relax job did not converge, path 2's initial end
+    point carries forces above fmax in the NEB; both must show "no" for that end only."""
+    from perovflow.workflows.migration import barrier_table
+
+    def neb(ends_ok):
+        summary = {"barrier_forward_eV": 0.5, "barrier_backward_eV": 0.5,
+                   "reaction_energy_eV": 0.0, "expensive_calls": 10, "converged": True,
+                   "endpoints_converged": ends_ok}  # fmt: skip
+        return {"labels": {"moving_element": "Cl"}, "summary": summary}
+
+    out = barrier_table.original([neb([True, True]), neb([False, True])],
+                                 [[True, False], [True, True]])  # fmt: skip
+    assert [r["endpoints_relaxed"] for r in out["rows"]] == ["yes/no", "no/yes"]
+    assert out["rows"][0]["barrier_kcal_mol"] == pytest.approx(0.5 * 23.0605, abs=0.005)
+    # a flow without relax jobs: only the NEB's force check is known
+    assert barrier_table.original([neb([True, None])])["rows"][0]["endpoints_relaxed"] == "yes/?"
