@@ -31,6 +31,7 @@ __all__ = [
     "load_images",
     "neb_section",
     "plot_neb",
+    "profile_rows",
     "read_qe_path_file",
 ]
 
@@ -270,7 +271,27 @@ def neb_section(output: dict[str, Any], title: str, provenance: Any, figdir: Pat
     res = analyze_neb({"images": output["images"]}, refined=summary.get("refined_images"))
     png = plot_neb(res, Path(figdir) / f"{title.split(':')[0].replace(' ', '_')}_neb.png")
     data = {**res.summary(), **{k: v for k, v in summary.items() if k not in res.summary()}}
+    data["spline_max_eV"] = float(max(res.fit_energies_eV))
     for key in ("refined_images", "endpoints_converged", "endpoint_max_force_eV_A"):
         if isinstance(data.get(key), list):
             data[key] = ", ".join(str(v) for v in data[key])
-    return section(data, title, [png], provenance, kind="neb")
+    out = section(data, title, [png], provenance, kind="neb")
+    out["rows"] = profile_rows(res)
+    return out
+
+
+def profile_rows(result: NEBResult) -> list[dict[str, Any]]:
+    """The energy profile as table rows: image, reaction coordinate (Å), E - E_initial (eV)
+    and its role (end point, climbing image, image, or not refined)."""
+    last, refined = len(result.image_energies_eV) - 1, result.refined
+    rows = []
+    for i, (s, e) in enumerate(zip(result.path_A, result.image_energies_eV, strict=True)):
+        if i in (0, last):
+            role = "end point"
+        elif i == result.ts_image:
+            role = "climbing image"
+        else:
+            role = "image" if refined is None or i in refined else "not refined"
+        rows.append({"image": i, "reaction_coordinate_A": s, "energy_above_initial_eV": e,
+                     "role": role})  # fmt: skip
+    return rows

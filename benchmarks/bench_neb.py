@@ -196,7 +196,7 @@ def compare(key: str, hop: tuple, expensive_for, cheap, check, args) -> dict:
     folder = Path(args.out) / key
     folder.mkdir(parents=True, exist_ok=True)
     runs = {}
-    for name in ("plain-idpp", "accelerated", "plain-linear"):
+    for name in ("accelerated", "plain-idpp", "plain-linear"):  # cheapest first
         print(f"#   {name} ...", flush=True)
         runs[name] = run_procedure(name, hop, expensive_for, cheap, args, folder)
     row = {"hop": hop[2], "runs": runs, "images": args.images}
@@ -262,6 +262,11 @@ def print_table(rows: list[dict], expensive: str) -> None:
                                  f"{r['delta_eV']:+.3f} eV", verdict,
                                  cell(runs["plain-linear"])]) + " |")  # fmt: skip
     for r in rows:
+        plain, fast = r["runs"]["plain-idpp"], r["runs"]["accelerated"]
+        ends = [fast["images"][i]["energy"] - plain["images"][i]["energy"] for i in (0, -1)]
+        if max(abs(e) for e in ends) > TOLERANCE_EV:  # the procedures relaxed to other minima
+            print(f"# {r['hop']}: accelerated end points lie {ends[0]:+.3f} / {ends[1]:+.3f} eV "
+                  "from the plain ones (other minima): not the same hop")  # fmt: skip
         for name, (n_neg, lowest, second, *_) in r.get("saddles", {}).items():
             kind = "first-order saddle" if n_neg == 1 else "not a first-order saddle"
             print(f"# {r['hop']}, {name}: top image has {n_neg} negative Hessian eigenvalue(s) "

@@ -178,8 +178,8 @@ class MigrationFlowMaker(Maker):
         sc = make_supercell_job(bulk, self.supercell)
         sc.name = "supercell"
         jobs.append(sc)
-        initial_by_vacancy: dict[int, Any] = {}
-        nebs = []
+        initial_by_vacancy: dict[int, tuple[Any, Any]] = {}
+        nebs, relaxed = [], []
         relax = None if self.relax_maker is None else with_fields(self.relax_maker, defect=True)
         for n, hop in enumerate(self.select_hops(structure)[0], start=1):
             lab = {**labels, "hop": hop.label, "path": n}
@@ -190,28 +190,41 @@ class MigrationFlowMaker(Maker):
                 chain, init = relax_chain(ends.output["initial"], relax, self.prerelax_maker,
                                           f"V{hop.vacancy_index} initial", lab)  # fmt: skip
                 jobs += chain
-                initial_by_vacancy[hop.vacancy_index] = init
+                initial_by_vacancy[hop.vacancy_index] = (init, _relax_converged(chain, relax))
             chain, fin = relax_chain(
                 ends.output["final"], relax, self.prerelax_maker, f"path {n} final", lab
             )
+            init, init_ok = initial_by_vacancy[hop.vacancy_index]
+            relaxed.append([init_ok, _relax_converged(chain, relax)])
             neb_maker = with_fields(
                 self.neb_maker, name=f"path {n} neb", labels={**lab, **hop.to_dict()}
             )
-            neb = tag(neb_maker.make(initial_by_vacancy[hop.vacancy_index], fin),
+            neb = tag(neb_maker.make(init, fin),
                       code=neb_maker.code, kind="neb", images=neb_maker.settings()["nimages"])  # fmt: skip
             jobs += [*chain, neb]
             nebs.append(neb.output)
-        table = barrier_table(nebs)
+        table = barrier_table(nebs, relaxed)
         table.name = "barrier table"
         return Flow([*jobs, table], output=table.output, name=self.name)
 
 
+def _relax_converged(chain: list, relax: Maker | None) -> Any:
+    """Reference to the relax job's own ``converged`` flag (None: the flow did not relax)."""
+    return chain[-1].output.converged if relax is not None and chain else None
+
+
 @job
-def barrier_table(nebs: list[dict[str, Any]]) -> dict[str, Any]:
-    """One row per hop: barrier (eV, kcal/mol), reverse barrier, reaction energy, cost."""
+def barrier_table(
+    nebs: list[dict[str, Any]], relaxed: list[list[bool | None]] | None = None
+) -> dict[str, Any]:
+    """One row per hop: barrier (eV, kcal/mol), reverse barrier, reaction energy, cost and
+    the end points' relaxation status (``relaxed``: per hop, the initial and final relax
+    jobs' ``converged`` flags; None where the flow did not relax them)."""
     rows = []
     for n, out in enumerate(nebs, start=1):
         lab, summ = out["labels"], out["summary"]
+        relax = relaxed[n - 1] if relaxed and n <= len(relaxed) else [None, None]
+        forces_ok = summ.get("endpoints_converged") or [None, None]
         rows.append({
             "path": lab.get("path", n), "label": lab.get("label", lab.get("hop")),
             "moving": lab.get("moving_element"), "from": lab.get("environment_left"),
@@ -222,9 +235,22 @@ def barrier_table(nebs: list[dict[str, Any]]) -> dict[str, Any]:
             "reaction_eV": round(summ["reaction_energy_eV"], 4),
             "dft_calls": summ["expensive_calls"], "converged": summ["converged"],
             "endpoints_converged": summ.get("endpoints_converged"),
+            "endpoints_relax_converged": relax,
+            "endpoints_relaxed": _relaxed(relax, forces_ok),
             "refined_images": summ.get("refined_images"),
         })  # fmt: skip
     return {"result_type": "barriers", "rows": rows}
+
+
+def _relaxed(relax: list[bool | None], forces_ok: list[bool | None]) -> str:
+    """Initial/final relaxation status as one table cell (``yes/yes``, ``yes/no``, ``?/?``):
+    "yes" when the relax job converged (or the flow did not relax it) and the end point's
+    expensive forces in the NEB are below ``fmax``; "?" when neither is known."""
+    cells = []
+    for job_ok, force_ok in zip(relax, forces_ok, strict=True):
+        known = [v for v in (job_ok, force_ok) if v is not None]
+        cells.append("?" if not known else ("yes" if all(known) else "no"))
+    return "/".join(cells)
 
 
 def flow_from_study(study: Any, makers: dict[str, Any], structure: Any) -> Flow:
@@ -264,8 +290,10 @@ def _orbit_sizes(structure: Any, supercell: str | None) -> dict[int, int]:
     return {i: len(g) for g in groups for i in g}
 
 
+# The table ``perovflow run`` prints: ``endpoints_relaxed`` is initial/final, each "yes" when
+# the end point's relax job converged and its expensive forces in the NEB are below fmax.
 BARRIER_COLUMNS = ["path", "moving", "from", "barrier_eV", "barrier_kcal_mol", "dft_calls",
-                   "converged"]  # fmt: skip
+                   "converged", "endpoints_relaxed"]  # fmt: skip
 
 
 def study_barriers(flow: Flow, store: Any) -> list[dict[str, Any]] | None:

@@ -136,28 +136,38 @@ def surrogate_relax(
     steps: int = 30,
     trust: float = 0.2,
     counter: CallCounter | None = None,
+    min_trust: float = 0.01,
 ) -> tuple[Atoms, float, np.ndarray, bool]:
     """Relax with few expensive calls: cheap pre-relax, then shifted-cheap relaxations.
 
     Each outer step costs one expensive call; it stops when the expensive forces are below
-    ``fmax`` (the same criterion as :func:`relax_atoms`).
+    ``fmax`` (the same criterion as :func:`relax_atoms`). A step that lowers the expensive
+    energy or the largest force widens the trust radius (to 0.3 Å), any other halves it.
+    When the radius falls below ``min_trust`` (the surrogate no longer helps: a soft mode
+    the cheap model gets wrong) or the surrogate step is not finite, the relaxation
+    finishes with BFGS on the expensive calculator from the last expensive geometry (those
+    calls counted too).
     """
     from ase.optimize import BFGS
 
     counter = counter if counter is not None else CallCounter()
     current, *_ = relax_atoms(atoms, cheap, fmax / 2, 300)
-    best = np.inf
+    best_e = best_f = np.inf
     for _ in range(steps):
         probe = current.copy()
         probe.calc = CountingCalculator(expensive, counter)
         energy, forces = _ef(probe)
         if max_force(forces) < fmax:
             return freeze(probe, energy, forces), energy, forces, True
-        trust = trust * 0.5 if max_force(forces) > best else min(trust * 1.5, 0.3)
-        best = min(best, max_force(forces))
+        improved = energy < best_e or max_force(forces) < best_f
+        trust = min(trust * 1.5, 0.3) if improved else trust * 0.5
+        best_e, best_f = min(best_e, energy), min(best_f, max_force(forces))
         work = probe.copy()
         work.calc = ShiftedCalculator(cheap, probe, energy, forces)
         BFGS(work, logfile=None, maxstep=trust).run(fmax=fmax / 3, steps=100)
+        if trust < min_trust or not np.isfinite(work.get_positions()).all():
+            log.info("surrogate relax stalls (trust %.3g Å): BFGS on the expensive surface", trust)
+            return relax_atoms(probe, expensive, fmax, 300, counter)
         current = _clip(probe, work.get_positions(), trust)
     return freeze(probe, energy, forces), energy, forces, False
 
