@@ -246,8 +246,28 @@ def formation_energies(
     if not defects:
         raise InputError("no defect calculation given", "give at least one charge state")
     scheme = choose_scheme(correction, dielectric) if dielectric is not None else correction
-    bs = bulk.get_structure()
-    bulk_entry = ComputedStructureEntry(bs, bulk.energy_eV)
+    bulk_entry = ComputedStructureEntry(bulk.get_structure(), bulk.energy_eV)
+    defect, entries, bare, rows = _cells(bulk, bulk_entry, defects, dielectric, scheme)
+    result = _collect(_diagram(entries, phases, vbm_eV, band_gap_eV, bulk_entry),
+                      defect, rows, vbm_eV, band_gap_eV)  # fmt: skip
+    plain = _collect(_diagram(bare, phases, vbm_eV, band_gap_eV, bulk_entry),
+                     defect, rows, vbm_eV, band_gap_eV)  # fmt: skip
+    result.uncorrected = {
+        "limits": plain.limits,
+        "transition_levels": plain.transition_levels,
+        "envelope": {k: [list(p) for p in v] for k, v in plain.envelope.items()},
+    }
+    result.meta.update({"correction": scheme, "dielectric": _tensor(dielectric)})
+    return result
+
+
+def _cells(
+    bulk: CellCalc, bulk_entry: Any, defects: list[CellCalc], dielectric: Any, scheme: str | None
+) -> tuple[Any, list, list, list[dict[str, Any]]]:
+    """The defect, its DefectEntries corrected and bare, and the report rows of all cells.
+
+    Every cell must hold the same defect, each in a charge state of its own.
+    """
     entries, bare, rows = [], [], []
     defect = None
     for calc in defects:
@@ -264,17 +284,7 @@ def formation_energies(
     charges = [r["charge"] for r in rows]
     if len(set(charges)) != len(charges):
         raise InputError(f"charge states repeat: {charges}", "give each charge state once")
-    result = _collect(_diagram(entries, phases, vbm_eV, band_gap_eV, bulk_entry),
-                      defect, rows, vbm_eV, band_gap_eV)  # fmt: skip
-    plain = _collect(_diagram(bare, phases, vbm_eV, band_gap_eV, bulk_entry),
-                     defect, rows, vbm_eV, band_gap_eV)  # fmt: skip
-    result.uncorrected = {
-        "limits": plain.limits,
-        "transition_levels": plain.transition_levels,
-        "envelope": {k: [list(p) for p in v] for k, v in plain.envelope.items()},
-    }
-    result.meta.update({"correction": scheme, "dielectric": _tensor(dielectric)})
-    return result
+    return defect, entries, bare, rows
 
 
 def _one_cell(

@@ -236,10 +236,7 @@ def analyze_ipr(
     energy_window
         Keep only states with ``lo <= E - VBM <= hi`` (eV); an empty window is an error.
     """
-    if threshold is None:
-        threshold = default_threshold(proj.natoms)
-    if not 0 < threshold <= 1:
-        raise InputError(f"IPR threshold {threshold} is outside (0, 1]", "use e.g. 0.03")
+    threshold = _threshold(threshold, proj.natoms)
     edges = projection_edges(proj)
     vbm, cbm = edges.get("vbm_eV"), edges.get("cbm_eV")
     occ_all = state_occupations(proj)
@@ -249,9 +246,7 @@ def analyze_ipr(
     values = ipr_values(w)
     loc = values > threshold
     grp = resolve_groups(groups, proj)
-    mat = group_matrix(grp, proj.natoms, dtype=w.dtype)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        shares = (w @ mat).astype(np.float64) / w.sum(axis=1, dtype=np.float64)[:, None]
+    shares = _group_shares(w, group_matrix(grp, proj.natoms, dtype=w.dtype))
     tidx, tfrac = top_atoms(w, top)
     sel = np.arange(proj.nstates) if keep is None else np.flatnonzero(keep)
     occ = None if occ_all is None else occ_all[sel]
@@ -275,6 +270,21 @@ def analyze_ipr(
         states=states,
         source=proj.source,
     )
+
+
+def _threshold(threshold: float | None, natoms: int) -> float:
+    """The user's IPR threshold, else :func:`default_threshold`; it must lie in (0, 1]."""
+    if threshold is None:
+        threshold = default_threshold(natoms)
+    if not 0 < threshold <= 1:
+        raise InputError(f"IPR threshold {threshold} is outside (0, 1]", "use e.g. 0.03")
+    return threshold
+
+
+def _group_shares(w: np.ndarray, mat: np.ndarray) -> np.ndarray:
+    """Share of each state's weight on each atom group (NaN for a state without weight)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (w @ mat).astype(np.float64) / w.sum(axis=1, dtype=np.float64)[:, None]
 
 
 def _window_mask(

@@ -295,29 +295,10 @@ def compute_pdos(
         Grid spacing (eV).
     """
     ref, vbm, cbm = _reference(proj, reference)
-    lo, hi = sorted(window)
-    if step <= 0 or hi - lo < step:
-        raise InputError(f"energy grid {window} with step {step} is empty", "widen the window")
     e_rel = proj.energies - ref
-    if not ((e_rel >= lo - 3 * sigma) & (e_rel <= hi + 3 * sigma)).any():
-        raise InputError(
-            f"no state in the energy window [{lo:g}, {hi:g}] eV "
-            f"(states span {e_rel.min():.2f} to {e_rel.max():.2f} eV relative to the reference)",
-            "widen the window or change the reference",
-        )
-    grid = np.arange(lo, hi + step / 2, step)
+    grid = _energy_grid(e_rel, window, step, sigma)
     names, mat = state_group_weights(proj, by, normalize)
-    degeneracy = (
-        2.0 if (np.all(np.asarray(proj.spins) == 0) and not proj.meta.get("noncollinear")) else 1.0
-    )
-    kw = np.asarray(proj.kweights, dtype=np.float64) * degeneracy
-    stacked = np.concatenate([kw[:, None], mat * kw[:, None].astype(mat.dtype)], axis=1)
-    spins = np.asarray(proj.spins)
-    channels = {"up": spins == 0, "down": spins == 1} if (spins == 1).any() else {}
-    per_spin = {ch: gaussian_dos(e_rel[m], stacked[m], grid, sigma) for ch, m in channels.items()}
-    dos = sum(per_spin.values()) if per_spin else gaussian_dos(e_rel, stacked, grid, sigma)
-    spin = {ch: {"total": d[0], **{n: d[j + 1] for j, n in enumerate(names)}}
-            for ch, d in per_spin.items()}  # fmt: skip
+    dos, spin = _broadened(proj, e_rel, names, mat, grid, sigma)
     return PDOSResult(
         spin=spin or None,
         energies=grid,
@@ -330,6 +311,48 @@ def compute_pdos(
         grouping=by if isinstance(by, str) else "custom",
         source=proj.source,
     )
+
+
+def _energy_grid(
+    e_rel: np.ndarray, window: tuple[float, float], step: float, sigma: float
+) -> np.ndarray:
+    """Grid over ``window`` (eV from the reference); an empty grid or window is an error."""
+    lo, hi = sorted(window)
+    if step <= 0 or hi - lo < step:
+        raise InputError(f"energy grid {window} with step {step} is empty", "widen the window")
+    if not ((e_rel >= lo - 3 * sigma) & (e_rel <= hi + 3 * sigma)).any():
+        raise InputError(
+            f"no state in the energy window [{lo:g}, {hi:g}] eV "
+            f"(states span {e_rel.min():.2f} to {e_rel.max():.2f} eV relative to the reference)",
+            "widen the window or change the reference",
+        )
+    return np.arange(lo, hi + step / 2, step)
+
+
+def _broadened(
+    proj: StateProjections,
+    e_rel: np.ndarray,
+    names: list[str],
+    mat: np.ndarray,
+    grid: np.ndarray,
+    sigma: float,
+) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
+    """Gaussian-broadened [total, groups...] DOS, and per spin channel when spin-polarised.
+
+    States weigh their k weight, times 2 for spin-restricted collinear runs.
+    """
+    degeneracy = (
+        2.0 if (np.all(np.asarray(proj.spins) == 0) and not proj.meta.get("noncollinear")) else 1.0
+    )
+    kw = np.asarray(proj.kweights, dtype=np.float64) * degeneracy
+    stacked = np.concatenate([kw[:, None], mat * kw[:, None].astype(mat.dtype)], axis=1)
+    spins = np.asarray(proj.spins)
+    channels = {"up": spins == 0, "down": spins == 1} if (spins == 1).any() else {}
+    per_spin = {ch: gaussian_dos(e_rel[m], stacked[m], grid, sigma) for ch, m in channels.items()}
+    dos = sum(per_spin.values()) if per_spin else gaussian_dos(e_rel, stacked, grid, sigma)
+    spin = {ch: {"total": d[0], **{n: d[j + 1] for j, n in enumerate(names)}}
+            for ch, d in per_spin.items()}  # fmt: skip
+    return dos, spin
 
 
 def plot_pdos(result: PDOSResult, path: str | Path, total: bool = True) -> Path:

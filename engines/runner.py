@@ -15,7 +15,8 @@ Shared by every engine (QE, CP2K). Three pieces:
   :class:`~perovflow.errors.EngineError` with the tail of the output.
 
 Under SLURM, :func:`slurm_remaining_s` tells how long the batch job has left
-(``SLURM_JOB_END_TIME`` or ``squeue -o %L``) so a code can be told to stop cleanly in time.
+(``SLURM_JOB_END_TIME`` or ``squeue -o %L``) so a code can be told to stop cleanly in time
+(defined in :mod:`perovflow.engines.slurm_time`, importable from here).
 """
 
 from __future__ import annotations
@@ -30,11 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from perovflow.engines.slurm_time import (  # noqa: F401  (re-exported: engines import them here)
+    SLURM_MARGIN_FRACTION,
+    SLURM_MARGIN_S,
+    parse_slurm_time,
+    slurm_remaining_s,
+    slurm_stop_after_s,
+)
 from perovflow.errors import EngineError
 
 TAIL_LINES = 25
-SLURM_MARGIN_S = 120.0  # at least this much of the batch job is kept for saving and cleanup
-SLURM_MARGIN_FRACTION = 0.05
 
 
 @dataclass
@@ -125,30 +131,9 @@ def run_command(
     out_path = directory / stdout
     err_path = directory / stderr if stderr else None
     start = time.monotonic()
-    timed_out = False
     with open(out_path, "wb") as fout:
-        ferr = open(err_path, "wb") if err_path else subprocess.STDOUT  # noqa: SIM115
-        fin = open(directory / stdin, "rb") if stdin else subprocess.DEVNULL  # noqa: SIM115
-        try:
-            proc = subprocess.Popen(
-                list(argv), cwd=directory, stdout=fout, stderr=ferr, stdin=fin,
-                env=full_env, start_new_session=True,
-            )  # fmt: skip
-        except OSError as exc:
-            raise EngineError(
-                f"cannot start '{argv[0]}': {exc.strerror or exc}",
-                "install it or point the perovflow settings at the right executable "
-                "(perovflow doctor lists what is missing)",
-            ) from None
-        finally:
-            for fh in (ferr, fin):
-                if hasattr(fh, "close"):
-                    fh.close()
-        try:
-            proc.wait(timeout=walltime_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _stop_group(proc, grace_s)
+        proc = _start(argv, directory, fout, err_path, stdin, full_env)
+        timed_out = _wait(proc, walltime_s, grace_s)
     return RunResult(
         argv=list(argv),
         returncode=proc.returncode,
@@ -157,6 +142,47 @@ def run_command(
         stdout_path=out_path,
         stderr_path=err_path,
     )
+
+
+def _start(
+    argv: Sequence[str],
+    directory: Path,
+    fout: Any,
+    err_path: Path | None,
+    stdin: str | None,
+    env: Mapping[str, str],
+) -> subprocess.Popen:
+    """Start ``argv`` in its own session, stdout to ``fout``, stderr to ``err_path`` (or stdout).
+
+    The child keeps its own copies of the stderr and stdin files; ours are closed here.
+    """
+    ferr = open(err_path, "wb") if err_path else subprocess.STDOUT  # noqa: SIM115
+    fin = open(directory / stdin, "rb") if stdin else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        return subprocess.Popen(
+            list(argv), cwd=directory, stdout=fout, stderr=ferr, stdin=fin,
+            env=env, start_new_session=True,
+        )  # fmt: skip
+    except OSError as exc:
+        raise EngineError(
+            f"cannot start '{argv[0]}': {exc.strerror or exc}",
+            "install it or point the perovflow settings at the right executable "
+            "(perovflow doctor lists what is missing)",
+        ) from None
+    finally:
+        for fh in (ferr, fin):
+            if hasattr(fh, "close"):
+                fh.close()
+
+
+def _wait(proc: subprocess.Popen, walltime_s: float | None, grace_s: float) -> bool:
+    """Wait for ``proc``; past ``walltime_s`` stop its process group. True if it timed out."""
+    try:
+        proc.wait(timeout=walltime_s)
+    except subprocess.TimeoutExpired:
+        _stop_group(proc, grace_s)
+        return True
+    return False
 
 
 def _stop_group(proc: subprocess.Popen, grace_s: float) -> None:
@@ -290,17 +316,32 @@ def run_with_recovery(
             raise _crash_error(label, result, recovery, describe)
         fix = handler.correct(directory, params)
         counts[handler.name] = counts.get(handler.name, 0) + 1
-        recovery.append(
-            {
-                "handler": handler.name,
-                "error": "; ".join(fix.get("errors", [handler.error])),
-                "actions": list(fix.get("actions", [])),
-                "attempt": attempt + 1,
-            }
-        )
+        recovery.append(_recovery_record(handler, fix, attempt))
         params = apply_actions(params, fix.get("actions", []), directory)
+    raise _exhausted_error(label, directory, max_attempts, recovery, result, describe)
+
+
+def _recovery_record(handler: ErrorHandler, fix: Mapping[str, Any], attempt: int) -> dict:
+    """One recovery record (the fields of a ``RecoveryAction``) of the correction ``fix``."""
+    return {
+        "handler": handler.name,
+        "error": "; ".join(fix.get("errors", [handler.error])),
+        "actions": list(fix.get("actions", [])),
+        "attempt": attempt + 1,
+    }
+
+
+def _exhausted_error(
+    label: str,
+    directory: Path,
+    max_attempts: int,
+    recovery: list[dict[str, Any]],
+    result: RunResult,
+    describe: Callable[[], str] | None,
+) -> EngineError:
+    """The error of a run still failing after ``max_attempts``, with the handlers that acted."""
     found = f" ({describe()})" if describe is not None else ""
-    raise EngineError(
+    return EngineError(
         f"{label} in {directory} still failing after {max_attempts} attempts "
         f"({', '.join(r['handler'] for r in recovery)}){found}; last output:\n{result.tail(8)}",
         "inspect the output file, fix the input by hand (--set key=value) and rerun",
@@ -333,63 +374,3 @@ def _crash_error(
         f"{label} ({' '.join(result.argv)}) {how}{done}{found}; last output:\n{result.tail(8)}",
         f"read {result.stdout_path} and fix the input or the executable settings",
     )
-
-
-def parse_slurm_time(text: str) -> float | None:
-    """Seconds in a SLURM duration (``squeue %L``): ``[days-]hours:minutes:seconds``,
-    ``minutes:seconds``, ``minutes``, ``days-hours[:minutes]``; None for UNLIMITED/NOT_SET/INVALID.
-    """
-    text = text.strip()
-    days = 0
-    if "-" in text:
-        head, text = text.split("-", 1)
-        if not head.isdigit():
-            return None
-        days = int(head)
-        parts = text.split(":")
-        if not all(p.isdigit() for p in parts) or not 1 <= len(parts) <= 3:
-            return None
-        h, m, sec = ([int(p) for p in parts] + [0, 0])[:3]
-        return float(days * 86400 + h * 3600 + m * 60 + sec)
-    parts = text.split(":")
-    if not text or not all(p.isdigit() for p in parts) or len(parts) > 3:
-        return None
-    nums = [int(p) for p in parts]
-    if len(nums) == 1:  # a bare number is minutes in SLURM's time format
-        return float(nums[0] * 60)
-    if len(nums) == 2:
-        return float(nums[0] * 60 + nums[1])
-    return float(nums[0] * 3600 + nums[1] * 60 + nums[2])
-
-
-def slurm_remaining_s(env: Mapping[str, str] | None = None) -> float | None:
-    """Seconds the current SLURM job has left; None outside SLURM or when unknown.
-
-    ``SLURM_JOB_END_TIME`` (epoch seconds, set by recent SLURM) is used when present,
-    otherwise ``squeue -h -j $SLURM_JOB_ID -o %L``.
-    """
-    env = os.environ if env is None else env
-    job_id = env.get("SLURM_JOB_ID")
-    if not job_id:
-        return None
-    end = env.get("SLURM_JOB_END_TIME", "").strip()
-    if end.isdigit() and int(end) > 0:
-        return max(0.0, int(end) - time.time())
-    try:
-        out = subprocess.run(
-            ["squeue", "-h", "-j", job_id, "-o", "%L"],
-            capture_output=True, text=True, timeout=30, check=False,
-        )  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    lines = out.stdout.strip().splitlines()
-    return parse_slurm_time(lines[0]) if out.returncode == 0 and lines else None
-
-
-def slurm_stop_after_s(env: Mapping[str, str] | None = None) -> float | None:
-    """Seconds a code may run before it should stop itself to leave the SLURM job time to save
-    (remaining time minus max(SLURM_MARGIN_S, 5 %)); None outside SLURM or when unknown."""
-    left = slurm_remaining_s(env)
-    if left is None:
-        return None
-    return left - max(SLURM_MARGIN_S, SLURM_MARGIN_FRACTION * left)

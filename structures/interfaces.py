@@ -222,34 +222,50 @@ def build_interfaces(
     InputError
         Bad Miller index or bounds, or no match within ``max_strain`` and ``max_area``.
     """
-    from pymatgen.core.surface import get_symmetrically_distinct_miller_indices
-
-    if not 0 < max_strain < 0.5 or not 10.0 <= max_area <= 5000.0:
-        raise InputError(
-            f"max_strain {max_strain} / max_area {max_area} out of range",
-            "use 0 < max-strain < 0.5 and 10 <= max-area <= 5000 Å²",
-        )
+    _check_bounds(max_strain, max_area)
     (film_s, film_name), (sub_s, sub_name) = _resolve(film), _resolve(substrate)
-    fm, sm = _parse_miller(film_miller), _parse_miller(substrate_miller)
-    f_list = [fm] if fm else get_symmetrically_distinct_miller_indices(film_s, 1)
-    s_list = [sm] if sm else get_symmetrically_distinct_miller_indices(sub_s, 1)
+    millers = _miller_pairs(film_s, sub_s, film_miller, substrate_miller)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pairs = _screen(
-            film_s, sub_s, [(f, s) for f in f_list for s in s_list], max_strain, max_area
-        )
+        pairs = _screen(film_s, sub_s, millers, max_strain, max_area)
         if not pairs:
-            raise InputError(
-                f"no coherent {film_name}/{sub_name} match within {max_strain:.1%} strain "
-                f"and {max_area:.0f} Å²",
-                "raise --max-strain or --max-area, or try other Miller planes",
-            )
+            raise _no_match(film_name, sub_name, max_strain, max_area)
         found = _matches(film_s, sub_s, pairs[:max_pairs], max_strain, max_area, max_candidates)
         names, layers = (film_name, sub_name), (film_layers, substrate_layers)
         return [
             _candidate(names, c, _build(c[5], c[6], c[2], names, layers, gap, vacuum))
             for c in found[:max_candidates]
         ]
+
+
+def _no_match(film: str, substrate: str, max_strain: float, max_area: float) -> InputError:
+    """The error of a search that found no Miller pair within the strain and area bounds."""
+    return InputError(
+        f"no coherent {film}/{substrate} match within {max_strain:.1%} strain "
+        f"and {max_area:.0f} Å²",
+        "raise --max-strain or --max-area, or try other Miller planes",
+    )
+
+
+def _check_bounds(max_strain: float, max_area: float) -> None:
+    """A strain bound outside (0, 0.5) or an area outside [10, 5000] Å² is an error."""
+    if not 0 < max_strain < 0.5 or not 10.0 <= max_area <= 5000.0:
+        raise InputError(
+            f"max_strain {max_strain} / max_area {max_area} out of range",
+            "use 0 < max-strain < 0.5 and 10 <= max-area <= 5000 Å²",
+        )
+
+
+def _miller_pairs(
+    film: Structure, substrate: Structure, film_miller: Any, substrate_miller: Any
+) -> list[tuple[Miller, Miller]]:
+    """(film, substrate) Miller pairs: the planes given, else all distinct ones of index <= 1."""
+    from pymatgen.core.surface import get_symmetrically_distinct_miller_indices
+
+    fm, sm = _parse_miller(film_miller), _parse_miller(substrate_miller)
+    f_list = [fm] if fm else get_symmetrically_distinct_miller_indices(film, 1)
+    s_list = [sm] if sm else get_symmetrically_distinct_miller_indices(substrate, 1)
+    return [(f, s) for f in f_list for s in s_list]
 
 
 def _matches(

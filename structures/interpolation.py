@@ -92,6 +92,15 @@ def interpolate(
         Mismatched end points, ``nimages < 1``, unknown method, or IDPP images in which two
         atoms come closer than ``min_ratio`` x their covalent-radius sum.
     """
+    _check_request(initial, final, nimages, method)
+    images = _linear(initial, final, nimages)
+    if method == "linear":
+        return images
+    return _idpp(images, idpp_steps, min_ratio)
+
+
+def _check_request(initial: Structure, final: Structure, nimages: int, method: str) -> None:
+    """One-line errors for ``nimages < 1``, an unknown method or mismatched end points."""
     if nimages < 1:
         raise InputError(f"nimages must be at least 1, got {nimages}", "use e.g. --images 9")
     if method not in ("idpp", "linear"):
@@ -103,9 +112,10 @@ def interpolate(
         )
     if not np.allclose(initial.lattice.matrix, final.lattice.matrix, atol=1e-6):
         raise InputError("end points have different cells", "use end points with the same lattice")
-    images = _linear(initial, final, nimages)
-    if method == "linear":
-        return images
+
+
+def _idpp(images: list[Structure], idpp_steps: int, min_ratio: float) -> list[Structure]:
+    """Refine linear images with pymatgen's IDPPSolver; overlapping atoms are an error."""
     from pymatgen.analysis.diffusion.neb.pathfinder import IDPPSolver
 
     with warnings.catch_warnings():

@@ -18,7 +18,7 @@ used, so the list covers all vacancy environments (e.g. V_Na next to Ag and far 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -246,22 +246,7 @@ def enumerate_hops(
     if cutoff is not None and cutoff <= 0:
         raise InputError(f"cutoff must be positive, got {cutoff}", "give a cutoff in Å, e.g. 8.0")
     ops, sym = _symmetry(structure)
-    if vacancy_site is None:
-        sites = [
-            grp[0]
-            for grp in sym.equivalent_indices
-            if structure[grp[0]].specie.symbol == vacancy_element
-        ]
-    else:
-        if (
-            not 0 <= vacancy_site < len(structure)
-            or structure[vacancy_site].specie.symbol != vacancy_element
-        ):
-            raise InputError(
-                f"site {vacancy_site} is not a {vacancy_element} site",
-                f"pick the index of a {vacancy_element} site (0-based) or leave the site out",
-            )
-        sites = [vacancy_site]
+    sites = _vacancy_sites(structure, vacancy_element, vacancy_site, sym)
     frameworks = {el: _framework(structure, el) for el in {vacancy_element, *species}}
     hops = [
         h for v in sorted(sites) for h in _hops_into(structure, v, species, cutoff, ops, frameworks)
@@ -272,6 +257,20 @@ def enumerate_hops(
             "increase the cutoff (the shortest hop in perovskites is ~3.5-4.5 Å for halides)",
         )
     return sorted(hops, key=lambda h: (h.vacancy_index, round(h.length, 2), h.environment_left))
+
+
+def _vacancy_sites(structure: Structure, element: str, site: int | None, sym: Any) -> list[int]:
+    """The given vacant site (checked), else one site per symmetry orbit of ``element``."""
+    if site is None:
+        return [
+            grp[0] for grp in sym.equivalent_indices if structure[grp[0]].specie.symbol == element
+        ]
+    if not 0 <= site < len(structure) or structure[site].specie.symbol != element:
+        raise InputError(
+            f"site {site} is not a {element} site",
+            f"pick the index of a {element} site (0-based) or leave the site out",
+        )
+    return [site]
 
 
 def seed_hops(

@@ -70,29 +70,10 @@ def build_task_document(
     """Collect energy, forces, MOs, projections, geometry and recovery of one CP2K job."""
     res = parse_output(directory / OUTPUT_FILE, natoms=len(placed))
     params = outcome.params
-    atoms = placed.copy()
-    if maker.calc_type == "relax":
-        frames = frames + read_trajectory(directory / TRAJ)
-        if frames:
-            atoms.positions = frames[-1]["positions"]
-        cells = read_cells(directory / CELL_TRAJ)
-        if len(cells):  # CELL_OPT: positions above are Cartesian in this last cell
-            atoms.set_cell(cells[-1])
+    atoms, frames = _final_geometry(maker.calc_type, placed, frames, directory)
     proj = _projections(directory, params, atoms, res.fermi_eV)
     eig, occ = _edges_source(res, proj)
-    edges = band_edges(eig, occ) if eig is not None else {}
-    electronic = ElectronicSummary(
-        fermi_eV=res.fermi_eV,
-        nelect=info["nelect"],
-        nbands=None if eig is None else int(eig.shape[2]),
-        spin_polarized=eig is not None and eig.shape[0] == 2,
-        total_magnetization=float(occ[0].sum() - occ[1].sum())  # alpha - beta electrons
-        if occ is not None and occ.shape[0] == 2
-        else None,
-        **edges,
-    )
-    forces = res.forces
-    stress = read_stress_GPa((directory / OUTPUT_FILE).read_text(errors="replace"))
+    electronic = _electronic(res, eig, occ, info["nelect"])
     structure = _structure_dict(atoms)
     input_structure = _structure_dict(placed)
     return TaskDocument(
@@ -111,11 +92,7 @@ def build_task_document(
         calc_hash=calc_hash(input_structure, params, "cp2k", maker.calc_type),
         labels=dict(maker.labels),
         charge=maker.charge,
-        energy_eV=res.energy_eV,
-        energy_per_atom_eV=res.energy_eV / len(atoms),
-        forces_eV_per_A=None if forces is None else forces.tolist(),
-        max_force_eV_per_A=None if forces is None else float(np.linalg.norm(forces, axis=1).max()),
-        stress_GPa=None if stress is None else (-stress).tolist(),  # ASE sign, as for QE
+        **_mechanics(res, len(atoms), directory),
         electronic=electronic,
         converged=res.scf_converged and res.geo_converged is not False,
         walltime_s=outcome.walltime_s,
@@ -132,3 +109,52 @@ def build_task_document(
         trajectory=[{"positions": f["positions"], "energy_eV": f["energy_eV"]} for f in frames]
         or None,
     )
+
+
+def _final_geometry(
+    calc_type: str, placed: Any, frames: list[dict[str, Any]], directory: Path
+) -> tuple[Any, list[dict[str, Any]]]:
+    """The atoms at the end of the run and all relaxation frames (earlier attempts first).
+
+    A relax reads its trajectory (and, for CELL_OPT, the last cell: the positions are
+    Cartesian in it); a static run keeps the atoms it was given.
+    """
+    atoms = placed.copy()
+    if calc_type == "relax":
+        frames = frames + read_trajectory(directory / TRAJ)
+        if frames:
+            atoms.positions = frames[-1]["positions"]
+        cells = read_cells(directory / CELL_TRAJ)
+        if len(cells):
+            atoms.set_cell(cells[-1])
+    return atoms, frames
+
+
+def _electronic(res: Any, eig: Any, occ: Any, nelect: float) -> ElectronicSummary:
+    """Fermi level, electrons, MOs, spin and magnetisation (alpha - beta), band edges."""
+    edges = band_edges(eig, occ) if eig is not None else {}
+    return ElectronicSummary(
+        fermi_eV=res.fermi_eV,
+        nelect=nelect,
+        nbands=None if eig is None else int(eig.shape[2]),
+        spin_polarized=eig is not None and eig.shape[0] == 2,
+        total_magnetization=float(occ[0].sum() - occ[1].sum())
+        if occ is not None and occ.shape[0] == 2
+        else None,
+        **edges,
+    )
+
+
+def _mechanics(res: Any, natoms: int, directory: Path) -> dict[str, Any]:
+    """Energy, forces and stress fields (stress in ASE's sign, as for QE)."""
+    forces = res.forces
+    stress = read_stress_GPa((directory / OUTPUT_FILE).read_text(errors="replace"))
+    return {
+        "energy_eV": res.energy_eV,
+        "energy_per_atom_eV": res.energy_eV / natoms,
+        "forces_eV_per_A": None if forces is None else forces.tolist(),
+        "max_force_eV_per_A": None
+        if forces is None
+        else float(np.linalg.norm(forces, axis=1).max()),
+        "stress_GPa": None if stress is None else (-stress).tolist(),
+    }

@@ -28,7 +28,14 @@ from ase.units import Bohr, Hartree, Rydberg, kB
 
 from perovflow.engines.cp2k.basis import _data_path, basis_files, basis_for
 from perovflow.engines.cp2k.hybrid import HYBRID_OPTIONS, apply_hybrid, check_gamma, is_hybrid
-from perovflow.engines.protocols import get_protocol, kpoint_grid, merge
+from perovflow.engines.cp2k.system import (
+    cell_and_poisson,
+    cp2k_kgrid,
+    gamma_centred_kpoints,
+    integer_charge,
+    periodicity,
+)
+from perovflow.engines.protocols import get_protocol, merge
 from perovflow.errors import InputError
 
 PROJECT = "cp2k"
@@ -88,45 +95,6 @@ def _upper_keys(tree: Any) -> Any:
     if isinstance(tree, list):
         return [_upper_keys(v) for v in tree]
     return tree
-
-
-def gamma_centred_kpoints(grid: list[int]) -> list[list[float]]:
-    """Γ-centred Monkhorst–Pack grid reduced by time reversal: ``[[k1, k2, k3, w], ...]``."""
-    axes = [np.arange(n) / n for n in grid]
-    points = np.array(np.meshgrid(*axes, indexing="ij")).reshape(3, -1).T
-    points = np.where(points > 0.5 + 1e-9, points - 1, points)
-    kept: dict[tuple, list] = {}
-    for k in points:
-        key = tuple(np.round(k % 1.0, 8) % 1.0)
-        partner = tuple(np.round(-k % 1.0, 8) % 1.0)
-        if partner in kept:
-            kept[partner][3] += 1
-        else:
-            kept[key] = [*(float(x) for x in k), 1]
-    return list(kept.values())
-
-
-def _cell_and_poisson(atoms: Any, periodic: bool, opts: dict) -> tuple[Any, dict, dict]:
-    """Return (atoms placed in their cell, CELL section, POISSON section or {})."""
-    atoms = atoms.copy()
-    if periodic:
-        cell = atoms.cell[:]
-        section = {"A": list(cell[0]), "B": list(cell[1]), "C": list(cell[2]), "PERIODIC": "XYZ"}
-        return atoms, section, {}
-    solver = str(opts["poisson"]).upper()
-    if solver not in ("WAVELET", "MT"):
-        raise InputError(
-            f"unknown Poisson solver '{opts['poisson']}' for a cluster", "use wavelet or mt"
-        )
-    pos = atoms.positions
-    box = np.ptp(pos, axis=0) + 2 * float(opts["vacuum_A"])
-    if solver == "WAVELET":  # CP2K's wavelet solver needs a cubic box
-        box = np.full(3, box.max())
-    atoms.set_cell(box)
-    atoms.positions = pos - pos.min(axis=0) - np.ptp(pos, axis=0) / 2 + box / 2
-    atoms.pbc = False
-    section = {"ABC": [float(x) for x in box], "PERIODIC": "NONE"}
-    return atoms, section, {"PERIODIC": "NONE", "PSOLVER": solver}
 
 
 def _scf(proto: dict, opts: dict, kgrid: list[int] | None) -> dict[str, Any]:
@@ -242,43 +210,116 @@ def cp2k_input_set(
         The CP2K input tree, the atoms as CP2K will see them (clusters centred in a box)
         and a summary (k-point grid, basis names, periodicity, electrons).
     """
+    proto, opts, raw = _settings(protocol, overrides)
+    xc = str(proto["xc"]).lower()
+    periodic = periodicity(atoms)
+    placed, cell, poisson = cell_and_poisson(atoms, periodic, opts)
+    kgrid = cp2k_kgrid(placed, periodic, proto, opts)
+    check_gamma(xc, kgrid)
+    kinds, basis, files = _kinds(placed, potentials, proto)
+    nelect, mult = _electrons(placed, potentials, charge, multiplicity)
+    dft = _dft(proto, opts, protocol, files, charge, mult, kgrid, poisson, calc_type, len(placed))
+    params = _tree(calc_type, opts, dft, cell, kinds)
+    if calc_type == "relax":
+        _add_relaxation(params, proto, opts, len(placed), defect, periodic, relax_cell)
+    info = {"periodic": periodic, "kpoints": kgrid or [1, 1, 1], "basis": basis}
+    info |= {"nelect": nelect, "multiplicity": mult, "protocol_values": proto}
+    if is_hybrid(xc):
+        info["hybrid"] = apply_hybrid(params, xc, placed, periodic, kgrid, opts)
+    return merge(params, raw), placed, info
+
+
+def _settings(protocol: str, overrides: dict[str, Any] | None) -> tuple[dict, dict, dict]:
+    """Return (protocol values with the user's on top, options, raw CP2K sections).
+
+    An unset ``scf`` option becomes OT for hybrids (density mixing does not mix exact
+    exchange) and diagonalisation otherwise.
+    """
     proto_user, opts, raw = split_overrides(overrides)
     proto = merge(get_protocol(protocol, "cp2k"), proto_user)
-    if opts["scf"] is None:  # density mixing does not mix exact exchange: OT for hybrids
+    if opts["scf"] is None:
         opts["scf"] = "ot" if is_hybrid(proto["xc"]) else "diag"
-    periodic = _periodicity(atoms)
-    placed, cell, poisson = _cell_and_poisson(atoms, periodic, opts)
-    kgrid = _kgrid(placed, periodic, proto, opts)
-    check_gamma(str(proto["xc"]).lower(), kgrid)
+    return proto, opts, raw
+
+
+def _kinds(placed: Any, potentials: dict[str, Any], proto: dict) -> tuple[dict, dict, list]:
+    """Return (``KIND <el>`` sections, element -> basis name, basis files) of the elements."""
     kinds, basis, files = {}, {}, basis_files(proto)
     for el in sorted(set(placed.get_chemical_symbols())):
         pot = potentials[el]
         basis[el] = basis_for(el, proto["basis"], pot.valence, files)
         kinds[f"KIND {el}"] = {"BASIS_SET": basis[el], "POTENTIAL": pot.name}
+    return kinds, basis, files
+
+
+def _electrons(
+    placed: Any, potentials: dict[str, Any], charge: float, multiplicity: int | None
+) -> tuple[float, int]:
+    """Return (valence electrons less ``charge``, spin multiplicity: the user's or 1 / 2)."""
     nelect = sum(potentials[s].valence or 0 for s in placed.get_chemical_symbols()) - charge
-    mult = multiplicity or (2 if round(nelect) % 2 else 1)
-    dft: dict[str, Any] = {
+    return nelect, multiplicity or (2 if round(nelect) % 2 else 1)
+
+
+def _dft(
+    proto: dict,
+    opts: dict,
+    protocol: str,
+    files: list,
+    charge: float,
+    mult: int,
+    kgrid: list[int] | None,
+    poisson: dict,
+    calc_type: str,
+    natoms: int,
+) -> dict[str, Any]:
+    """Return the ``FORCE_EVAL -> DFT`` section (Poisson solver of clusters, k-points)."""
+    dft = {
         "BASIS_SET_FILE_NAME": files[0] if len(files) == 1 else [[f] for f in files],
         "POTENTIAL_FILE_NAME": _data_path("potential_file"),
-        "CHARGE": _integer_charge(charge),
+        "CHARGE": integer_charge(charge),
         "MULTIPLICITY": mult,
         "UKS": mult > 1,
         "MGRID": {"CUTOFF": proto["cutoff_eV"] / Rydberg, "REL_CUTOFF": proto["rel_cutoff_eV"] / Rydberg},
         "QS": {"METHOD": "GPW", "EPS_DEFAULT": opts["eps_default"] or (1e-10 if protocol == "fast" else 1e-12)},
         "SCF": _scf(proto, opts, kgrid),
         "XC": _xc(proto),
-        "PRINT": _prints(len(placed), opts, calc_type, kgrid is None),
+        "PRINT": _prints(natoms, opts, calc_type, kgrid is None),
     }  # fmt: skip
     if poisson:
         dft["POISSON"] = poisson
     if kgrid is not None:
-        # PARALLEL_GROUP_SIZE 0: all ranks work on every k-point, so CP2K's I/O rank prints
-        # the MO eigenvalues of all of them (with k-point groups it prints its own group's only)
-        dft["KPOINTS"] = {
-            "SCHEME": "GENERAL",
-            "KPOINT": gamma_centred_kpoints(kgrid),
-            "PARALLEL_GROUP_SIZE": 0,
-        }
+        dft["KPOINTS"] = _kpoints_section(kgrid)
+    return dft
+
+
+def _kpoints_section(kgrid: list[int]) -> dict[str, Any]:
+    """Return the ``DFT -> KPOINTS`` section of a Γ-centred grid.
+
+    PARALLEL_GROUP_SIZE 0: all ranks work on every k-point, so CP2K's I/O rank prints the MO
+    eigenvalues of all of them (with k-point groups it prints its own group's only).
+    """
+    return {
+        "SCHEME": "GENERAL",
+        "KPOINT": gamma_centred_kpoints(kgrid),
+        "PARALLEL_GROUP_SIZE": 0,
+    }
+
+
+def _tree(calc_type: str, opts: dict, dft: dict, cell: dict, kinds: dict) -> dict[str, Any]:
+    """Return the input tree: ``GLOBAL`` and ``FORCE_EVAL`` (DFT, cell, coordinates, kinds)."""
+    subsys = {
+        "CELL": cell,
+        "TOPOLOGY": {"COORD_FILE_NAME": COORD_FILE, "COORD_FILE_FORMAT": "XYZ", "CONN_FILE_FORMAT": "OFF"},
+        **kinds,
+    }  # fmt: skip
+    return {
+        "GLOBAL": _global(calc_type, opts),
+        "FORCE_EVAL": {"METHOD": "QUICKSTEP", "DFT": dft, "SUBSYS": subsys, "PRINT": {"FORCES ON": {}}},
+    }  # fmt: skip
+
+
+def _global(calc_type: str, opts: dict) -> dict[str, Any]:
+    """Return the ``GLOBAL`` section; WALLTIME leaves CP2K a margin to write its restart."""
     glob: dict[str, Any] = {
         "PROJECT": PROJECT,
         "RUN_TYPE": "GEO_OPT" if calc_type == "relax" else "ENERGY_FORCE",
@@ -286,67 +327,17 @@ def cp2k_input_set(
     }
     if opts["walltime_s"]:
         glob["WALLTIME"] = int(max(60, 0.95 * float(opts["walltime_s"]) - 60))
-    subsys = {
-        "CELL": cell,
-        "TOPOLOGY": {"COORD_FILE_NAME": COORD_FILE, "COORD_FILE_FORMAT": "XYZ", "CONN_FILE_FORMAT": "OFF"},
-        **kinds,
-    }  # fmt: skip
-    params: dict[str, Any] = {
-        "GLOBAL": glob,
-        "FORCE_EVAL": {"METHOD": "QUICKSTEP", "DFT": dft, "SUBSYS": subsys, "PRINT": {"FORCES ON": {}}},
-    }  # fmt: skip
-    if calc_type == "relax" and relax_cell:
+    return glob
+
+
+def _add_relaxation(
+    params: dict, proto: dict, opts: dict, natoms: int, defect: bool, periodic: bool, cell: bool
+) -> None:
+    """Add the ``MOTION`` of a relaxation to ``params``: GEO_OPT, or CELL_OPT if ``cell``."""
+    motion = _motion(proto, opts, natoms, defect)
+    if cell:
         from perovflow.engines.cp2k.cell import cell_opt
 
-        cell_opt(params, proto, _motion(proto, opts, len(placed), defect), periodic)
-    elif calc_type == "relax":
-        params["MOTION"] = _motion(proto, opts, len(placed), defect)
-    info = {
-        "periodic": periodic,
-        "kpoints": kgrid or [1, 1, 1],
-        "basis": basis,
-        "nelect": nelect,
-        "multiplicity": mult,
-        "protocol_values": proto,
-    }
-    if is_hybrid(proto["xc"]):
-        info["hybrid"] = apply_hybrid(
-            params, str(proto["xc"]).lower(), placed, periodic, kgrid, opts
-        )
-    return merge(params, raw), placed, info
-
-
-def _integer_charge(charge: float) -> int:
-    if abs(charge - round(charge)) > 1e-6:
-        raise InputError(
-            f"CP2K needs an integer total charge, got {charge}", "use a whole number of electrons"
-        )
-    return round(charge)
-
-
-def _periodicity(atoms: Any) -> bool:
-    pbc = [bool(p) for p in atoms.pbc]
-    if all(pbc):
-        return True
-    if not any(pbc):
-        return False
-    raise InputError(
-        f"CP2K runs need fully periodic or fully isolated systems, got pbc={pbc}",
-        "use a periodic cell with vacuum for slabs, or a Molecule for clusters",
-    )
-
-
-def _kgrid(atoms: Any, periodic: bool, proto: dict, opts: dict) -> list[int] | None:
-    """k-point grid, or None for Γ-only (clusters, 1x1x1 grids, ``kpoints: gamma``)."""
-    choice = opts["kpoints"]
-    if not periodic or choice == "gamma":
-        return None
-    if choice == "auto":
-        grid = kpoint_grid(atoms.cell[:], float(proto["kspacing"]))
-    elif isinstance(choice, list | tuple) and len(choice) == 3:
-        grid = [int(n) for n in choice]
+        cell_opt(params, proto, motion, periodic)
     else:
-        raise InputError(
-            f"invalid kpoints setting {choice!r}", "use 'auto', 'gamma' or a list [n1, n2, n3]"
-        )
-    return None if grid == [1, 1, 1] else grid
+        params["MOTION"] = motion

@@ -241,36 +241,16 @@ def read_projections(
     StateProjections
         ``weights[i, a]`` (sum over l; rows sum to ~1), ``orbital_weights[i, a, l]``.
     """
-    from perovflow.projections import L_LABELS, StateProjections
+    from perovflow.projections import StateProjections
 
     spins = ["ALPHA_", "BETA_"] if (directory / f"{PROJECT}-ALPHA_list1-1.pdos").is_file() else [""]
     energies, occs, spin_idx, weights, orbital = [], [], [], [], []
     for s, tag in enumerate(spins):
-        per_atom = np.zeros((0, 0))
-        orb = None
-        for i, atoms_in_list in enumerate(ldos_lists):
-            idx = [int(a) - 1 for a in np.atleast_1d(atoms_in_list)]
-            if len(idx) != 1:
-                raise EngineError(
-                    f"LDOS list {i + 1} holds {len(idx)} atoms; projections need one atom per list",
-                    "do not override FORCE_EVAL/DFT/PRINT/PDOS/LDOS",
-                )
-            rows, labels = _read_pdos(directory / f"{PROJECT}-{tag}list{i + 1}-1.pdos")
-            if orb is None:
-                nstates = rows.shape[0]
-                per_atom = np.zeros((nstates, len(species)))
-                orb = np.zeros((nstates, len(species), 4))
-                energies.append(rows[:, 1] * Hartree)
-                occs.append(rows[:, 2] / (1.0 if len(spins) == 2 else 2.0))
-                spin_idx.append(np.full(nstates, s))
-            if rows.shape[0] != per_atom.shape[0]:
-                raise EngineError(
-                    f"CP2K PDOS files disagree on the number of MOs (list {i + 1})",
-                    "rerun the calculation in a clean folder",
-                )
-            per_atom[:, idx[0]] = rows[:, 3:].sum(axis=1)
-            for j, lab in enumerate(labels[:4]):
-                orb[:, idx[0], L_LABELS.index(lab)] = rows[:, 3 + j]
+        mos, per_atom, orb = _spin_channel(directory, tag, len(species), ldos_lists, len(spins))
+        if mos is not None:
+            energies.append(mos[0])
+            occs.append(mos[1])
+            spin_idx.append(np.full(mos[0].shape[0], s))
         weights.append(per_atom)
         orbital.append(orb)
     return StateProjections(
@@ -283,6 +263,40 @@ def read_projections(
         fermi_eV=fermi_eV,
         source="cp2k pdos (Mulliken, per-atom LDOS lists)",
     )
+
+
+def _spin_channel(
+    directory: Path, tag: str, natoms: int, ldos_lists: list[Any], nspins: int
+) -> tuple[tuple[np.ndarray, np.ndarray] | None, np.ndarray, np.ndarray | None]:
+    """One spin channel (file prefix ``tag``) of the ``&LDOS`` files.
+
+    Returns the MO energies (eV) and occupations per spin orbital (None without lists), the
+    per-atom weights (MO x atom) and the per-l weights (MO x atom x l).
+    """
+    from perovflow.projections import L_LABELS
+
+    per_atom, orb, mos = np.zeros((0, 0)), None, None
+    for i, atoms_in_list in enumerate(ldos_lists):
+        idx = [int(a) - 1 for a in np.atleast_1d(atoms_in_list)]
+        if len(idx) != 1:
+            raise EngineError(
+                f"LDOS list {i + 1} holds {len(idx)} atoms; projections need one atom per list",
+                "do not override FORCE_EVAL/DFT/PRINT/PDOS/LDOS",
+            )
+        rows, labels = _read_pdos(directory / f"{PROJECT}-{tag}list{i + 1}-1.pdos")
+        if orb is None:
+            per_atom = np.zeros((rows.shape[0], natoms))
+            orb = np.zeros((rows.shape[0], natoms, 4))
+            mos = (rows[:, 1] * Hartree, rows[:, 2] / (1.0 if nspins == 2 else 2.0))
+        if rows.shape[0] != per_atom.shape[0]:
+            raise EngineError(
+                f"CP2K PDOS files disagree on the number of MOs (list {i + 1})",
+                "rerun the calculation in a clean folder",
+            )
+        per_atom[:, idx[0]] = rows[:, 3:].sum(axis=1)
+        for j, lab in enumerate(labels[:4]):
+            orb[:, idx[0], L_LABELS.index(lab)] = rows[:, 3 + j]
+    return mos, per_atom, orb
 
 
 def read_trajectory(path: Path) -> list[dict[str, Any]]:

@@ -167,36 +167,82 @@ def qe_input_set(
     """
     proto = cutoffs_for_pseudos(get_protocol(protocol, "qe"), pseudos)
     user = nest_overrides(overrides)
-    valences = {
-        el: (p.valence if p.valence is not None else upf_valence(str(p.path)))
-        for el, p in pseudos.items()
-    }
-    nelect = count_electrons(atoms.get_chemical_symbols(), valences, charge)
+    nelect = count_electrons(atoms.get_chemical_symbols(), _valences(pseudos), charge)
     metal = is_metallic(atoms.get_chemical_symbols())
-    spin_keys = spin_settings(nelect, metal, spin, user.get("input_data", {}).get("system", {}))
     input_data = _namelists(proto, calc_type, charge, defect, nelect, metal)
-    soc_on = resolve_soc(soc, proto, user)
-    if not soc_on:  # spinor (SOC) runs are left non-magnetic unless the user says otherwise
-        input_data["system"].update(spin_keys)
-    input_data = apply_soc(input_data, soc_on, nelect)
-    params: dict[str, Any] = {
-        "input_data": input_data,
-        "pseudopotentials": {el: p.name for el, p in pseudos.items()},
-        "koffset": [0, 0, 0],
-    }
-    factor = (0.5 if calc_type == "dos" else 1.0) * (METAL_KSPACING_FACTOR if metal else 1.0)
-    kspacing = user.get("kspacing", proto["kspacing"] * factor)
-    params["kpts"] = kpoint_grid(atoms.cell[:], kspacing, tuple(atoms.pbc))
+    input_data = _spin_and_soc(input_data, proto, user, nelect, metal, spin, soc)
+    params = _ase_params(input_data, pseudos, _kgrid(atoms, proto, user, calc_type, metal))
     kpts = user.get("kpts", params["kpts"])
-    xc_name = resolve_xc(xc, proto, user)
-    exx = hybrid_settings(xc_name, proto, atoms.cell[:], kpts, hybrid or {})
-    if exx:  # pw.x 6.7: "stress for hybrid functionals not available with pools"
-        input_data["system"].update(exx)
-        input_data["control"]["tstress"] = False
+    _add_hybrid(input_data, resolve_xc(xc, proto, user), proto, atoms.cell[:], kpts, hybrid)
     params = merge(params, {k: v for k, v in user.items() if k != "kspacing"})
     check_hybrid(params, pseudos, calc_type)
     params["_nelect"] = nelect
     return params
+
+
+def _ase_params(
+    input_data: dict[str, Any], pseudos: dict[str, Any], kpts: list[int]
+) -> dict[str, Any]:
+    """ASE Espresso parameters: namelists, pseudopotential files, unshifted k grid."""
+    return {
+        "input_data": input_data,
+        "pseudopotentials": {el: p.name for el, p in pseudos.items()},
+        "koffset": [0, 0, 0],
+        "kpts": kpts,
+    }
+
+
+def _spin_and_soc(
+    input_data: dict[str, Any],
+    proto: dict[str, Any],
+    user: dict[str, Any],
+    nelect: float,
+    metal: bool,
+    spin: bool | None,
+    soc: bool | None,
+) -> dict[str, Any]:
+    """The namelists with the automatic spin keys (:func:`spin_settings`) or spin–orbit.
+
+    Spinor (SOC) runs are left non-magnetic unless the user says otherwise.
+    """
+    spin_keys = spin_settings(nelect, metal, spin, user.get("input_data", {}).get("system", {}))
+    soc_on = resolve_soc(soc, proto, user)
+    if not soc_on:
+        input_data["system"].update(spin_keys)
+    return apply_soc(input_data, soc_on, nelect)
+
+
+def _add_hybrid(
+    input_data: dict[str, Any],
+    xc: str,
+    proto: dict[str, Any],
+    cell: Any,
+    kpts: Any,
+    hybrid: dict[str, Any] | None,
+) -> None:
+    """Add the exact-exchange keys of a hybrid ``xc`` to ``system`` (nothing for PBE).
+
+    pw.x 6.7: "stress for hybrid functionals not available with pools", so no stress.
+    """
+    exx = hybrid_settings(xc, proto, cell, kpts, hybrid or {})
+    if exx:
+        input_data["system"].update(exx)
+        input_data["control"]["tstress"] = False
+
+
+def _valences(pseudos: dict[str, Any]) -> dict[str, float]:
+    """Valence of each element: the pseudopotential record's, else its UPF ``z_valence``."""
+    return {
+        el: (p.valence if p.valence is not None else upf_valence(str(p.path)))
+        for el, p in pseudos.items()
+    }
+
+
+def _kgrid(atoms: Any, proto: dict, user: dict, calc_type: str, metal: bool) -> list[int]:
+    """Automatic k grid: the user's or the protocol's k spacing, halved for DOS and metals."""
+    factor = (0.5 if calc_type == "dos" else 1.0) * (METAL_KSPACING_FACTOR if metal else 1.0)
+    kspacing = user.get("kspacing", proto["kspacing"] * factor)
+    return kpoint_grid(atoms.cell[:], kspacing, tuple(atoms.pbc))
 
 
 def pseudo_kind(path: str) -> str:
@@ -240,34 +286,14 @@ def _namelists(
     """
     if calc_type not in CALCULATION:
         raise InputError(f"unknown QE calculation '{calc_type}'", f"use one of {list(CALCULATION)}")
-    fmax = proto["fmax_defect"] if defect else proto["fmax_bulk"]
-    control = {
-        "calculation": CALCULATION[calc_type],
-        "prefix": "pwscf",
-        "outdir": "./",
-        "tprnfor": True,
-        "tstress": True,
-        "disk_io": "low",
-        "forc_conv_thr": fmax * FORCE_RY_BOHR_PER_EV_A,
-        "etot_conv_thr": 1e-5,
-        "nstep": proto["max_steps"],
-    }
-    odd = abs(nelect - 2 * round(nelect / 2)) > 1e-6
+    control = _control(proto, calc_type, defect)
     system: dict[str, Any] = {
         "ecutwfc": proto["ecutwfc_eV"] / RY_EV,
         "ecutrho": proto["ecutrho_eV"] / RY_EV,
         "tot_charge": float(charge),
         "nbnd": math.ceil(nelect / 2 * 1.2) + 4,
+        **_occupations(proto, defect, nelect, metal),
     }
-    if metal:
-        width = max(proto["smearing_eV"], proto.get("metal_smearing_eV", METAL_SMEARING_EV))
-        system.update(occupations="smearing", smearing="mv", degauss=width / RY_EV)
-    elif defect or odd:
-        system.update(
-            occupations="smearing", smearing="gaussian", degauss=proto["smearing_eV"] / RY_EV
-        )
-    else:
-        system["occupations"] = "fixed"
     if proto.get("dispersion") == "d3":
         system["vdw_corr"] = "dft-d3"
     elif proto.get("dispersion"):
@@ -282,13 +308,46 @@ def _namelists(
     }
     if calc_type in ("bands", "dos"):
         electrons["diago_full_acc"] = True
-        control["verbosity"] = "high"
-        control.pop("tstress")
-        control.pop("tprnfor")
     out = {"control": control, "system": system, "electrons": electrons}
     if calc_type == "relax":
         out["ions"] = {"ion_dynamics": "bfgs"}
     return out
+
+
+def _control(proto: dict[str, Any], calc_type: str, defect: bool) -> dict[str, Any]:
+    """The ``control`` namelist; non-self-consistent runs print all bands, no forces/stress."""
+    fmax = proto["fmax_defect"] if defect else proto["fmax_bulk"]
+    control = {
+        "calculation": CALCULATION[calc_type],
+        "prefix": "pwscf",
+        "outdir": "./",
+        "tprnfor": True,
+        "tstress": True,
+        "disk_io": "low",
+        "forc_conv_thr": fmax * FORCE_RY_BOHR_PER_EV_A,
+        "etot_conv_thr": 1e-5,
+        "nstep": proto["max_steps"],
+    }
+    if calc_type in ("bands", "dos"):
+        control["verbosity"] = "high"
+        control.pop("tstress")
+        control.pop("tprnfor")
+    return control
+
+
+def _occupations(proto: dict[str, Any], defect: bool, nelect: float, metal: bool) -> dict:
+    """Occupation keys of ``system``: cold smearing (metals), Gaussian (defects, odd), fixed."""
+    odd = abs(nelect - 2 * round(nelect / 2)) > 1e-6
+    if metal:
+        width = max(proto["smearing_eV"], proto.get("metal_smearing_eV", METAL_SMEARING_EV))
+        return {"occupations": "smearing", "smearing": "mv", "degauss": width / RY_EV}
+    if defect or odd:
+        return {
+            "occupations": "smearing",
+            "smearing": "gaussian",
+            "degauss": proto["smearing_eV"] / RY_EV,
+        }
+    return {"occupations": "fixed"}
 
 
 def cell_relax_settings(

@@ -242,27 +242,15 @@ def parse_projwfc(
         Truncated or corrupt output, a run without atomic projections, or a data file of
         another run.
     """
-    path, data = _open_output(Path(path))
+    path, head, body, data = _read_sections(Path(path))
     folder, src = path.parent, path.name
-    start = data.find(b"==== e(")
-    head = data[: start if start >= 0 else len(data)].decode(errors="replace")
-    body = data[start:] if start >= 0 else b""
-    if "Program PROJWFC" not in head:
-        raise InputError(f"{src} is not a projwfc.x output", "give the projwfc.x standard output")
     wfc_atom, wfc_l, labels, spinorbit = _states_table(head, src)
     energies, starts, kpts, nbnd, nk = _bands(head, body, data, src)
     natoms, nstates = len(labels), len(energies)
     keep_l = orbitals if orbitals is not None else nstates * natoms * 4 <= ORBITAL_SPLIT_LIMIT
-    full = full_precision(folder, filproj, len(wfc_atom), nstates, dtype)
-    if full is not None:
-        weights, orb = sum_dense(full, wfc_atom, wfc_l, natoms, keep_l, dtype)
-        precision = "filproj (1e-10)"
-    else:
-        st, wfc, vals = _components(body, starts, len(wfc_atom), src)
-        weights, orb = _sum_sparse(
-            st, wfc_atom[wfc], wfc_l[wfc], vals, nstates, natoms, keep_l, dtype
-        )
-        precision = "stdout (3 decimals, components < 0.001 dropped)"
+    weights, orb, precision = _weights(
+        folder, filproj, body, starts, (wfc_atom, wfc_l), natoms, keep_l, dtype, src
+    )
     run = read_run_info(folder, pw_output, head)
     layout = state_layout(run, nk, nbnd, energies, src)
     elements = {lab: element_of(lab) for lab in set(labels)}
@@ -272,20 +260,75 @@ def parse_projwfc(
         species=[elements[lab] for lab in labels],
         orbital_weights=orb,
         source=f"qe projwfc.x: {path}",
-        meta={
-            "labels": labels,
-            "nbnd": nbnd,
-            "nkstot": nk,
-            "kpoints_cart_2pi_alat": kpts.tolist(),
-            "precision": precision,
-            "basis": "l, j, m_j"
-            if spinorbit
-            else "l, m" + (", s_z" if run["noncollinear"] else ""),
-            **run_meta(run),
-        },
+        meta=_meta(labels, nbnd, nk, kpts, precision, spinorbit, run),
         structure=run["structure"],
         **layout,
     )
+
+
+def _weights(
+    folder: Path,
+    filproj: str | Path | None,
+    body: bytes,
+    starts: np.ndarray,
+    wfcs: tuple[np.ndarray, np.ndarray],
+    natoms: int,
+    keep_l: bool,
+    dtype: type,
+    src: str,
+) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Return (state x atom weights, state x atom x l weights or None, their precision).
+
+    ``wfcs`` holds the atom and l of every atomic wavefunction. The filproj file's
+    full-precision weights are used when they match the output, else the printed components.
+    """
+    wfc_atom, wfc_l = wfcs
+    nstates = starts.size
+    full = full_precision(folder, filproj, len(wfc_atom), nstates, dtype)
+    if full is not None:
+        weights, orb = sum_dense(full, wfc_atom, wfc_l, natoms, keep_l, dtype)
+        return weights, orb, "filproj (1e-10)"
+    st, wfc, vals = _components(body, starts, len(wfc_atom), src)
+    weights, orb = _sum_sparse(st, wfc_atom[wfc], wfc_l[wfc], vals, nstates, natoms, keep_l, dtype)
+    return weights, orb, "stdout (3 decimals, components < 0.001 dropped)"
+
+
+def _read_sections(path: Path) -> tuple[Path, str, bytes, bytes]:
+    """Return (output file, header text, band blocks, all bytes) of a projwfc.x output.
+
+    The header ends at the first ``==== e(`` block; a file without ``Program PROJWFC`` in
+    it is a one-line error.
+    """
+    path, data = _open_output(path)
+    start = data.find(b"==== e(")
+    head = data[: start if start >= 0 else len(data)].decode(errors="replace")
+    body = data[start:] if start >= 0 else b""
+    if "Program PROJWFC" not in head:
+        raise InputError(
+            f"{path.name} is not a projwfc.x output", "give the projwfc.x standard output"
+        )
+    return path, head, body, data
+
+
+def _meta(
+    labels: list[str],
+    nbnd: int,
+    nk: int,
+    kpts: np.ndarray,
+    precision: str,
+    spinorbit: bool,
+    run: dict,
+) -> dict:
+    """The ``meta`` of the projections: atoms, sizes, k-points, precision, basis, run facts."""
+    return {
+        "labels": labels,
+        "nbnd": nbnd,
+        "nkstot": nk,
+        "kpoints_cart_2pi_alat": kpts.tolist(),
+        "precision": precision,
+        "basis": "l, j, m_j" if spinorbit else "l, m" + (", s_z" if run["noncollinear"] else ""),
+        **run_meta(run),
+    }
 
 
 def _open_output(path: Path) -> tuple[Path, bytes]:

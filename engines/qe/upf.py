@@ -108,11 +108,28 @@ def atom_wavefunctions(
     Returns one dict per valence orbital: ``n``, ``l``, ``occupation``, ``r``, ``chi``
     (r·χ on CP2K's grid, Bohr).
     """
-    from perovflow.engines.runner import run_command
-
     core, valence = valence_configuration(pot.element, pot.nelec)
+    chis = _run_atom(_atom_input(pot, potential_file, core, valence), pot, cp2k_cmd)
+    out = []
+    for ll in sorted({o[1] for o in valence}):
+        mine = sorted(o for o in valence if o[1] == ll)
+        theirs = [c for c in chis if c[0] == ll]
+        if len(theirs) != len(mine):
+            raise EngineError(
+                f"CP2K ATOM returned {len(theirs)} {L_LETTER[ll]} orbitals for {pot.element}, "
+                f"expected {len(mine)}",
+                "use a UPF folder (qe.pseudo_dir) for this element",
+            )
+        for (n, _, occ), (_, r, chi) in zip(mine, theirs, strict=True):
+            # CP2K's UPF writer stores r²·χ(r) in PP_CHI (checked: ∫(chi/r)² dr = 1)
+            out.append({"n": n, "l": ll, "occupation": occ, "r": r, "chi": chi / r})
+    return out
+
+
+def _atom_input(pot: GTHPotential, potential_file: Path, core: list, valence: list) -> str:
+    """CP2K ATOM input: PBE Kohn–Sham atom in the GTH potential, written as a UPF file."""
     conf = " ".join(f"{n}{L_LETTER[ll]}{occ:g}" for n, ll, occ in valence)
-    text = f"""&GLOBAL
+    return f"""&GLOBAL
   PROJECT atom
   PROGRAM_NAME ATOM
   PRINT_LEVEL LOW
@@ -144,6 +161,12 @@ def atom_wavefunctions(
   &END POTENTIAL
 &END ATOM
 """
+
+
+def _run_atom(text: str, pot: GTHPotential, cp2k_cmd: str) -> list:
+    """Run CP2K ATOM on ``text`` in a scratch folder; (l, r, r²·χ) of the UPF it wrote."""
+    from perovflow.engines.runner import run_command
+
     with tempfile.TemporaryDirectory(prefix="perovflow-atom-") as tmp:
         work = Path(tmp)
         (work / "atom.inp").write_text(text)
@@ -157,21 +180,7 @@ def atom_wavefunctions(
                 f"CP2K ATOM could not compute the {pot.element} {pot.name} atom: {result.tail(5)}",
                 "check the cp2k installation (perovflow doctor) or use a UPF folder (qe.pseudo_dir)",
             )
-        chis = _read_upf_chis(upf[0].read_text())
-    out = []
-    for ll in sorted({o[1] for o in valence}):
-        mine = sorted(o for o in valence if o[1] == ll)
-        theirs = [c for c in chis if c[0] == ll]
-        if len(theirs) != len(mine):
-            raise EngineError(
-                f"CP2K ATOM returned {len(theirs)} {L_LETTER[ll]} orbitals for {pot.element}, "
-                f"expected {len(mine)}",
-                "use a UPF folder (qe.pseudo_dir) for this element",
-            )
-        for (n, _, occ), (_, r, chi) in zip(mine, theirs, strict=True):
-            # CP2K's UPF writer stores r²·χ(r) in PP_CHI (checked: ∫(chi/r)² dr = 1)
-            out.append({"n": n, "l": ll, "occupation": occ, "r": r, "chi": chi / r})
-    return out
+        return _read_upf_chis(upf[0].read_text())
 
 
 def _numbers(block: str) -> np.ndarray:
@@ -209,6 +218,30 @@ def gth_to_upf(pot: GTHPotential, znucl: int, orbitals: list[dict], source: str)
     """Return the UPF v2 text of ``pot`` with ``orbitals`` as PP_PSWFC."""
     r, rab = log_mesh(znucl)
     vloc = 2.0 * local_potential(pot, r)
+    betas, dij = _projectors(pot, r)
+    cutoff = int(np.searchsorted(r, 12.0 * max((p[0] for p in pot.projectors), default=1.0)))
+    cutoff = min(cutoff, len(r) - 1)
+    chis = [(o, _on_mesh(o, r, rab)) for o in orbitals]
+    rho = sum(o["occupation"] * chi**2 for o, chi in chis) if chis else np.zeros_like(r)
+    lmax = max((b[0] for b in betas), default=-1)
+    parts = [
+        *_upf_head(pot, znucl, source, lmax, len(r), len(chis), len(betas)),
+        f'<PP_R type="real" size="{len(r)}" columns="4">\n{_fmt(r)}\n</PP_R>',
+        f'<PP_RAB type="real" size="{len(r)}" columns="4">\n{_fmt(rab)}\n</PP_RAB>',
+        "</PP_MESH>",
+        f'<PP_LOCAL type="real" size="{len(r)}" columns="4">\n{_fmt(vloc)}\n</PP_LOCAL>',
+        *_upf_nonlocal(r, betas, dij, cutoff),
+        "<PP_PSWFC>",
+        *_upf_chis(r, chis),
+        "</PP_PSWFC>",
+        f'<PP_RHOATOM type="real" size="{len(r)}" columns="4">\n{_fmt(rho)}\n</PP_RHOATOM>',
+        "</UPF>",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def _projectors(pot: GTHPotential, r: np.ndarray) -> tuple[list, np.ndarray]:
+    """(l, r·p_i^l) of every projector, and D_ij in Rydberg (block-diagonal in l)."""
     betas, dij_blocks = [], []
     for ll, (r_l, h) in enumerate(pot.projectors):
         for i in range(len(h)):
@@ -221,12 +254,14 @@ def gth_to_upf(pot: GTHPotential, znucl: int, orbitals: list[dict], source: str)
         k = block.shape[0]
         dij[start : start + k, start : start + k] = block
         start += k
-    cutoff = int(np.searchsorted(r, 12.0 * max((p[0] for p in pot.projectors), default=1.0)))
-    cutoff = min(cutoff, len(r) - 1)
-    chis = [(o, _on_mesh(o, r, rab)) for o in orbitals]
-    rho = sum(o["occupation"] * chi**2 for o, chi in chis) if chis else np.zeros_like(r)
-    lmax = max((b[0] for b in betas), default=-1)
-    parts = [
+    return betas, dij
+
+
+def _upf_head(
+    pot: GTHPotential, znucl: int, source: str, lmax: int, mesh: int, nwfc: int, nb: int
+) -> list[str]:
+    """PP_INFO, PP_HEADER and the opening PP_MESH tag."""
+    return [
         '<UPF version="2.0.1">',
         f"<PP_INFO>\nGTH {pot.name} for {pot.element} (analytic, tabulated on the QE GTH mesh)"
         f"\nwavefunctions: CP2K ATOM, PBE. Converted by perovflow from {source}\n</PP_INFO>",
@@ -235,15 +270,16 @@ def gth_to_upf(pot: GTHPotential, znucl: int, orbitals: list[dict], source: str)
         ' relativistic="scalar" is_ultrasoft="F" is_paw="F" is_coulomb="F" has_so="F" has_wfc="F"'
         ' has_gipaw="F" paw_as_gipaw="F" core_correction="F" functional="PBE"'
         f' z_valence="{pot.valence:.6f}" total_psenergy="0.0" wfc_cutoff="0.0" rho_cutoff="0.0"'
-        f' l_max="{lmax}" l_max_rho="{max(2 * lmax, 0)}" l_local="-1" mesh_size="{len(r)}"'
-        f' number_of_wfc="{len(chis)}" number_of_proj="{nb}"/>',
-        f'<PP_MESH dx="{DX}" mesh="{len(r)}" xmin="{XMIN}" rmax="{RMAX}" zmesh="{znucl}">',
-        f'<PP_R type="real" size="{len(r)}" columns="4">\n{_fmt(r)}\n</PP_R>',
-        f'<PP_RAB type="real" size="{len(r)}" columns="4">\n{_fmt(rab)}\n</PP_RAB>',
-        "</PP_MESH>",
-        f'<PP_LOCAL type="real" size="{len(r)}" columns="4">\n{_fmt(vloc)}\n</PP_LOCAL>',
-        "<PP_NONLOCAL>",
+        f' l_max="{lmax}" l_max_rho="{max(2 * lmax, 0)}" l_local="-1" mesh_size="{mesh}"'
+        f' number_of_wfc="{nwfc}" number_of_proj="{nb}"/>',
+        f'<PP_MESH dx="{DX}" mesh="{mesh}" xmin="{XMIN}" rmax="{RMAX}" zmesh="{znucl}">',
     ]
+
+
+def _upf_nonlocal(r: np.ndarray, betas: list, dij: np.ndarray, cutoff: int) -> list[str]:
+    """The PP_NONLOCAL block: one PP_BETA per projector, then PP_DIJ."""
+    nb = len(betas)
+    parts = ["<PP_NONLOCAL>"]
     for i, (ll, beta) in enumerate(betas, start=1):
         parts.append(
             f'<PP_BETA.{i} type="real" size="{len(r)}" columns="4" index="{i}"'
@@ -253,7 +289,12 @@ def gth_to_upf(pot: GTHPotential, znucl: int, orbitals: list[dict], source: str)
     parts.append(
         f'<PP_DIJ type="real" size="{nb * nb}" columns="4">\n{_fmt(dij.ravel())}\n</PP_DIJ>'
     )
-    parts += ["</PP_NONLOCAL>", "<PP_PSWFC>"]
+    return [*parts, "</PP_NONLOCAL>"]
+
+
+def _upf_chis(r: np.ndarray, chis: list) -> list[str]:
+    """One PP_CHI block per pseudo-atomic orbital (r·χ on the log mesh)."""
+    parts = []
     for i, (o, chi) in enumerate(chis, start=1):
         label = f"{o['n']}{L_LETTER[o['l']].upper()}"
         parts.append(
@@ -261,9 +302,4 @@ def gth_to_upf(pot: GTHPotential, znucl: int, orbitals: list[dict], source: str)
             f' occupation="{o["occupation"]:.6f}" n="{o["n"]}" pseudo_energy="0.0"'
             f' cutoff_radius="0.0" ultrasoft_cutoff_radius="0.0">\n{_fmt(chi)}\n</PP_CHI.{i}>'
         )
-    parts += [
-        "</PP_PSWFC>",
-        f'<PP_RHOATOM type="real" size="{len(r)}" columns="4">\n{_fmt(rho)}\n</PP_RHOATOM>',
-        "</UPF>",
-    ]
-    return "\n".join(parts) + "\n"
+    return parts

@@ -162,10 +162,6 @@ def paths_build(
     as_json: JsonOpt = False,
 ) -> None:
     """Write NEB images of one hop: DIR/00.vasp ... DIR/NN.vasp, DIR/images.extxyz, DIR/hop.json."""
-    from ase.io import write
-    from pymatgen.io.ase import AseAtomsAdaptor
-
-    from perovflow.cli._common import to_json
     from perovflow.structures import paths
 
     if output.exists():
@@ -179,6 +175,23 @@ def paths_build(
     chosen = hops[hop]
     initial, final = paths.hop_endpoints(structure, chosen)
     imgs = paths.interpolate(initial, final, nimages=images, method=method)  # type: ignore[arg-type]
+    info = _write_images(output, imgs, chosen, images, method)
+    info["output"] = str(output)
+    emit(info, as_json, _images_summary)
+
+
+def _write_images(output: Path, imgs: list, chosen: Any, nimages: int, method: str) -> dict:
+    """Write the images, ``images.extxyz`` and ``hop.json`` to a new folder ``output``.
+
+    The folder is filled under a temporary name next to it and renamed at the end, so a
+    failed write leaves nothing behind. Returns the ``hop.json`` record.
+    """
+    from ase.io import write
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from perovflow.cli._common import to_json
+    from perovflow.structures import paths
+
     parent = output.resolve().parent
     if not parent.exists():
         raise InputError(f"folder {parent} does not exist", "create it first")
@@ -193,7 +206,7 @@ def paths_build(
         )
         info = {
             "hop": chosen.to_dict() | {"moving_index": chosen.moving_index},
-            "nimages": images,
+            "nimages": nimages,
             "method": method,
             "min_distance_ratio": round(paths.min_distance_ratio(imgs), 3),
             "files": [f"{k:02d}.vasp" for k in range(len(imgs))] + ["images.extxyz"],
@@ -203,14 +216,14 @@ def paths_build(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    info["output"] = str(output)
-    emit(
-        info,
-        as_json,
-        lambda d: (
-            f"{d['hop']['label']}\n{d['nimages']} images + 2 end points ({d['method']}) -> {d['output']} "
-            f"(closest contact {d['min_distance_ratio']} x covalent sum)"
-        ),
+    return info
+
+
+def _images_summary(d: dict) -> str:
+    """Human output of ``paths build``: the hop, the images and the closest contact."""
+    return (
+        f"{d['hop']['label']}\n{d['nimages']} images + 2 end points ({d['method']}) -> {d['output']} "
+        f"(closest contact {d['min_distance_ratio']} x covalent sum)"
     )
 
 
@@ -266,26 +279,27 @@ def interfaces_build(
                 f"candidate {pick} does not exist", f"use --pick 0 to {len(cands) - 1}"
             )
         data["written"] = {"pick": pick, "path": str(write_atomic(cands[pick].structure, output))}
+    emit(data, as_json, _interfaces_table)
 
-    def human(d: dict) -> str:
-        rows = [
-            {
-                "#": c["#"],
-                "film": "(" + " ".join(map(str, c["film_miller"])) + ")",
-                "substrate": "(" + " ".join(map(str, c["substrate_miller"])) + ")",
-                "terminations film/substrate": " / ".join(c["termination"]),
-                "strain_%": round(100 * c["strain"], 2),
-                "area_A2": round(c["area_A2"], 1),
-                "natoms": c["natoms"],
-            }
-            for c in d["candidates"]
-        ]
-        text = table(rows)
-        return text + (
-            f"\nwrote #{d['written']['pick']} -> {d['written']['path']}" if "written" in d else ""
-        )
 
-    emit(data, as_json, human)
+def _interfaces_table(d: dict) -> str:
+    """Human output of ``interfaces build``: one row per candidate, then what was written."""
+    rows = [
+        {
+            "#": c["#"],
+            "film": "(" + " ".join(map(str, c["film_miller"])) + ")",
+            "substrate": "(" + " ".join(map(str, c["substrate_miller"])) + ")",
+            "terminations film/substrate": " / ".join(c["termination"]),
+            "strain_%": round(100 * c["strain"], 2),
+            "area_A2": round(c["area_A2"], 1),
+            "natoms": c["natoms"],
+        }
+        for c in d["candidates"]
+    ]
+    text = table(rows)
+    return text + (
+        f"\nwrote #{d['written']['pick']} -> {d['written']['path']}" if "written" in d else ""
+    )
 
 
 # ---------------------------------------------------------------- nanocrystals

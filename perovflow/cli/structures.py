@@ -171,6 +171,13 @@ def register(app: typer.Typer) -> None:
     defects = typer.Typer(help="Symmetry-distinct point defects and defect supercells.", no_args_is_help=True)  # fmt: skip
     app.add_typer(structures, name="structures")
     app.add_typer(defects, name="defects")
+    _add_structure_commands(structures)
+    _add_defects_list(defects)
+    _add_defects_build(defects)
+
+
+def _add_structure_commands(structures: typer.Typer) -> None:
+    """``structures list`` and ``structures build``."""
 
     @structures.command("list")
     def list_cmd(as_json: JsonOpt = False) -> None:
@@ -198,6 +205,10 @@ def register(app: typer.Typer) -> None:
         _write(structure, output, info)
         emit(info, as_json, _human_info)
 
+
+def _add_defects_list(defects: typer.Typer) -> None:
+    """``defects list``: symmetry-distinct defect sites of a host."""
+
     @defects.command("list")
     def defects_list(
         name: NameArg,
@@ -221,6 +232,10 @@ def register(app: typer.Typer) -> None:
         emit(
             {"host": info, "sites": sites} if as_json else sites, as_json, lambda r: table(r, cols)
         )
+
+
+def _add_defects_build(defects: typer.Typer) -> None:
+    """``defects build``: one defect supercell written to a file."""
 
     @defects.command("build")
     def defects_build(

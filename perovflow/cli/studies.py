@@ -14,6 +14,13 @@ StudyArg = Annotated[Path, typer.Argument(help="Study file (studies/*.yaml).")]
 
 def register(app: typer.Typer) -> None:
     """Register ``plan``, ``run`` and ``demo`` on ``app``."""
+    _add_plan(app)
+    _add_run(app)
+    _add_demo(app)
+
+
+def _add_plan(app: typer.Typer) -> None:
+    """``plan``: the job graph of a study, nothing run."""
 
     @app.command("plan")
     def plan_cmd(study: StudyArg, as_json: JsonOpt = False) -> None:
@@ -22,6 +29,10 @@ def register(app: typer.Typer) -> None:
         from perovflow.workflows.studies import plan
 
         emit(plan(study), as_json, format_plan)
+
+
+def _add_run(app: typer.Typer) -> None:
+    """``run``: a study run locally, resumed from the store."""
 
     @app.command("run")
     def run_cmd(
@@ -63,12 +74,18 @@ def register(app: typer.Typer) -> None:
         if info["failed"]:
             raise typer.Exit(1)
 
-    def _with_barriers(out: dict) -> str:
-        from perovflow.cli._common import table
-        from perovflow.workflows.migration import BARRIER_COLUMNS
 
-        lines = [f"{k}: {v}" for k, v in out.items() if k != "barriers"]
-        return table(out["barriers"], BARRIER_COLUMNS) + "\n" + "\n".join(lines)
+def _with_barriers(out: dict) -> str:
+    """The barrier table of a migration study above the other run facts."""
+    from perovflow.cli._common import table
+    from perovflow.workflows.migration import BARRIER_COLUMNS
+
+    lines = [f"{k}: {v}" for k, v in out.items() if k != "barriers"]
+    return table(out["barriers"], BARRIER_COLUMNS) + "\n" + "\n".join(lines)
+
+
+def _add_demo(app: typer.Typer) -> None:
+    """``demo``: the main job (Cs4PbBr6 with a Br vacancy) end to end."""
 
     @app.command("demo")
     def demo_cmd(
