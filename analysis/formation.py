@@ -76,11 +76,11 @@ class CellCalc:
     provenance: str = ""
 
     def get_structure(self) -> Any:
-        """The structure as a pymatgen Structure."""
+        """The structure as a new pymatgen Structure (libraries decorate it in place)."""
         from pymatgen.core import Structure
 
         s = self.structure
-        return Structure.from_dict(s) if isinstance(s, dict) else s
+        return Structure.from_dict(s) if isinstance(s, dict) else s.copy()
 
     def _grid(self) -> Any:
         from perovflow.analysis.potentials import read_potential

@@ -151,3 +151,19 @@ def test_mismatched_cells_and_missing_dielectric(cells):
     assert "\n" not in str(err.value)
     with pytest.raises(InputError, match="dielectric"):
         formation_energies(bulk, [vac], {"Cs": -1.0}, 2.4, 3.7, dielectric=None)
+
+
+def test_the_same_cells_give_the_same_diagram_twice(cells):
+    """The libraries decorate structures in place (oxidation states): the inputs stay usable."""
+    from pymatgen.core import Structure
+
+    bulk, vac = cells
+    phases = _phases(bulk)
+    phases.pop("_dh_host")
+    bulk = CellCalc(Structure.from_dict(bulk.get_structure().as_dict()), bulk.energy_eV, 0,
+                    bulk.potential, bulk.label)  # fmt: skip
+    first = formation_energies(bulk, [vac], phases, vbm_eV=2.447, band_gap_eV=3.72, dielectric=4.5)
+    again = formation_energies(bulk, [vac], phases, vbm_eV=2.447, band_gap_eV=3.72, dielectric=4.5)
+    assert again.transition_levels == first.transition_levels
+    assert again.limits == first.limits
+    assert all(s.specie.symbol in ("Cs", "Pb", "Br") for s in bulk.structure)  # undecorated
