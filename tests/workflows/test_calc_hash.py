@@ -104,7 +104,7 @@ def test_task_hash_ignores_paths_and_run_control(tmp_path):
     assert task_hash("qe", atoms, params, "static", "fast") != h
 
 
-FR_UPF = "<UPF version='2.0.1'>\n<PP_HEADER has_so=\"T\" z_valence=\"7\"/>\n</UPF>\n"
+FR_UPF = '<UPF version=\'2.0.1\'>\n<PP_HEADER has_so="T" z_valence="7"/>\n</UPF>\n'
 
 
 def test_spin_orbit_hash_follows_the_fully_relativistic_files(tmp_path, monkeypatch):
