@@ -306,7 +306,7 @@ class WavefunctionRestartHandler(ErrorHandler):
 
     error = "wavefunctions on file do not fit this run"
     max_num_corrections = 1
-    markers = ("read_collected_wfc", "bands were read from file")
+    markers = ("read_collected_wfc (", "bands were read from file")  # error lines only
 
     def check(self, directory: Path) -> bool:
         texts = [read_output(directory), read_or_empty(Path(directory) / CRASH_FILE)]
