@@ -8,7 +8,8 @@ not write; a restart geometry is written to ``restart_geometry.json`` and named 
 
 Handled: SCF not converged, too few bands, diagonalization failure (also when pw.x's message
 was lost: see :mod:`perovflow.engines.qe.failures`), wall time reached, BFGS failure, a
-vc-relax cell that outgrew its plane-wave basis. A crashed executable that no handler
+vc-relax cell that outgrew its plane-wave basis, a wavefunction restart pw.x cannot read
+(another band count or pseudopotential family than the run that wrote ``wfc*.dat``). A crashed executable that no handler
 recognises ends the loop with an
 :class:`~perovflow.errors.EngineError` carrying the output tail (see ``run_with_recovery``).
 """
@@ -289,9 +290,65 @@ class VCRelaxHandler(ErrorHandler):
         return {"errors": problems, "actions": [geometry] if geometry else []}
 
 
+_NELEC_OUT = re.compile(r"number of electrons\s*=\s*([0-9.]+)")
+
+
+class WavefunctionRestartHandler(ErrorHandler):
+    """``startingwfc='file'`` from a run with other bands: start from atomic+random orbitals.
+
+    pw.x aborts in ``read_collected_wfc`` ("The number of bands for this run is N, but only
+    M bands were read from file") when the ``wfc*.dat`` it restarts from (a hybrid from its
+    PBE static) have fewer bands, e.g. another band count or another pseudopotential family
+    (other valence). The rerun builds its orbitals afresh (``startingwfc='atomic+random'``)
+    and keeps the saved density (``startingpot='file'``) only when it holds as many electrons
+    as this run; otherwise the potential starts from atomic charges too.
+    """
+
+    error = "wavefunctions on file do not fit this run"
+    max_num_corrections = 1
+    markers = ("read_collected_wfc (", "bands were read from file")  # error lines only
+
+    def check(self, directory: Path) -> bool:
+        texts = [read_output(directory), read_or_empty(Path(directory) / CRASH_FILE)]
+        return any(m in text for text in texts for m in self.markers)
+
+    def correct(self, directory: Path, params: dict[str, Any]) -> dict[str, Any]:
+        text = read_output(directory) + read_or_empty(Path(directory) / CRASH_FILE)
+        found = re.search(r"this run is\s+(\d+), but only\s+(\d+) bands", text)
+        error = self.error + (f" ({found[1]} bands, {found[2]} on file)" if found else "")
+        m = _NELEC_OUT.search(read_output(directory))
+        nelect = float(m[1]) if m else float(params.get("_nelect", 0.0))
+        saved = _saved_nelec(directory, params)
+        same = saved is not None and abs(saved - nelect) < 1e-6
+        pot = "file" if same else "atomic"
+        if saved is not None and not same:
+            error += f"; density on file has {saved:g} electrons, this run {nelect:g}"
+        (Path(directory) / CRASH_FILE).unlink(missing_ok=True)  # the next run writes its own
+        return {
+            "errors": [error],
+            "actions": [_set(electrons__startingwfc="atomic+random", electrons__startingpot=pot)],
+        }
+
+
+def _saved_nelec(directory: Path, params: dict[str, Any]) -> float | None:
+    """Electrons of the saved charge density (its ``data-file-schema.xml``), None if absent."""
+    from perovflow.engines.qe.xml import read_pw_xml
+    from perovflow.errors import InputError
+
+    prefix = _get(params, "control", "prefix", "pwscf")
+    save = Path(directory) / _get(params, "control", "outdir", "./") / f"{prefix}.save"
+    if not (save / "charge-density.dat").is_file() or not (save / "data-file-schema.xml").is_file():
+        return None
+    try:
+        return read_pw_xml(save / "data-file-schema.xml")["nelec"]
+    except InputError:
+        return None
+
+
 def default_handlers() -> list[ErrorHandler]:
     """Handlers in the order they are checked."""
     return [
+        WavefunctionRestartHandler(),
         WalltimeHandler(),
         TooFewBandsHandler(),
         DiagonalizationHandler(),

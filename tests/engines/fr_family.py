@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-ELEMENTS = ("Cs", "Pb", "Br", "I", "Na", "Ag")
+ELEMENTS = ("Cs", "Pb", "Bi", "Sn", "Br", "I", "Cl", "Na", "Ag")
 
 
 def build(root: Path, elements: tuple[str, ...] = ELEMENTS) -> Path:

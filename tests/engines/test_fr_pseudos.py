@@ -22,9 +22,11 @@ def fr_cache(tmp_path_factory):
 
 
 def test_family_passes_ld1_tests_and_matches_gth_valence(fr_cache):
-    # GTH valences from cp2k-data's GTH_POTENTIALS: Cs q9, Br q7, I q7, Na q9, Ag q11; Pb q4
-    # + its 5d10 (q14, the 5d shell in valence: [Xe]4f14 has 68 electrons, Z = 82)
-    for el, q in {"Cs": 9, "Pb": 14, "Br": 7, "I": 7, "Na": 9, "Ag": 11}.items():
+    # GTH valences from cp2k-data's GTH_POTENTIALS: Cs q9, Sn q4, Br q7, I q7, Cl q7, Na q9,
+    # Ag q11; Pb q4 and Bi q5 + their 5d10 (Pb q14: [Xe]4f14 has 68 electrons, Z = 82; Bi
+    # q15, Z = 83; the GTH-PBE-q15 of Bi has the same valence)
+    valences = {"Cs": 9, "Pb": 14, "Bi": 15, "Sn": 4, "Br": 7, "I": 7, "Cl": 7, "Na": 9, "Ag": 11}
+    for el, q in valences.items():
         report = json.loads((fr_cache / f"{el}.fr.json").read_text())
         head = (fr_cache / f"{el}.fr.upf").read_text()[:5000]
         assert report["passed"] and not report["problems"], el
@@ -52,6 +54,26 @@ def test_spin_orbit_splitting_of_the_atom(fr_cache):
     split_ps = (p[1.5]["e_ps"] - p[0.5]["e_ps"]) * 13.6057
     assert 1.2 < split_ae < 1.6
     assert split_ps == pytest.approx(split_ae, abs=0.01)
+
+
+def test_bismuth_reproduces_the_dirac_atom(fr_cache):
+    # Bi q15 (5d in valence) against ld1.x's all-electron Dirac atom, the independent side:
+    # every pseudised level to 2 mRy, the 6p j-splitting to 0.01 eV, frozen-core excitation
+    # energies (6p -> ion, 6s -> 6p, 5d -> 6p: 0.5-2.3 Ry) to max(5 mRy, 1 %), and the
+    # scattering (log derivative at 3 bohr, -1..0.5 Ry) of all five (l, j) channels
+    report = json.loads((fr_cache / "Bi.fr.json").read_text())
+    levels = {(lev["l"], lev["j"]): lev for lev in report["reference_levels"]}
+    assert sorted(levels) == [(0, 0.5), (1, 0.5), (1, 1.5), (2, 1.5), (2, 2.5)]
+    assert all(abs(lev["e_ps"] - lev["e_ae"]) <= 0.002 for lev in levels.values())
+    split_ae = (levels[1, 1.5]["e_ae"] - levels[1, 0.5]["e_ae"]) * 13.6057
+    split_ps = (levels[1, 1.5]["e_ps"] - levels[1, 0.5]["e_ps"]) * 13.6057
+    assert split_ae > 1.37  # Bi (Z = 83) splits its 6p more than Pb (1.37 eV, test above)
+    assert split_ps == pytest.approx(split_ae, abs=0.01)
+    moves = report["transferability"]
+    assert len(moves) == 4 and {t["config"] for t in moves} >= {"5d4 5d5 6s2 6p2 6p1"}
+    for t in moves:
+        assert abs(t["error_Ry"]) <= max(0.005, 0.01 * abs(t["dE_ae_Ry"])), t
+    assert max(report["logder_max_error_rad"].values()) < 0.2 and not report["warnings"]
 
 
 def test_ghost_is_detected(tmp_path, monkeypatch):
