@@ -128,7 +128,7 @@ def table(rows: list[dict]) -> str:
             name, cut = "QE plane waves", "80/320 (QE `standard`)"
         else:
             _, proto, c, rel = _key(r)
-            name, cut = r["label"], f"{c:g} / {rel:g} (`{proto}`)"
+            name, cut = r["label"], f"{c:.0f} / {rel:.0f} (`{proto}`)"
         out.append(f"| {name} | {cut} | {r['gap_eV']:.3f} | {r['gap_eV'] - qe['gap_eV']:+.3f} "
                    f"| {r['walltime_s']:.0f} |")  # fmt: skip
     return "\n".join(out)
