@@ -4,7 +4,10 @@ Each prototype of ``structures/prototypes.yaml`` (primitive cell) is relaxed, ce
 (pw.x vc-relax, BFGS, the ``standard`` protocol: PBE-D3, 80/320 Ry, 0.25 Å⁻¹, 0.02 eV/Å,
 0.5 kbar, shipped GTH family), small cells first. The table gives the conventional-cell
 lattice (pymatgen's standard setting) beside the experimental one of the prototype file and
-a published PBE value where one is listed in :data:`PUBLISHED_PBE` (plain PBE, no D3).
+a published PBE value where one is listed in :data:`PUBLISHED_PBE` (plain PBE, no D3: the
+D3 attraction contracts the lattice against plain PBE, so the two columns are not the same
+quantity; no D3 reference is quoted). A prototype whose pw.x run stops is recorded with its
+error and left out of the table (``failed`` lists it); it is not retried.
 
 Resumable: each finished cell is appended to ``benchmarks/results/lattices.json``; an
 unfinished one restarts from its last geometry (the run folder is kept under ``--work``).
