@@ -4,7 +4,10 @@ Each prototype of ``structures/prototypes.yaml`` (primitive cell) is relaxed, ce
 (pw.x vc-relax, BFGS, the ``standard`` protocol: PBE-D3, 80/320 Ry, 0.25 Å⁻¹, 0.02 eV/Å,
 0.5 kbar, shipped GTH family), small cells first. The table gives the conventional-cell
 lattice (pymatgen's standard setting) beside the experimental one of the prototype file and
-a published PBE value where one is listed in :data:`PUBLISHED_PBE` (plain PBE, no D3).
+a published PBE value where one is listed in :data:`PUBLISHED_PBE` (plain PBE, no D3: the
+D3 attraction contracts the lattice against plain PBE, so the two columns are not the same
+quantity; no D3 reference is quoted). A prototype whose pw.x run stops is recorded with its
+error and left out of the table (``failed`` lists it); it is not retried.
 
 Resumable: each finished cell is appended to ``benchmarks/results/lattices.json``; an
 unfinished one restarts from its last geometry (the run folder is kept under ``--work``).
@@ -77,10 +80,26 @@ def relax(name: str, work: Path) -> dict:
     }
 
 
+def relax_or_record(name: str, work: Path) -> dict:
+    """:func:`relax`, or a row naming the error when pw.x stops (kept: not retried)."""
+    from perovflow.errors import EngineError
+
+    try:
+        return relax(name, work)
+    except EngineError as err:
+        print(f"{name} failed: {err.problem}", flush=True)
+        return {"name": name, "error": err.problem.split("; last output")[0][-300:]}
+
+
+def failed(rows: list[dict]) -> str:
+    """One line per prototype whose relaxation stopped with an error."""
+    return "\n".join(f"{r['name']}: {r['error']}" for r in rows if "error" in r)
+
+
 def table(rows: list[dict]) -> str:
     out = ["| prototype | atoms | a, b, c exp. (Å) | a, b, c PBE-D3 here (Å) | ΔV/V | "
            "PBE, published (Å) |", "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-    for r in rows:
+    for r in (r for r in rows if "error" not in r):
         exp, rel = r["experimental"], r["relaxed"]
         dv = rel["volume_per_atom"] / exp["volume_per_atom"] - 1
         pub = PUBLISHED_PBE.get(r["name"], ("—", ""))
@@ -108,13 +127,14 @@ def main() -> None:
             if any(r["name"] == name for r in rows):
                 continue
             print(f"{time.strftime('%H:%M:%S')} {name} ...", flush=True)
-            rows.append(relax(name, args.work))
+            rows.append(relax_or_record(name, args.work))
             RESULTS.parent.mkdir(parents=True, exist_ok=True)
             tmp = RESULTS.with_suffix(".tmp")
             tmp.write_text(json.dumps(rows, indent=1))
             tmp.replace(RESULTS)
             print(table(rows[-1:]).splitlines()[-1], flush=True)
     print(table(rows))
+    print(failed(rows))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The ``standard`` CP2K basis: a preference list over two cp2k-data basis files.
+"""The CP2K basis of ``fast`` and ``standard``: a preference list over two cp2k-data files.
 
 The names checked below are those Debian's cp2k-data files list for each element (read here
 with a plain grep-like scan, not with the code under test): BASIS_MOLOPT_UCL has the
@@ -32,7 +32,8 @@ def _listed(element: str) -> set[str]:
 
 
 @pytest.mark.skipif(not (DATA / "BASIS_MOLOPT_UCL").is_file(), reason="needs cp2k-data")
-def test_standard_basis_falls_back_per_element_and_lists_both_files():
+@pytest.mark.parametrize("protocol", ["fast", "standard"])
+def test_protocol_basis_falls_back_per_element_and_lists_both_files(protocol):
     cell = Structure.from_spacegroup(
         "Fm-3m", Lattice.cubic(10.84), ["Cs", "Na", "Bi", "Cl"],
         [[0.25] * 3, [0.5] * 3, [0, 0, 0], [0.25, 0, 0]],
@@ -40,7 +41,7 @@ def test_standard_basis_falls_back_per_element_and_lists_both_files():
     atoms = AseAtomsAdaptor.get_atoms(cell)
     pots = get_pseudos(["Cs", "Na", "Bi", "Cl"], "cp2k")
     params, _, info = cp2k_input_set(
-        atoms, "static", "standard", pots, overrides={"kpoints": "gamma"}
+        atoms, "static", protocol, pots, overrides={"kpoints": "gamma"}
     )
     assert info["basis"] == {
         "Bi": "TZVP-MOLOPT-SR-GTH-q5", "Cl": "TZVP-MOLOPT-GTH-q7",
@@ -52,6 +53,6 @@ def test_standard_basis_falls_back_per_element_and_lists_both_files():
     files = [ln.split()[1] for ln in text.splitlines() if ln.strip().startswith("BASIS_SET_FILE")]
     assert [Path(f).name for f in files] == ["BASIS_MOLOPT", "BASIS_MOLOPT_UCL"]
     # a user's basis (one name) still wins over the list
-    _, _, user = cp2k_input_set(atoms, "static", "standard", pots,
+    _, _, user = cp2k_input_set(atoms, "static", protocol, pots,
                                 overrides={"kpoints": "gamma", "basis": "DZVP-MOLOPT-SR-GTH"})  # fmt: skip
     assert user["basis"]["Cs"] == "DZVP-MOLOPT-SR-GTH-q9"
