@@ -7,7 +7,7 @@ not write; a restart geometry is written to ``restart_geometry.json`` and named 
 ``params["_restart_structure"]``.
 
 Handled: SCF not converged, too few bands, diagonalization failure (also when pw.x's message
-was lost: see :mod:`perovflow.engines.qe.failures`), wall time reached, BFGS failure, a
+was lost: see :mod:`perovflow.engines.qe.failures`), wall time reached, BFGS failure, a relaxation out of ionic steps, a
 vc-relax cell that outgrew its plane-wave basis, a wavefunction restart pw.x cannot read
 (another band count or pseudopotential family than the run that wrote ``wfc*.dat``). A crashed executable that no handler
 recognises ends the loop with an
@@ -218,6 +218,29 @@ class BFGSHandler(ErrorHandler):
         return {"errors": [self.error], "actions": actions}
 
 
+class MaxStepsHandler(ErrorHandler):
+    """A relaxation that used all its ionic steps (``nstep``): continue from the last geometry.
+
+    pw.x prints "The maximum number of steps has been reached." and exits with status 3;
+    the step budget is the protocol's ``max_steps`` per attempt. The rerun starts from the
+    last geometry and charge density with a fresh BFGS history, at most twice (three times
+    ``max_steps`` in all); after that the run ends as an error naming ``max_steps``.
+    """
+
+    error = "maximum number of ionic steps reached"
+    max_num_corrections = 2
+
+    def check(self, directory: Path) -> bool:
+        return "The maximum number of steps has been reached" in read_output(directory)
+
+    def correct(self, directory: Path, params: dict[str, Any]) -> dict[str, Any]:
+        actions = []
+        geometry = write_restart_geometry(directory)
+        actions += [geometry] if geometry else []
+        actions += _charge_density_restart(directory, params)
+        return {"errors": [self.error], "actions": actions}
+
+
 FINAL_SCF = re.compile(r"final scf calculation at the relaxed structure", re.I)  # 6.7: "Final scf"
 MAX_VOLUME_CHANGE = 0.05  # relative; beyond it the plane-wave basis of the start cell is stale
 _STRESS_BLOCK = re.compile(
@@ -353,6 +376,7 @@ def default_handlers() -> list[ErrorHandler]:
         TooFewBandsHandler(),
         DiagonalizationHandler(),
         BFGSHandler(),
+        MaxStepsHandler(),
         SCFConvergenceHandler(),
         VCRelaxHandler(),
     ]

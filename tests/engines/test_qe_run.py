@@ -191,3 +191,15 @@ def test_cli_calc_json_and_missing_pseudo(cli, tmp_path, monkeypatch):
     code, out, err = cli("calc", "scf", cif, "--protocol", "fast")
     assert code == 2 and err.count("\n") == 1 and "no pseudopotential for Br" in err
     assert os.environ["PEROVFLOW_QE__PSEUDO_DIR"] in err
+
+
+def test_relaxation_out_of_ionic_steps_continues_from_last_geometry(tmp_path):
+    """pw.x exits with status 3 when ``nstep`` runs out; the next attempt goes on from there."""
+    doc = run(
+        QERelaxMaker(protocol="fast", input_set_overrides=TINY | {"nstep": 4}),
+        cspbbr3(0.02), tmp_path, "nstep",
+    )  # fmt: skip
+    assert "MaxStepsHandler" in [r.handler for r in doc.recovery] and doc.converged
+    first = Path(doc.dir_name, "espresso.pwo.attempt1").read_text()
+    assert "The maximum number of steps has been reached" in first  # pw.x's own words
+    assert doc.max_force_eV_per_A < 0.1  # fast protocol fmax_bulk
