@@ -26,6 +26,7 @@ from perovflow.workflows.common import run_maker, with_fields
 
 HYBRID_KEYS = ("xc", "soc", "nqx", "ecutfock_eV")
 FILLED, EMPTY = 0.75, 0.25  # fraction of a state's maximum occupation
+PARTNER_WEIGHT = 0.3  # a level and its empty partner: this much weight on one atom, each
 
 
 def hybrid_maker(static_maker: Any, spec: dict[str, Any]) -> Any:
@@ -83,7 +84,11 @@ def spinor_level(states: list[dict[str, Any]], split_eV: float = 0.5) -> dict[st
     more than a quarter filled (a half-filled Kramers pair of a non-magnetic SOC run counts,
     as does the occupied level of a spin-polarised run); the host VBM the highest state
     more than three quarters filled below it, the host CBM the lowest state less than a
-    quarter filled above it. Mid-gap: more than ``split_eV`` above the host VBM.
+    quarter filled above it that is not the level's empty partner. The partner is the
+    lowest empty state above the level when it is as localised on the level's main atom
+    (a Kramers pair split by exact exchange, or the empty spin of a polarised level); it is
+    reported apart (``partner_above_level_eV``). Mid-gap: more than ``split_eV`` above the
+    host VBM.
     """
     ordered = sorted(states, key=lambda s: s["energy_eV"])
     occ = [s for s in ordered if (s.get("occupation") or 0) > EMPTY]
@@ -94,11 +99,14 @@ def spinor_level(states: list[dict[str, Any]], split_eV: float = 0.5) -> dict[st
     below = [s for s in below if s["energy_eV"] < level["energy_eV"] - 1e-6]
     above = [s for s in ordered if (s.get("occupation") or 0) < EMPTY]
     above = [s for s in above if s["energy_eV"] > level["energy_eV"] + 1e-6]
+    partner = above[0] if above and _partner(level, above[0]) else None
+    above = [s for s in above if s is not partner]
     if not below or not above:
         return {"midgap_level": None}
     vbm, cbm = below[-1]["energy_eV"], above[0]["energy_eV"]
     e = level["energy_eV"]
     return {
+        "partner_above_level_eV": None if partner is None else round(partner["energy_eV"] - e, 3),
         "midgap_level": bool(e - vbm > split_eV and cbm - e > 0.05),
         "level_above_vbm_eV": round(e - vbm, 3),
         "level_below_cbm_eV": round(cbm - e, 3),
@@ -124,6 +132,16 @@ def cell_summary(doc: Any) -> dict[str, Any]:
     if proj is not None:
         out.update(spinor_level(analyze_ipr(proj).states))
     return out
+
+
+def _partner(level: dict[str, Any], state: dict[str, Any]) -> bool:
+    """Whether ``state`` is localised like ``level`` on the same main atom (its partner):
+    both hold more than :data:`PARTNER_WEIGHT` of their weight on that atom."""
+    main = (level.get("top_atoms") or [{}])[0]
+    other = (state.get("top_atoms") or [{}])[0]
+    same = (main.get("element"), main.get("index")) == (other.get("element"), other.get("index"))
+    heavy = min(main.get("fraction", 0), other.get("fraction", 0)) > PARTNER_WEIGHT
+    return bool(main) and same and heavy and state.get("ipr", 0) >= 0.5 * level.get("ipr", 0)
 
 
 @job

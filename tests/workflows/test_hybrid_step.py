@@ -62,20 +62,34 @@ def test_bad_hybrid_option_is_one_line_error(tmp_path):
         build_flow(write(tmp_path, "{xc: pbe}"))
 
 
-def _state(e: float, occ: float, ipr: float = 0.2) -> dict:
+def _state(e: float, occ: float, ipr: float = 0.05, on: str = "Br3") -> dict:
+    """A state localised by ``ipr`` with its largest weight on atom ``on`` (e.g. Pb0)."""
     return {"energy_eV": e, "occupation": occ, "ipr": ipr,
-            "top_atoms": [{"element": "Pb", "index": 0, "fraction": 0.7}]}  # fmt: skip
+            "top_atoms": [{"element": on[:2], "index": int(on[2:]), "fraction": 0.7}]}  # fmt: skip
 
 
 def test_spinor_level_half_filled_kramers_pair():
     # non-magnetic SOC run of an odd cell: host VB (filled) up to 0.0 eV, the unpaired
     # electron shared by a Kramers pair at 2.4 eV (0.5 + 0.5), host CB from 3.9 eV
     states = [_state(-0.3, 1.0), _state(0.0, 1.0), _state(0.0, 1.0),
-              _state(2.4, 0.5, 0.6), _state(2.4, 0.5, 0.6), _state(3.9, 0.0), _state(3.9, 0.0)]  # fmt: skip
+              _state(2.4, 0.5, 0.6, "Pb0"), _state(2.4, 0.5, 0.6, "Pb0"), _state(3.9, 0.0),
+              _state(3.9, 0.0)]  # fmt: skip
     level = spinor_level(states)
     assert level["midgap_level"] is True and level["level_above_vbm_eV"] == 2.4
     assert level["host_gap_eV"] == 3.9 and level["level_ipr"] == 0.6
-    # spin-polarised: occupied level (1.0) with an empty partner 0.6 eV higher
-    spin = [_state(0.0, 1.0), _state(2.0, 1.0), _state(2.6, 0.0), _state(3.5, 0.0)]
-    assert spinor_level(spin)["level_above_vbm_eV"] == 2.0
-    assert spinor_level(spin)["level_below_cbm_eV"] == 0.6
+    assert level["partner_above_level_eV"] is None  # the partner is degenerate, half filled
+    # the pair split by exact exchange (or a polarised level): the occupied level on Pb0 at
+    # 2.0 eV, its empty partner on Pb0 at 2.6 eV, the host CBM (Cs 6s, delocalised) at 3.5 eV
+    split = [_state(0.0, 1.0), _state(2.0, 1.0, 0.5, "Pb0"), _state(2.6, 0.0, 0.5, "Pb0"),
+             _state(3.5, 0.0, 0.05, "Cs1")]  # fmt: skip
+    level = spinor_level(split)
+    assert level["level_above_vbm_eV"] == 2.0 and level["level_below_cbm_eV"] == 1.5
+    assert level["host_gap_eV"] == 3.5 and level["partner_above_level_eV"] == 0.6
+    # an empty state just above on another atom is the host CBM, not a partner
+    other = [*split[:2], _state(2.6, 0.0, 0.5, "Pb1"), split[3]]
+    assert spinor_level(other)["level_below_cbm_eV"] == 0.6
+    # a perfect host: VBM and CBM both spread (7 % on Pb0 at most) - no partner, the CBM stays
+    host = [_state(0.0, 1.0), {**_state(1.0, 1.0), "top_atoms": [{"element": "Pb", "index": 0,
+            "fraction": 0.07}]}, {**_state(4.8, 0.0), "top_atoms": [{"element": "Pb",
+            "index": 0, "fraction": 0.07}]}]  # fmt: skip
+    assert spinor_level(host)["level_below_cbm_eV"] == 3.8
