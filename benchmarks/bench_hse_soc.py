@@ -92,8 +92,12 @@ def relax_vbr(vbr: Any) -> Any:
 
 
 def run_step(name: str, structure: Any, results: dict, prev: str | None, **fields: Any) -> None:
-    """One projected static (skipped when already in ``results``)."""
-    if name in results:
+    """One projected static (skipped when already in ``results`` with the same
+    pseudopotentials: a changed ld1.x recipe or potential file reruns it)."""
+    from perovflow.engines.fingerprint import pseudo_checksums
+
+    pseudos = pseudo_checksums("qe", structure.symbol_set, bool(fields.get("soc")))
+    if name in results and results[name].get("pseudopotentials") == pseudos:
         return
     from perovflow.engines.qe.jobs import QEStaticMaker, run_qe_task
     from perovflow.workflows.hybrid import cell_summary
@@ -106,17 +110,34 @@ def run_step(name: str, structure: Any, results: dict, prev: str | None, **field
     doc = run_qe_task(maker, structure, prev, RESULTS / name)
     summary = cell_summary(doc)
     summary.update(wall_s=round(time.perf_counter() - start, 1), pw_walltime_s=doc.walltime_s,
-                   restart=[r.handler for r in doc.recovery], settings={**COMMON, **fields})  # fmt: skip
+                   restart=[r.handler for r in doc.recovery], settings={**COMMON, **fields},
+                   pseudopotentials=pseudos)  # fmt: skip
     results[name] = summary
     save(results)
     print(name, json.dumps({k: v for k, v in summary.items() if k != "settings"}), flush=True)
 
 
+def resummarise(results: dict[str, Any]) -> None:
+    """Recompute every finished step's level summary from its stored pw.x/projwfc.x outputs
+    with the current analysis code (no DFT run); wall times and settings are kept."""
+    from perovflow.analysis.ipr import analyze_ipr
+    from perovflow.engines.qe.projwfc import parse_projwfc
+    from perovflow.workflows.hybrid import spinor_level
+
+    for name, entry in results.items():
+        folder = RESULTS / name
+        if (folder / "projwfc.out").is_file():
+            proj = parse_projwfc(folder, folder / "espresso.pwo")
+            entry.update(spinor_level(analyze_ipr(proj).states))
+    save(results)
+
+
 def table(results: dict[str, Any]) -> str:
     """The README table (Markdown) from ``results.json``."""
-    rows = ["| run | gap (eV) | V_Br level above VBM (eV) | level IPR | wall (s) |",
-            "| --- | --- | --- | --- | --- |",
-            f"| seed 001 (HSE06+SOC) | {SEED['gap_eV']} | {SEED['level_above_vbm_eV']} | – | – |"]  # fmt: skip
+    rows = ["| run | host gap (eV) | V_Br level above VBM (eV) | level below CBM (eV) | "
+            "level IPR | wall host/V_Br (s) |", "| --- | --- | --- | --- | --- | --- |",
+            f"| seed 001 (HSE06+SOC) | {SEED['gap_eV']} | {SEED['level_above_vbm_eV']} | – | – "
+            "| – |"]  # fmt: skip
     for label, host, vbr in (
         ("PBE (GTH)", "host_pbe", "vbr_pbe"),
         ("PBE+SOC (ld1-fr-pbe)", "host_pbe_soc", "vbr_pbe_soc"),
@@ -126,7 +147,7 @@ def table(results: dict[str, Any]) -> str:
         wall = "/".join(str(round(x["wall_s"])) for x in (h, v) if x.get("wall_s"))
         rows.append(
             f"| {label} | {_num(h.get('band_gap_eV'))} | {_num(v.get('level_above_vbm_eV'))} | "
-            f"{_num(v.get('level_ipr'))} | {wall} |"
+            f"{_num(v.get('level_below_cbm_eV'))} | {_num(v.get('level_ipr'))} | {wall} |"
         )
     return "\n".join(rows)
 
@@ -138,8 +159,12 @@ def _num(value: float | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", action="store_true", help="print the README table only")
+    parser.add_argument("--resummarise", action="store_true",
+                        help="recompute the levels of finished steps from their outputs")  # fmt: skip
     args = parser.parse_args()
     results = load()
+    if args.resummarise:
+        resummarise(results)
     if args.table:
         print(table(results))
         return
