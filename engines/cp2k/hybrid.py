@@ -203,7 +203,9 @@ def apply_hybrid(
         return summary
     elements = sorted(set(placed.get_chemical_symbols()))
     aux = aux_basis(elements, opts, data_dir)
-    files = [dft["BASIS_SET_FILE_NAME"], *sorted({path for path, _ in aux.values()})]
+    given = dft["BASIS_SET_FILE_NAME"]  # one file, or already the repeated keyword
+    files = [given] if isinstance(given, str) else [f[0] for f in given]
+    files += [p for p in sorted({path for path, _ in aux.values()}) if p not in files]
     dft["BASIS_SET_FILE_NAME"] = [[f] for f in files]  # repeated keyword
     for el, (_, name) in aux.items():
         kind = params["FORCE_EVAL"]["SUBSYS"][f"KIND {el}"]

@@ -158,8 +158,12 @@ def test_cp2k_parses_the_hybrid_inputs(xc, tmp_path):
         params, placed, _ = build(structure, xc=xc)
         folder = tmp_path / name
         folder.mkdir()
-        (folder / "cp2k.inp").write_text(render(params))
+        text = render(params)
+        (folder / "cp2k.inp").write_text(text)
         (folder / "coords.xyz").write_text(coords_text(placed))
+        # `--check` does not open files: CP2K reads one file per BASIS_SET_FILE_NAME line
+        files = [ln.split()[1:] for ln in text.splitlines() if "BASIS_SET_FILE_NAME" in ln]
+        assert files and all(len(f) == 1 and Path(f[0]).is_file() for f in files), files
         run = subprocess.run(
             [shutil.which("cp2k.psmp") or "cp2k.psmp", "--check", "-i", "cp2k.inp"],
             cwd=folder, capture_output=True, text=True, timeout=120,
