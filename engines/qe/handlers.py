@@ -224,7 +224,8 @@ class MaxStepsHandler(ErrorHandler):
     pw.x prints "The maximum number of steps has been reached." and exits with status 3;
     the step budget is the protocol's ``max_steps`` per attempt. The rerun starts from the
     last geometry and charge density with a fresh BFGS history, at most twice (three times
-    ``max_steps`` in all); after that the run ends as an error naming ``max_steps``.
+    ``max_steps`` in all); after that the run ends with the runner's error, which lists
+    the handlers that acted (raise ``nstep``/``max_steps`` to go further).
     """
 
     error = "maximum number of ionic steps reached"
