@@ -172,6 +172,16 @@ class DiagonalizationHandler(ErrorHandler):
         return {"errors": [reason], "actions": actions}
 
 
+def _continuation(directory: Path, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Actions that go on from where a run stopped: its last geometry (relaxations) and its
+    saved charge density."""
+    actions = []
+    geometry = write_restart_geometry(directory)
+    if geometry and _get(params, "control", "calculation", "scf") != "scf":
+        actions.append(geometry)
+    return actions + _charge_density_restart(directory, params)
+
+
 class WalltimeHandler(ErrorHandler):
     """Wall time reached (``max_seconds`` or the batch limit): restart from the last geometry.
 
@@ -190,11 +200,7 @@ class WalltimeHandler(ErrorHandler):
 
     def correct(self, directory: Path, params: dict[str, Any]) -> dict[str, Any]:
         (Path(directory) / TIMEOUT_MARKER).unlink(missing_ok=True)
-        actions = []
-        geometry = write_restart_geometry(directory)
-        if geometry and _get(params, "control", "calculation", "scf") != "scf":
-            actions.append(geometry)
-        actions += _charge_density_restart(directory, params)
+        actions = _continuation(directory, params)
         seconds = _get(params, "control", "max_seconds", None)
         if seconds:
             actions.append(_set(control__max_seconds=2 * float(seconds)))
@@ -235,11 +241,7 @@ class MaxStepsHandler(ErrorHandler):
         return "The maximum number of steps has been reached" in read_output(directory)
 
     def correct(self, directory: Path, params: dict[str, Any]) -> dict[str, Any]:
-        actions = []
-        geometry = write_restart_geometry(directory)
-        actions += [geometry] if geometry else []
-        actions += _charge_density_restart(directory, params)
-        return {"errors": [self.error], "actions": actions}
+        return {"errors": [self.error], "actions": _continuation(directory, params)}
 
 
 FINAL_SCF = re.compile(r"final scf calculation at the relaxed structure", re.I)  # 6.7: "Final scf"
