@@ -39,7 +39,7 @@ from perovflow.workflows.neb_calcs import (
     relax_atoms,
     surrogate_relax,
 )
-from perovflow.workflows.neb_gp import neb_residuals, refine_band
+from perovflow.workflows.neb_gp import Refinement, neb_residuals, refine_band
 
 CalcFactory = Callable[[int], Calculator]
 log = logging.getLogger("perovflow.neb")
@@ -229,6 +229,37 @@ def _cheap_band(
     return [initial, *pre[1:-1], final]
 
 
+def _refine_on_expensive(
+    band: list[Atoms],
+    span: tuple[int, int],
+    expensive: CalcFactory,
+    cheap: Calculator,
+    counter: CallCounter,
+    options: dict[str, Any],
+) -> Refinement:
+    """Converge ``band[lo+1:hi]`` on the expensive surface in place; return the refinement.
+
+    The frozen window edges (when inside the band) and every image outside the window get
+    one expensive evaluation each, so the whole-band test can be made on expensive forces.
+    ``options`` are :func:`~perovflow.workflows.neb_gp.refine_band`'s ``fmax``,
+    ``outer_steps``, ``trust``, ``move_above`` and ``length``.
+    """
+    lo, hi = span
+    nimages = len(band) - 2
+    for edge in (lo, hi):
+        if 0 < edge < nimages + 1:
+            band[edge] = _freeze_expensive(band[edge], expensive(edge), counter)
+    calcs = [CountingCalculator(expensive(i), counter) for i in range(lo + 1, hi)]
+    sub = band[lo : hi + 1]
+    refinement = refine_band(sub, calcs, cheap, **options)
+    for i, (_pos, energy, forces) in refinement.known.items():
+        band[lo + i] = freeze(sub[i], energy, forces)
+    for i in range(1, nimages + 1):
+        if not lo <= i <= hi:
+            band[i] = _freeze_expensive(band[i], expensive(i), counter)
+    return refinement
+
+
 def accelerated_neb(
     initial: Atoms,
     final: Atoms,
@@ -272,19 +303,11 @@ def accelerated_neb(
     log.info("endpoints done (%d expensive calls); cheap NEB starts", ends.calls)
     band = _cheap_band(initial, final, cheap, nimages, interpolation, fmax, cheap_steps, perturb)
     lo, hi = _window(band, window)
-    for edge in (lo, hi):
-        if 0 < edge < nimages + 1:
-            band[edge] = _freeze_expensive(band[edge], expensive(edge), counter)
-    calcs = [CountingCalculator(expensive(i), counter) for i in range(lo + 1, hi)]
-    sub = band[lo : hi + 1]
-    refinement = refine_band(
-        sub, calcs, cheap, fmax, outer_steps, trust, move_above=move_above, length=gp_length
-    )
-    for i, (_pos, energy, forces) in refinement.known.items():
-        band[lo + i] = freeze(sub[i], energy, forces)
-    for i in range(1, nimages + 1):
-        if not lo <= i <= hi:
-            band[i] = _freeze_expensive(band[i], expensive(i), counter)
+    refinement = _refine_on_expensive(
+        band, (lo, hi), expensive, cheap, counter,
+        {"fmax": fmax, "outer_steps": outer_steps, "trust": trust,
+         "move_above": move_above, "length": gp_length},
+    )  # fmt: skip
     whole = float(neb_residuals(band, _known(band)).max())
     record = {
         "procedure": "accelerated" if window is None else f"accelerated (window {window})",
