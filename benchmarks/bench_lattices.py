@@ -1,7 +1,7 @@
 """Benchmark: relaxed lattices of the seed systems' prototypes (QE vc-relax, ``standard``).
 
 Each prototype of ``structures/prototypes.yaml`` (primitive cell) is relaxed, cell included
-(pw.x vc-relax, BFGS, the ``standard`` protocol: PBE-D3, 80/320 Ry, 0.25 Å⁻¹, 0.02 eV/Å,
+(pw.x vc-relax, BFGS, the ``standard`` protocol: PBE-D3, 80/320 Ry, 0.2 Å⁻¹, 0.02 eV/Å,
 0.5 kbar, shipped GTH family), small cells first. The table gives the conventional-cell
 lattice (pymatgen's standard setting) beside the experimental one of the prototype file and
 a published PBE value where one is listed in :data:`PUBLISHED_PBE` (plain PBE, no D3: the

@@ -37,8 +37,8 @@ def test_protocol_values_are_converted_to_pw_units():
     assert system["occupations"] == "fixed"  # 9 + 4 + 21 = 34 electrons, closed shell
     assert p["_nelect"] == 34
     assert system["nbnd"] > 17  # empty bands so that a gap can be measured
-    # 2π/5.87 Å = 1.07 Å⁻¹ over 0.25 Å⁻¹ spacing -> 5 points per direction
-    assert p["kpts"] == [5, 5, 5]
+    # 2π/5.87 Å = 1.07 Å⁻¹ over 0.2 Å⁻¹ spacing = 5.35 -> 6 points per direction
+    assert p["kpts"] == [6, 6, 6]
     assert p["input_data"]["control"]["calculation"] == "scf"
 
 
