@@ -196,7 +196,7 @@ def test_fr_scalar_limit_lattice_constant_matches_gth(fr_cache, tmp_path):
 @pytest.mark.timeout(3600)
 def test_fr_scalar_limit_all_fr_lattice_constant_matches_gth(fr_cache, tmp_path):
     # The whole FR set (Cs, Pb, Br) in its scalar-relativistic limit against the GTH set,
-    # within 1 % (measured 6.10 vs 6.11 Å). The former Cs (rcloc 2.4 bohr, its 6s level
+    # within 1 % (measured 6.101 vs 6.112 Å). The former Cs (rcloc 2.4 bohr, its 6s level
     # 1.7 mRy off) put the minimum at 5.98-5.99 Å, 2.3 % short.
     from perovflow.engines.pseudos import get_pseudos
 
