@@ -110,7 +110,7 @@ def _sr_gap(atoms, pseudos, folder) -> float:
 def test_fr_scalar_limit_matches_gth_gap(fr_cache, tmp_path):
     # pw.x averages the j channels of a FR potential when lspinorb is off: the scalar-
     # relativistic limit must give GTH-PBE's gap (same valences) within 0.15 eV at 25 Ry
-    # (measured 1.43 vs 1.33 eV here; 1.427 vs 1.371 eV at 30 Ry)
+    # (measured 1.455 vs 1.332 eV here)
     from perovflow.engines.pseudos import get_pseudos
 
     fr_family.install(fr_cache)
