@@ -40,9 +40,9 @@ TOL_BESSEL_REL = 0.04  # max(this, this fraction of |e_AE|): semicore levels (Pb
 LOGDER_R_BOHR = 3.0  # radius of the log-derivative comparison (beyond every rc)
 LOGDER_WINDOW_RY = (-1.0, 0.5)  # valence and low conduction energies
 TOL_LOGDER_RAD = 0.6  # max |atan(D_AE) - atan(D_PS)| (mod π) per channel in the window
-LOGDER_CHANNELS = ("s", "p1/2", "p3/2", "d3/2", "d5/2")
+LOGDER_CHANNELS = ("s", "p1/2", "p3/2", "d3/2", "d5/2", "f5/2", "f7/2")
 _CHANNEL_NAME = {(0, 0.5): "s", (1, 0.5): "p1/2", (1, 1.5): "p3/2", (2, 1.5): "d3/2",
-                 (2, 2.5): "d5/2"}  # fmt: skip
+                 (2, 2.5): "d5/2", (3, 2.5): "f5/2", (3, 3.5): "f7/2"}  # fmt: skip
 GHOST_MARGIN_RY = 0.1  # no state this far below the lowest AE valence level: a ghost
 TOL_TRANSFER_RY = 0.005  # frozen-core excitation energies: |ΔE_AE - ΔE_PS| <= max(this,
 TOL_TRANSFER_REL = 0.02  # ... this fraction of ΔE_AE)
