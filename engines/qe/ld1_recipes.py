@@ -209,8 +209,9 @@ RECIPES: dict[str, Recipe] = {
 #   (2p5 3s2, ΔE_AE 2.312 Ry): error 0.9 % (1.6), 1.7 % (1.9), 2.03 % (2.0), 2.9 % (2.3); 1.9
 #   is the softest p radius with margin below the 2 % tolerance;
 # * s radius or rcloc above 1.5 move the 3s level (1.7: 2.8 mRy, over the 2 mRy tolerance)
-#   and the physics: bcc Na at 4.20 Å (PBE's a0) has P = -0.2 kbar with (1.5, 1.9, 1.5), but
-#   +46 kbar with rs 2.0 and +183 kbar with rcloc 2.0.
+#   and the physics: bcc Na at 4.20 Å (PBE's a0) has P = -0.2 kbar with (rs, rp, rcloc) =
+#   (1.5, 1.9, 1.5) and -4 kbar with (1.5, 1.6, 1.5), but +46 kbar with (2.0, 1.6, 1.5) and
+#   +183 kbar with (1.5, 1.6, 2.0).
 SR_RECIPES: dict[str, Recipe] = {
     "Na": Recipe(
         "Na",
