@@ -125,3 +125,39 @@ def test_nacl_lattice_constant_with_the_sr_sodium(tmp_path):
     c2, c1, _ = np.polyfit(NACL_A, energies, 2)
     assert c2 > 0
     assert -c1 / (2 * c2) == pytest.approx(5.70, rel=0.015)
+
+
+@pytest.mark.qe
+@pytest.mark.cp2k
+@needs_data
+def test_gth_sodium_is_hard_itself_not_by_its_conversion(tmp_path):
+    """GTH-PBE-q9 Na in pw.x: perovflow's UPF and QE's analytic reader (.gth) agree, and both
+    are far from converged at 80 Ry (why pw.x reads ld1-sr-pbe Na instead)."""
+    from ase.build import bulk
+    from ase.io import write
+
+    from perovflow.engines.pseudos import _gth_for_qe, to_abinit_hgh
+    from perovflow.engines.runner import run_command
+
+    pot = choose_gth("Na")
+    # cp2k-data's projector radii (0.144, 0.130 bohr): exp(-(q r)^2 / 2) = 1e-3 at q r = 3.72,
+    # i.e. a plane-wave cutoff q^2 of ~800 Ry for the p projector
+    assert (3.717 / min(r for r, _ in pot.projectors)) ** 2 > 700
+    upf = _gth_for_qe("Na", tmp_path / "upf").path
+    gth = tmp_path / "upf" / "Na.gth"
+    gth.write_text(to_abinit_hgh(pot, 11))
+    atoms = bulk("Na", "bcc", a=4.2)
+    energies = {}
+    for kind, name in (("upf", upf.name), ("gth", gth.name)):
+        for cut in (40, 80):
+            d = tmp_path / f"{kind}{cut}"
+            d.mkdir()
+            write(d / "pw.in", atoms, format="espresso-in", pseudopotentials={"Na": name},
+                  kpts=(1, 1, 1), input_data={"control": {"pseudo_dir": str(upf.parent)},
+                  "system": {"ecutwfc": cut, "occupations": "smearing", "degauss": 0.02}})  # fmt: skip
+            run_command(["pw.x", "-in", "pw.in"], d, "pw.out", None)
+            text = (d / "pw.out").read_text()
+            energies[kind, cut] = float(re.search(r"!\s+total energy\s+=\s+(\S+)", text).group(1))
+    for cut in (40, 80):
+        assert energies["upf", cut] == pytest.approx(energies["gth", cut], abs=1e-5)  # Ry
+    assert energies["upf", 40] - energies["upf", 80] > 1.0  # Ry per atom: > 13 eV apart
