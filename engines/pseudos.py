@@ -14,6 +14,14 @@ only needs the potential name. For pw.x the potential is converted on demand int
   (upflib) reads for any file ending in ``.gth``; it has no atomic wavefunctions, and QE 6.7
   ignores f projectors in it (see :func:`to_abinit_hgh`).
 
+**Exception for pw.x: sodium.** GTH-PBE-q9 Na (projector radii 0.13-0.14 bohr) does not
+converge in plane waves (NaCl: 15 eV/atom between 80 and 120 Ry, the same with QE's own
+analytic reader), so pw.x gets ``Na.sr.upf`` of the ``ld1-sr-pbe`` family instead: a
+scalar-relativistic Troullier–Martins potential with the same q9 valence, generated and
+verified by ld1.x on first use (:func:`perovflow.engines.qe.ld1.sr_pseudo_file`; recipe in
+:data:`~perovflow.engines.qe.ld1_recipes.SR_RECIPES`) into the same folder, since pw.x reads
+one ``pseudo_dir``. Its :class:`Pseudo` says ``family="ld1-sr-pbe"``. CP2K keeps GTH-PBE-q9.
+
 A user folder (``settings.qe.pseudo_dir``; SSSP, GBRV, pslibrary...) is searched for
 ``<Element>[._-]*.upf`` (case-insensitive) instead.
 """
@@ -55,7 +63,7 @@ class Pseudo:
     md5
         md5 of that file.
     family
-        ``gth-pbe`` or the user's family name.
+        ``gth-pbe``, ``ld1-sr-pbe`` (pw.x's Na), ``ld1-fr-pbe`` or the user's family name.
     valence
         Valence electrons when known (GTH), else None.
     """
@@ -127,6 +135,16 @@ def _gth_for_qe(element: str, cache_dir: Path) -> Pseudo:
     return Pseudo(pot.element, path.name, path, md5_file(path), DEFAULT_FAMILY, pot.valence)
 
 
+def _ld1_sr_for_qe(element: str, cache_dir: Path) -> Pseudo:
+    """perovflow's scalar-relativistic ld1.x potential (elements whose GTH one is too hard)."""
+    from perovflow.engines.qe.inputs import upf_valence
+    from perovflow.engines.qe.ld1 import SR_FAMILY, sr_pseudo_file
+
+    path, _report = sr_pseudo_file(element, cache_dir)
+    valence = round(upf_valence(str(path)))
+    return Pseudo(element, path.name, path, md5_file(path), SR_FAMILY, valence)
+
+
 def _gth_for_cp2k(element: str) -> Pseudo:
     from perovflow.settings import get_settings
 
@@ -164,7 +182,8 @@ def get_pseudos(
     code
         ``qe`` (a file per element for pw.x) or ``cp2k`` (potential names in GTH_POTENTIALS).
     family
-        ``gth-pbe`` forces the built-in family. Otherwise, when ``settings.qe.pseudo_dir``
+        ``gth-pbe`` forces the built-in family (for pw.x: GTH, but Na from ``ld1-sr-pbe``,
+        see the module docstring). Otherwise, when ``settings.qe.pseudo_dir``
         is set, its UPF files are used and recorded under this name (default: the setting
         ``qe.pseudo_family``, or the folder name).
     soc
@@ -176,6 +195,7 @@ def get_pseudos(
     EngineError
         If an element has no potential; the message names the element and folders searched.
     """
+    from perovflow.engines.qe.ld1_recipes import SR_RECIPES
     from perovflow.settings import get_settings
 
     if soc and code == "qe":
@@ -202,7 +222,8 @@ def get_pseudos(
             out[el] = _user_upf(el, folder, family or folder.name)
         else:
             cache_dir = settings.resolved(settings.project_dir) / "pseudos" / DEFAULT_FAMILY
-            out[el] = _gth_for_qe(el, cache_dir)
+            built_in = _ld1_sr_for_qe if el in SR_RECIPES else _gth_for_qe
+            out[el] = built_in(el, cache_dir)
     return out
 
 

@@ -1,19 +1,23 @@
-"""Fully relativistic norm-conserving pseudopotentials from QE's ``ld1.x``, generated offline.
+"""Norm-conserving pseudopotentials from QE's ``ld1.x``, generated offline.
 
-For each element of :data:`~perovflow.engines.qe.ld1_recipes.RECIPES` two ld1.x runs:
+Two families share this machinery: ``ld1-fr-pbe`` (fully relativistic, for spin–orbit runs;
+:data:`~perovflow.engines.qe.ld1_recipes.RECIPES`) and ``ld1-sr-pbe`` (scalar-relativistic
+``rel=1``, one channel per l; :data:`~perovflow.engines.qe.ld1_recipes.SR_RECIPES`, the pw.x
+potentials that replace a GTH one too hard for plane waves). For each recipe two ld1.x runs:
 
-1. **generation** (``iswitch=3``, Dirac atom ``rel=2``): writes ``<El>.fr.upf``
-   (``has_so="true"``, one projector per (l, j), pseudo-atomic orbitals with their j, so
-   pw.x ``lspinorb`` and projwfc.x's (j, m_j) projections work);
+1. **generation** (``iswitch=3``, the recipe's ``rel``): FR (Dirac atom) writes
+   ``<El>.fr.upf`` (``has_so="true"``, one projector per (l, j), pseudo-atomic orbitals with
+   their j, so pw.x ``lspinorb`` and projwfc.x's (j, m_j) projections work); SR writes
+   ``<El>.sr.upf``;
 2. **test** (``iswitch=2`` on that UPF, i.e. its separable form, the one pw.x uses):
    frozen-core transferability on the recipe's ionised/promoted configurations, and the
    spherical-Bessel-basis diagonalisation (box 30 bohr, up to ``BESSEL_ECUT_RY``), which
    reveals ghost states unambiguously (ld1.x documentation).
 
 :func:`verify` turns both outputs into a report and the pass/fail verdict with the
-tolerances below; a potential that fails is never cached. The family is cached in
-``settings.project_dir/pseudos/ld1-fr-pbe/`` (UPF + JSON report, atomic writes), keyed by
-a fingerprint of the ld1.x input, and generated on first use (about a second per element).
+tolerances below; a potential that fails is never cached. A potential is cached by
+:func:`pseudo_file` in the folder its caller gives (UPF + JSON report, atomic writes), keyed
+by a fingerprint of the ld1.x inputs, and generated on first use (about a second per element).
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from perovflow.engines.qe.ld1_recipes import RECIPES, Recipe
+from perovflow.engines.qe.ld1_recipes import RECIPES, SR_RECIPES, Recipe
 from perovflow.errors import EngineError
 
 FAMILY = "ld1-fr-pbe"
+SR_FAMILY = "ld1-sr-pbe"
+_KIND = {2: (FAMILY, "fr", "fully relativistic"), 1: (SR_FAMILY, "sr", "scalar-relativistic")}
 BESSEL_ECUT_RY = (20.0, 40.0, 80.0)
 TOL_EIG_RY = 0.002  # reference configuration: |e_AE - e_PS| of each pseudised level
 TOL_BESSEL_RY = 0.005  # Bessel basis at the top cutoff reproduces the AE valence levels to
@@ -40,14 +46,18 @@ TOL_BESSEL_REL = 0.04  # max(this, this fraction of |e_AE|): semicore levels (Pb
 LOGDER_R_BOHR = 3.0  # radius of the log-derivative comparison (beyond every rc)
 LOGDER_WINDOW_RY = (-1.0, 0.5)  # valence and low conduction energies
 TOL_LOGDER_RAD = 0.6  # max |atan(D_AE) - atan(D_PS)| (mod π) per channel in the window
-LOGDER_CHANNELS = ("s", "p1/2", "p3/2", "d3/2", "d5/2", "f5/2", "f7/2")
+LOGDER_CHANNELS = {  # by rel: the Dirac atom's (l, j) channels, or the scalar (l) ones
+    2: ("s", "p1/2", "p3/2", "d3/2", "d5/2", "f5/2", "f7/2"),
+    1: ("s", "p", "d"),
+}
 _CHANNEL_NAME = {(0, 0.5): "s", (1, 0.5): "p1/2", (1, 1.5): "p3/2", (2, 1.5): "d3/2",
-                 (2, 2.5): "d5/2", (3, 2.5): "f5/2", (3, 3.5): "f7/2"}  # fmt: skip
+                 (2, 2.5): "d5/2", (3, 2.5): "f5/2", (3, 3.5): "f7/2",
+                 (0, 0.0): "s", (1, 0.0): "p", (2, 0.0): "d"}  # fmt: skip
 GHOST_MARGIN_RY = 0.1  # no state this far below the lowest AE valence level: a ghost
 TOL_TRANSFER_RY = 0.005  # frozen-core excitation energies: |ΔE_AE - ΔE_PS| <= max(this,
 TOL_TRANSFER_REL = 0.02  # ... this fraction of ΔE_AE)
 _STATE = re.compile(
-    r"^\s*\d+\s+(\d)\s+([\d.]+)\s+(\d[SPDF])\s+\d\(\s*([\d.]+)\)\s+(-?[\d.]+)\s+(-?[\d.]+)"
+    r"^\s*\d+\s+(\d)\s+(?:([\d.]+)\s+)?(\d[SPDF])\s+\d\(\s*([\d.]+)\)\s+(-?[\d.]+)\s+(-?[\d.]+)"
 )
 
 
@@ -67,17 +77,17 @@ def _zed(element: str) -> int:
 
 
 def generation_input(recipe: Recipe, upf_name: str) -> str:
-    """ld1.x input that generates the FR potential of ``recipe`` into ``upf_name``."""
+    """ld1.x input that generates the potential of ``recipe`` (FR or SR) into ``upf_name``."""
     nlcc = ".true." if recipe.nlcc else ".false."
     rcore = f", rcore={recipe.rcore}" if recipe.rcore else ""
     cards = [str(len(recipe.channels))] + [
         f"{c.label}  {c.n_ps}  {c.l}  {c.occupation:.2f}  {c.energy_ry:.4f}  {c.rc:.3f}  "
-        f"{c.rc:.3f}  {c.j:.1f}"
+        f"{c.rc:.3f}" + (f"  {c.j:.1f}" if recipe.rel == 2 else "")
         for c in recipe.channels
     ]
     valence = " ".join(_valence_labels(recipe))
     return (
-        f"&input\n  title='{recipe.element}', zed={_zed(recipe.element)}., rel=2,\n"
+        f"&input\n  title='{recipe.element}', zed={_zed(recipe.element)}., rel={recipe.rel},\n"
         f"  config='{recipe.config}', iswitch=3, dft='PBE'\n/\n"
         f"&inputp\n  pseudotype=2, file_pseudopw='{upf_name}', lloc={recipe.lloc}, rcloc={recipe.rcloc},\n"
         f"  tm=.true., nlcc={nlcc}{rcore}, author='perovflow ld1_recipes'\n/\n"
@@ -101,10 +111,10 @@ def testing_input(recipe: Recipe, upf_name: str) -> str:
     step = BESSEL_ECUT_RY[1] - BESSEL_ECUT_RY[0]
     lines = ",\n".join(f"  configts({i})='{c}'" for i, c in enumerate(confs, start=1))
     return (
-        f"&input\n  title='{recipe.element}', zed={_zed(recipe.element)}., rel=2,\n"
+        f"&input\n  title='{recipe.element}', zed={_zed(recipe.element)}., rel={recipe.rel},\n"
         f"  config='{recipe.config}', iswitch=2, dft='PBE', prefix='test',\n"
         f"  rlderiv={LOGDER_R_BOHR}, eminld={LOGDER_WINDOW_RY[0]}, emaxld={LOGDER_WINDOW_RY[1]},"
-        f" deld=0.01, nld={len(LOGDER_CHANNELS)}\n/\n"
+        f" deld=0.01, nld={len(LOGDER_CHANNELS[recipe.rel])}\n/\n"
         f"&test\n  file_pseudo='{upf_name}', nconf={len(confs)}, frozen_core=.true.,\n"
         f"  ecutmin={lo}, ecutmax={hi}, decut={step},\n{lines}\n/\n"
     )
@@ -114,6 +124,7 @@ def parse_bessel(text: str) -> dict[float, dict[tuple[int, float], list[float]]]
     """Bessel-basis eigenvalues (Ry) of the first configuration: ``{cutoff: {(l, j): [E...]}}``.
 
     ld1.x repeats the test for every configuration; only the first (reference) one is read.
+    Scalar-relativistic output has no J (``E(L=1) =``): j is 0 there.
     """
     out: dict[float, dict[tuple[int, float], list[float]]] = {}
     cutoff = None
@@ -125,15 +136,18 @@ def parse_bessel(text: str) -> dict[float, dict[tuple[int, float], list[float]]]
             cutoff = float(m.group(1))
             out[cutoff] = {}
             continue
-        m = re.match(r"\s*E\(L=(\d),J=([\d.]+)\)\s*=(.*)", line)
+        m = re.match(r"\s*E\(L=(\d)(?:,J=([\d.]+))?\)\s*=(.*)", line)
         if m and cutoff is not None:
             values = [float(v) for v in re.findall(r"(-?[\d.]+)\s*Ry", m.group(3))]
-            out[cutoff][(int(m.group(1)), float(m.group(2)))] = values
+            out[cutoff][(int(m.group(1)), float(m.group(2) or 0.0))] = values
     return out
 
 
 def parse_tests(text: str) -> list[dict[str, Any]]:
-    """Blocks of ld1.x's ``.test`` file: levels (l, j, label, occ, e_AE, e_PS) and ΔE's."""
+    """Blocks of ld1.x's ``.test`` file: levels (l, j, label, occ, e_AE, e_PS) and ΔE's.
+
+    Scalar-relativistic files have no j column: j is 0 there.
+    """
     blocks: list[dict[str, Any]] = []
     current: dict[str, Any] | None = None
     for line in text.splitlines():
@@ -144,7 +158,7 @@ def parse_tests(text: str) -> list[dict[str, Any]]:
                 blocks.append(current)
             ll, j, label, occ, e_ae, e_ps = m.groups()
             current["levels"].append(
-                {"l": int(ll), "j": float(j), "label": label, "occ": float(occ),
+                {"l": int(ll), "j": float(j or 0.0), "label": label, "occ": float(occ),
                  "e_ae": float(e_ae), "e_ps": float(e_ps)}
             )  # fmt: skip
             continue
@@ -159,14 +173,14 @@ def parse_tests(text: str) -> list[dict[str, Any]]:
     return blocks
 
 
-def logder_errors(ae_text: str, ps_text: str) -> dict[str, float]:
+def logder_errors(ae_text: str, ps_text: str, rel: int = 2) -> dict[str, float]:
     """Max |atan D_AE - atan D_PS| (mod π, so a pole shifted across the grid is no jump)."""
     import numpy as np
 
     ae, ps = np.loadtxt(ae_text.splitlines(), ndmin=2), np.loadtxt(ps_text.splitlines(), ndmin=2)
     diff = np.arctan(ae[:, 1:]) - np.arctan(ps[:, 1:])
     diff = (diff + np.pi / 2) % np.pi - np.pi / 2
-    return {ch: float(np.abs(diff[:, i]).max()) for i, ch in enumerate(LOGDER_CHANNELS)}
+    return {ch: float(np.abs(diff[:, i]).max()) for i, ch in enumerate(LOGDER_CHANNELS[rel])}
 
 
 def verify(
@@ -252,18 +266,23 @@ def fingerprint(recipe: Recipe) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def generate(element: str, work: Path) -> tuple[Path, dict[str, Any]]:
-    """Generate and test the FR potential of ``element`` in ``work``; (UPF path, report)."""
+def _recipe(element: str, rel: int) -> Recipe:
+    """The FR (``rel=2``) or SR (``rel=1``) recipe of ``element``, or a one-line error."""
+    recipes = RECIPES if rel == 2 else SR_RECIPES
+    if element not in recipes:
+        raise EngineError(
+            f"no {_KIND[rel][2]} ld1.x recipe for {element} (perovflow's {_KIND[rel][0]} "
+            f"family has {', '.join(sorted(recipes))})",
+            f"point qe.pseudo_dir at a folder with a {_KIND[rel][2]} UPF for {element}"
+            + (" (e.g. pslibrary rel-pbe)" if rel == 2 else ""),
+        )
+    return recipes[element]
+
+
+def _run_stages(recipe: Recipe, work: Path, upf: str) -> None:
+    """ld1.x generation then test run in ``work`` (one-line error if generation fails)."""
     from perovflow.engines.runner import run_command
 
-    recipe = RECIPES.get(element)
-    if recipe is None:
-        raise EngineError(
-            f"no fully relativistic recipe for {element} (perovflow's ld1.x family has "
-            f"{', '.join(sorted(RECIPES))})",
-            "point qe.pseudo_dir at a fully relativistic UPF folder (e.g. pslibrary rel-pbe)",
-        )
-    upf = f"{element}.fr.upf"
     cmd = [*ld1_command().split()]
     for stage, text in (
         ("gen", generation_input(recipe, upf)),
@@ -274,12 +293,25 @@ def generate(element: str, work: Path) -> tuple[Path, dict[str, Any]]:
                              walltime_s=120, env={"OMP_NUM_THREADS": "1"})  # fmt: skip
         if stage == "gen" and (result.returncode != 0 or not (work / upf).is_file()):
             raise EngineError(
-                f"ld1.x could not generate the {element} potential: {result.tail(4)}",
-                "check the QE installation (ld1.x) or set qe.pseudo_dir to a FR UPF folder",
+                f"ld1.x could not generate the {recipe.element} potential: {result.tail(4)}",
+                "check the QE installation (ld1.x) or set qe.pseudo_dir to a UPF folder",
             )
+
+
+def generate(element: str, work: Path, rel: int = 2) -> tuple[Path, dict[str, Any]]:
+    """Generate and test the potential of ``element`` in ``work``; (UPF path, report).
+
+    ``rel``: 2 the fully relativistic recipe (:data:`RECIPES`), 1 the scalar-relativistic one
+    (:data:`SR_RECIPES`).
+    """
+    recipe = _recipe(element, rel)
+    upf = f"{element}.{_KIND[rel][1]}.upf"
+    _run_stages(recipe, work, upf)
     tests, ae, ps = work / "test.test", work / "test1.dlog", work / "test1ps.dlog"
     logder = (
-        logder_errors(ae.read_text(), ps.read_text()) if ae.is_file() and ps.is_file() else None
+        logder_errors(ae.read_text(), ps.read_text(), rel)
+        if ae.is_file() and ps.is_file()
+        else None
     )
     report = verify(
         recipe,
@@ -293,34 +325,48 @@ def generate(element: str, work: Path) -> tuple[Path, dict[str, Any]]:
     return work / upf, report
 
 
-def fr_pseudo_file(element: str, cache_dir: Path) -> tuple[Path, dict[str, Any]]:
-    """The cached, verified FR UPF of ``element`` (generated and tested on first use).
+def pseudo_file(element: str, cache_dir: Path, rel: int = 2) -> tuple[Path, dict[str, Any]]:
+    """The cached, verified UPF of ``element`` (generated and tested on first use).
+
+    ``cache_dir/<El>.fr.upf`` (``rel=2``) or ``<El>.sr.upf`` (``rel=1``), with the JSON
+    report beside it; regenerated when the recipe's fingerprint changes.
 
     Raises
     ------
     EngineError
-        No recipe for the element, ld1.x failed, or the potential failed its tests.
+        No recipe for the element, ld1.x missing or failed, or the potential failed its tests.
     """
-    recipe = RECIPES.get(element)
-    tag = fingerprint(recipe) if recipe else ""
-    upf, meta = cache_dir / f"{element}.fr.upf", cache_dir / f"{element}.fr.json"
+    family, suffix, kind = _KIND[rel]
+    recipes = RECIPES if rel == 2 else SR_RECIPES
+    tag = fingerprint(recipes[element]) if element in recipes else ""
+    upf, meta = cache_dir / f"{element}.{suffix}.upf", cache_dir / f"{element}.{suffix}.json"
     if upf.is_file() and meta.is_file():
         report = json.loads(meta.read_text())
         if report.get("fingerprint") == tag and report.get("passed"):
             return upf, report
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"perovflow-ld1-{element}-") as tmp:
-        path, report = generate(element, Path(tmp))
+        path, report = generate(element, Path(tmp), rel)
         if not report["passed"]:
             raise EngineError(
-                f"the generated FR {element} potential failed its tests: "
+                f"the generated {kind} {element} potential failed its tests: "
                 + "; ".join(report["problems"][:3]),
                 "adjust its recipe in engines/qe/ld1_recipes.py or set qe.pseudo_dir",
             )
-        report = {"fingerprint": tag, "element": element, "family": FAMILY, **report}
+        report = {"fingerprint": tag, "element": element, "family": family, **report}
         _atomic_copy(path, upf)
     _atomic_text(meta, json.dumps(report, indent=1))
     return upf, report
+
+
+def fr_pseudo_file(element: str, cache_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """The fully relativistic potential of ``element`` (:func:`pseudo_file` with ``rel=2``)."""
+    return pseudo_file(element, cache_dir, 2)
+
+
+def sr_pseudo_file(element: str, cache_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """The scalar-relativistic potential of ``element`` (:func:`pseudo_file` with ``rel=1``)."""
+    return pseudo_file(element, cache_dir, 1)
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:
