@@ -77,7 +77,15 @@ def relax(name: str, work: Path) -> dict:
         "relaxed": conventional(doc.structure),
         "stress_GPa": doc.stress_GPa,
         "wall_s": round(time.time() - t0, 1),
+        "settings": _settings(doc.input_parameters),
     }
+
+
+def _settings(params: dict) -> dict:
+    """The cutoffs (Ry) and k grid a row was computed with (the protocol changes over time)."""
+    system = params.get("input_data", {}).get("system", {})
+    return {"ecutwfc_Ry": system.get("ecutwfc"), "ecutrho_Ry": system.get("ecutrho"),
+            "kpts": params.get("kpts")}  # fmt: skip
 
 
 def relax_or_record(name: str, work: Path) -> dict:

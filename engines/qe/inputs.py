@@ -257,15 +257,25 @@ def pseudo_kind(path: str) -> str:
 
 
 def cutoffs_for_pseudos(proto: dict[str, Any], pseudos: dict[str, Any]) -> dict[str, Any]:
-    """The protocol's ``ultrasoft`` cutoffs when any pseudopotential is ultrasoft or PAW.
+    """The protocol's cutoffs for the potentials of this cell.
 
-    The ``seed`` protocol's cutoffs are those measured for the shipped norm-conserving GTH
-    family; the seed papers' 500/5000 eV belong to their ultrasoft potentials and come back
-    (``ultrasoft`` block) when the user's ``qe.pseudo_dir`` holds such files.
+    * ``ultrasoft`` block: used when any pseudopotential is ultrasoft or PAW. The ``seed``
+      protocol's cutoffs are those measured for the shipped norm-conserving GTH family; the
+      seed papers' 500/5000 eV belong to their ultrasoft potentials and come back when the
+      user's ``qe.pseudo_dir`` holds such files.
+    * ``family_cutoffs`` block (``{family: {ecutwfc_eV, ecutrho_eV}}``): floors for the
+      potentials of a family that converge more slowly than the protocol's measured cutoffs
+      (pw.x's built-in Na, ``ld1-sr-pbe``, needs 140 Ry where the GTH set needs 80 Ry); the
+      cutoffs are raised to them when such a potential is in the cell.
     """
+    proto = dict(proto)
     soft = proto.pop("ultrasoft", None)
+    floors = proto.pop("family_cutoffs", None) or {}
     if soft and any(pseudo_kind(str(p.path)) != "nc" for p in pseudos.values()):
         proto = {**proto, **soft}
+    for family in {getattr(p, "family", None) for p in pseudos.values()} & set(floors):
+        for key in ("ecutwfc_eV", "ecutrho_eV"):
+            proto[key] = max(proto[key], floors[family][key])
     return proto
 
 

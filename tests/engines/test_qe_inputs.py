@@ -180,3 +180,32 @@ def test_bands_line_density_follows_the_protocol_unless_given():
     assert len(fast) == pytest.approx(10 * length, rel=0.25)
     assert len(standard) == pytest.approx(20 * length, rel=0.25)
     assert len(mine) == pytest.approx(4 * length, rel=0.4)
+
+
+def test_slow_family_raises_the_cutoff_only_where_it_is_in_the_cell(tmp_path):
+    # standard's 80/320 Ry were measured for the GTH set; pw.x's built-in Na (ld1-sr-pbe)
+    # needed 140/560 Ry for the same 1 meV/atom on NaCl (README, Sodium), so a cell with it
+    # gets those; a user's cutoff still wins, and fast (which promises gaps only) keeps 25 Ry
+    nacl = Atoms("NaCl", scaled_positions=[[0, 0, 0], [0.5, 0.5, 0.5]], pbc=True,
+                 cell=[[0, 2.82, 2.82], [2.82, 0, 2.82], [2.82, 2.82, 0]])  # fmt: skip
+
+    def nc(el, family):  # seed reads the headers (ultrasoft or not): norm-conserving files
+        path = tmp_path / f"{el}.{family}.upf"
+        path.write_text(f'<UPF version="2.0.1">\n<PP_HEADER element="{el}" pseudo_type="NC"/>\n')
+        return Pseudo(el, path.name, path, "0" * 32, family, {"Na": 9, "Cl": 7}[el])
+
+    cl, na_sr = nc("Cl", "gth-pbe"), nc("Na", "ld1-sr-pbe")
+
+    def ecut(atoms, pseudos, protocol="standard", overrides=None):
+        system = qe_input_set(atoms, "static", protocol, pseudos, overrides=overrides)[
+            "input_data"
+        ]["system"]
+        return round(system["ecutwfc"], 1), round(system["ecutrho"], 1)
+
+    assert ecut(nacl, {"Na": na_sr, "Cl": cl}) == (140.0, 560.0)
+    assert ecut(nacl, {"Na": na_sr, "Cl": cl}, "seed") == (140.0, 560.0)
+    assert ecut(nacl, {"Na": nc("Na", "gth-pbe"), "Cl": cl}) == (80.0, 320.0)  # a GTH Na: no floor
+    assert ecut(cspbbr3(), PSEUDOS) == (80.0, 320.0)
+    assert ecut(nacl, {"Na": na_sr, "Cl": cl}, "fast") == (25.0, 100.0)
+    user = {"ecutwfc": 100.0, "ecutrho": 400.0}
+    assert ecut(nacl, {"Na": na_sr, "Cl": cl}, overrides=user) == (100.0, 400.0)
