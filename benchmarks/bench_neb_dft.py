@@ -243,6 +243,30 @@ def ml_only(hop: dict[str, Any], folder: Path, args: argparse.Namespace) -> dict
     return record
 
 
+def identity(atoms: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """What the stored pw.x calls of a path depend on: potentials, protocol, pw.x keys."""
+    from perovflow.engines.fingerprint import pseudo_checksums
+
+    return {"pseudopotentials": pseudo_checksums("qe", set(atoms.get_chemical_symbols())),
+            "protocol": "fast", "pw.x": qe_overrides(args, atoms)}  # fmt: skip
+
+
+def check_identity(folder: Path, ident: dict[str, Any]) -> None:
+    """Refuse to replay calls made with other potentials or settings (``identity.json``)."""
+    path = folder / "identity.json"
+    calls = folder / "calls.jsonl"
+    old = json.loads(path.read_text()) if path.is_file() else None
+    if old is None and calls.is_file():
+        old = {"pseudopotentials": "not recorded"}
+    if old is not None and old != ident:
+        changed = sorted(k for k in ident if old.get(k) != ident[k])
+        raise SystemExit(
+            f"error: {calls} holds pw.x calls made with other {', '.join(changed)} "
+            f"(fix: move {folder} away, or pass another --out, to start this path afresh)"
+        )
+    _write_json(path, ident)
+
+
 def dft_neb(hop: dict[str, Any], folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     """The accelerated NEB with pw.x, resumable; its summary with cost and timings."""
     from perovflow.workflows.calculators import mlip_calculator
@@ -251,6 +275,7 @@ def dft_neb(hop: dict[str, Any], folder: Path, args: argparse.Namespace) -> dict
     done = folder / "result.json"
     if done.is_file():
         return json.loads(done.read_text())
+    check_identity(folder, identity(hop["initial"], args))
     progress = Progress(folder / "progress.json")
     log.addHandler(progress)
     expensive = expensive_factory(folder, args, progress, hop["initial"])

@@ -52,3 +52,27 @@ def test_smoke_run_is_dft_d3_seeded_and_resumes_without_pwx(tmp_path, monkeypatc
     assert again["barrier_forward_eV"] == pytest.approx(first["barrier_forward_eV"], abs=1e-9)
     calls = json.loads((folder / "progress.json").read_text())["calls"]
     assert len(calls) == first["expensive_calls"]
+    # a changed potential (here: the record edited as a new ld1.x recipe would change it)
+    # must not replay the stored calls; the stored calls stay as they are
+    ident = json.loads((folder / "identity.json").read_text())
+    ident["pseudopotentials"]["Cs"] = {"family": "other"}
+    (folder / "identity.json").write_text(json.dumps(ident))
+    (folder / "result.json").unlink()
+    before = (folder / "calls.jsonl").read_bytes()
+    with pytest.raises(SystemExit, match="other pseudopotentials"):
+        bench.main(argv)
+    assert (folder / "calls.jsonl").read_bytes() == before
+
+
+def test_calls_without_a_recorded_identity_are_not_replayed(tmp_path):
+    # a folder from before identities were recorded (the GTH-Na calls of 1 December) is refused
+    bench = _script()
+    (tmp_path / "calls.jsonl").write_text('{"energy": 0.0}\n')
+    with pytest.raises(SystemExit, match=r"move .* away"):
+        bench.check_identity(tmp_path, {"pseudopotentials": {}, "protocol": "fast", "pw.x": {}})
+    assert not (tmp_path / "identity.json").exists()
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    bench.check_identity(fresh, {"pseudopotentials": {}, "protocol": "fast", "pw.x": {}})
+    bench.check_identity(fresh, {"pseudopotentials": {}, "protocol": "fast", "pw.x": {}})
+    assert json.loads((fresh / "identity.json").read_text())["protocol"] == "fast"
