@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from perovflow.engines.pseudos import DEFAULT_FAMILY, Pseudo, md5_file
+from perovflow.engines.pseudos import DEFAULT_FAMILY, Pseudo, ld1_pseudo, md5_file
 from perovflow.errors import EngineError
 
 _HAS_SO = re.compile(r'has_so\s*=\s*"\s*\.?(t|true)\.?\s*"', re.IGNORECASE)
@@ -47,15 +47,6 @@ def _user_fr_upf(element: str, folder: Path, family: str) -> Pseudo:
     return Pseudo(element, path.name, path, md5_file(path), family)
 
 
-def _ld1_fr(element: str, cache_dir: Path) -> Pseudo:
-    from perovflow.engines.qe.inputs import upf_valence
-    from perovflow.engines.qe.ld1 import FAMILY, fr_pseudo_file
-
-    path, _report = fr_pseudo_file(element, cache_dir)
-    valence = round(upf_valence(str(path)))
-    return Pseudo(element, path.name, path, md5_file(path), FAMILY, valence)
-
-
 def soc_pseudos(elements: list[str] | set[str] | tuple[str, ...], family: str | None) -> dict:
     """``{element: Pseudo}`` of fully relativistic potentials (see the module docstring)."""
     from perovflow.engines.qe.ld1 import FAMILY
@@ -84,5 +75,5 @@ def soc_pseudos(elements: list[str] | set[str] | tuple[str, ...], family: str | 
         return out
     cache_dir = settings.resolved(settings.project_dir) / "pseudos" / FAMILY
     for el in sorted(set(elements)):
-        out[el] = _ld1_fr(el, cache_dir)
+        out[el] = ld1_pseudo(el, cache_dir, 2)
     return out

@@ -135,14 +135,17 @@ def _gth_for_qe(element: str, cache_dir: Path) -> Pseudo:
     return Pseudo(pot.element, path.name, path, md5_file(path), DEFAULT_FAMILY, pot.valence)
 
 
-def _ld1_sr_for_qe(element: str, cache_dir: Path) -> Pseudo:
-    """perovflow's scalar-relativistic ld1.x potential (elements whose GTH one is too hard)."""
+def ld1_pseudo(element: str, cache_dir: Path, rel: int) -> Pseudo:
+    """One of perovflow's ld1.x potentials, cached in ``cache_dir``: ``rel=2`` the fully
+    relativistic ``ld1-fr-pbe``, ``rel=1`` the scalar-relativistic ``ld1-sr-pbe`` (pw.x's Na,
+    whose GTH potential is too hard for plane waves)."""
     from perovflow.engines.qe.inputs import upf_valence
-    from perovflow.engines.qe.ld1 import SR_FAMILY, sr_pseudo_file
+    from perovflow.engines.qe.ld1 import FAMILY, SR_FAMILY, pseudo_file
 
-    path, _report = sr_pseudo_file(element, cache_dir)
+    path, _report = pseudo_file(element, cache_dir, rel)
     valence = round(upf_valence(str(path)))
-    return Pseudo(element, path.name, path, md5_file(path), SR_FAMILY, valence)
+    family = FAMILY if rel == 2 else SR_FAMILY
+    return Pseudo(element, path.name, path, md5_file(path), family, valence)
 
 
 def _gth_for_cp2k(element: str) -> Pseudo:
@@ -222,8 +225,9 @@ def get_pseudos(
             out[el] = _user_upf(el, folder, family or folder.name)
         else:
             cache_dir = settings.resolved(settings.project_dir) / "pseudos" / DEFAULT_FAMILY
-            built_in = _ld1_sr_for_qe if el in SR_RECIPES else _gth_for_qe
-            out[el] = built_in(el, cache_dir)
+            out[el] = (
+                ld1_pseudo(el, cache_dir, 1) if el in SR_RECIPES else _gth_for_qe(el, cache_dir)
+            )
     return out
 
 
