@@ -1,6 +1,7 @@
 """Shared fixtures: every test gets its own settings file, project folder and scratch.
 
-Tests that need an external binary carry a marker (``qe``, ``cp2k``, ``slurm``, ``mlip``).
+Tests that need an external binary carry a marker (``qe``, ``cp2k``, ``cp2k_data``, ``slurm``,
+``mlip``).
 They are skipped with a reason when the binary is missing, except in CI (``CI=true``),
 where ``scripts/test.sh`` installs everything and a missing binary is a failure.
 """
@@ -20,6 +21,10 @@ NEEDS: dict[str, tuple[str, callable]] = {
         lambda: all(shutil.which(x) for x in ("pw.x", "projwfc.x", "ld1.x")),
     ),
     "cp2k": ("cp2k.psmp", lambda: bool(shutil.which("cp2k.psmp") or shutil.which("cp2k"))),
+    "cp2k_data": (
+        "cp2k-data's GTH_POTENTIALS",
+        lambda: Path("/usr/share/cp2k/GTH_POTENTIALS").is_file(),
+    ),
     "slurm": ("a running SLURM cluster", lambda: _slurm_up()),
     "mlip": (
         "chgnet and sevenn",

@@ -266,14 +266,9 @@ def fingerprint(recipe: Recipe) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def _recipes(rel: int) -> dict[str, Recipe]:
-    """The FR (``rel=2``) or SR (``rel=1``) recipe table."""
-    return RECIPES if rel == 2 else SR_RECIPES
-
-
 def _recipe(element: str, rel: int) -> Recipe:
     """The FR (``rel=2``) or SR (``rel=1``) recipe of ``element``, or a one-line error."""
-    recipes = _recipes(rel)
+    recipes = RECIPES if rel == 2 else SR_RECIPES
     if element not in recipes:
         raise EngineError(
             f"no {_KIND[rel][2]} ld1.x recipe for {element} (perovflow's {_KIND[rel][0]} "
@@ -342,8 +337,7 @@ def pseudo_file(element: str, cache_dir: Path, rel: int = 2) -> tuple[Path, dict
         No recipe for the element, ld1.x missing or failed, or the potential failed its tests.
     """
     family, suffix, kind = _KIND[rel]
-    recipes = _recipes(rel)
-    tag = fingerprint(recipes[element]) if element in recipes else ""
+    tag = fingerprint(_recipe(element, rel))
     upf, meta = cache_dir / f"{element}.{suffix}.upf", cache_dir / f"{element}.{suffix}.json"
     if upf.is_file() and meta.is_file():
         report = json.loads(meta.read_text())

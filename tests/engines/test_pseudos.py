@@ -12,11 +12,8 @@ import pytest
 from perovflow.engines import pseudos as P  # noqa: N812
 from perovflow.errors import EngineError
 
-GTH_FILE = Path("/usr/share/cp2k/GTH_POTENTIALS")
-needs_data = pytest.mark.skipif(not GTH_FILE.is_file(), reason="needs cp2k-data")
 
-
-@needs_data
+@pytest.mark.cp2k_data
 def test_choice_follows_molopt_basis_valence():
     # Facts of cp2k-data: DZVP-MOLOPT-SR-GTH exists for Pb q4 (not q14), Cs q9, Br q7, Ag q11.
     expected = {"Pb": 4, "Cs": 9, "Br": 7, "Ag": 11, "Bi": 5, "H": 1}
@@ -26,7 +23,7 @@ def test_choice_follows_molopt_basis_valence():
         assert pot.valence == q  # electrons per l in the file add up to the q of the name
 
 
-@needs_data
+@pytest.mark.cp2k_data
 def test_hgh_text_has_abinit_layout():
     pot = P.choose_gth("Pb")
     lines = P.to_abinit_hgh(pot, 82).splitlines()
@@ -38,7 +35,7 @@ def test_hgh_text_has_abinit_layout():
     assert float(lines[3].split()[0]) == pytest.approx(pot.rloc)
 
 
-@needs_data
+@pytest.mark.cp2k_data
 def test_upf_tabulation_obeys_gth_physics():
     from perovflow.engines.qe.upf import local_potential, log_mesh, projector
 
@@ -80,7 +77,7 @@ def test_missing_element_is_one_line_error_naming_it():
     assert "'Xx'" in err.value.problem and "\n" not in err.value.one_line()
 
 
-@needs_data
+@pytest.mark.cp2k_data
 @pytest.mark.cp2k
 def test_conversion_is_cached_atomic_and_recorded(isolated_settings):
     first = P.get_pseudos(["Cs", "Br"], "qe")
@@ -95,7 +92,7 @@ def test_conversion_is_cached_atomic_and_recorded(isolated_settings):
     assert cp2k.name == "GTH-PBE-q9" and cp2k.path.name == "GTH_POTENTIALS"
 
 
-@needs_data
+@pytest.mark.cp2k_data
 @pytest.mark.qe
 @pytest.mark.cp2k
 def test_upf_and_analytic_gth_give_the_same_energy(tmp_path):

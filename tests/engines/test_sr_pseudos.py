@@ -15,12 +15,9 @@ from perovflow.engines.qe import ld1
 from perovflow.engines.qe.ld1_recipes import SR_RECIPES
 from perovflow.errors import EngineError
 
-GTH_FILE = Path("/usr/share/cp2k/GTH_POTENTIALS")
-needs_data = pytest.mark.skipif(not GTH_FILE.is_file(), reason="needs cp2k-data")
-
 
 @pytest.mark.qe
-@needs_data
+@pytest.mark.cp2k_data
 def test_pw_sodium_is_ld1_scalar_relativistic_with_the_gth_valence():
     found = get_pseudos(["Na", "Cl", "Na"], "qe")
     na, cl = found["Na"], found["Cl"]
@@ -53,7 +50,7 @@ def test_user_pseudo_dir_wins_over_the_built_in_sodium(tmp_path, monkeypatch):
     assert na.name == "Na.pbe-spn.UPF" and na.family == "mine"
 
 
-@needs_data
+@pytest.mark.cp2k_data
 def test_calc_hash_counts_the_sodium_recipe(monkeypatch):
     from perovflow.engines.fingerprint import pseudo_checksums
 
@@ -116,7 +113,7 @@ def _minimum(lattice: list[float], energies: list[float]) -> float:
 
 @pytest.mark.qe
 @pytest.mark.slow
-@needs_data
+@pytest.mark.cp2k_data
 @pytest.mark.timeout(1800)
 def test_nacl_lattice_constant_with_the_sr_sodium(tmp_path):
     # plain PBE (the fast protocol has no D3), 120 Ry, 4x4x4 k: E(a) parabola minimum against
@@ -153,7 +150,7 @@ def test_bcc_sodium_lattice_constant_with_the_sr_sodium(tmp_path):
 
 @pytest.mark.qe
 @pytest.mark.cp2k
-@needs_data
+@pytest.mark.cp2k_data
 def test_gth_sodium_is_hard_itself_not_by_its_conversion(tmp_path):
     """GTH-PBE-q9 Na in pw.x: perovflow's UPF and QE's analytic reader (.gth) agree, and both
     are far from converged at 80 Ry (why pw.x reads ld1-sr-pbe Na instead)."""
