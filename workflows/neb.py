@@ -15,7 +15,8 @@ every image's NEB force (climbing image on) below ``fmax`` with the *expensive* 
 
 Both return :class:`perovflow.analysis.neb_result.NEBResult` (barrier from the highest refined
 image, the climbing image; spline profile; convergence, end-point status and cost).
-Endpoints can be relaxed the same two ways (:func:`relax_atoms`, :func:`surrogate_relax`).
+Endpoints can be relaxed the same two ways (:func:`relax_atoms`, :func:`surrogate_relax`);
+with ``symmetric_ends`` only the initial one is, when the final one is its symmetry image.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator
 
 from perovflow.analysis.neb_result import NEBResult
+from perovflow.structures.endpoint_symmetry import endpoint_map, map_endpoint
 from perovflow.workflows.neb_calcs import (
     CallCounter,
     CountingCalculator,
@@ -110,14 +112,27 @@ def _endpoints(
     counter: CallCounter,
     relax: bool,
     cheap: Calculator | None = None,
-) -> tuple[Atoms, Atoms, list[bool], list[float]]:
+    symmetric: bool = False,
+) -> tuple[Atoms, Atoms, list[bool], list[float], bool]:
     """End points frozen with expensive energies: relaxed (BFGS, or via the surrogate when
     ``cheap`` is given) or evaluated as given; returns (initial, final, converged per end,
-    expensive max force per end). Converged: the relaxation's own test, or - for end points
+    expensive max force per end, whether the final end is the initial's symmetry image). Converged: the relaxation's own test, or - for end points
     relaxed elsewhere (the migration flow's relax jobs) - their expensive forces below
-    ``fmax``."""
+    ``fmax``. ``symmetric``: when a host operation carries the initial end point onto the
+    final one (:func:`~perovflow.structures.endpoint_symmetry.endpoint_map`), only the
+    initial one is relaxed and the final one is its image (same energy, rotated forces)."""
+    op = endpoint_map(initial, final) if symmetric and relax else None
+    if symmetric and relax:
+        log.info("end points %s", "symmetry-equivalent: final = image of initial"
+                 if op is not None else "not equivalent: both relaxed")  # fmt: skip
     out, status = [], []
     for atoms, index in ((initial, 0), (final, -1)):
+        if index == -1 and op is not None:
+            moved, rotation = map_endpoint(out[0], op, final)
+            forces = out[0].get_forces()[op.order] @ rotation.T
+            out.append(freeze(moved, out[0].get_potential_energy(), forces))
+            status.append(status[0])
+            continue
         if relax and cheap is not None:
             ends = surrogate_relax(atoms, expensive(index), cheap, fmax, counter=counter)
         elif relax:
@@ -128,7 +143,8 @@ def _endpoints(
             ends = (freeze(probe, *_ef(probe)), max_force(probe.get_forces()) < fmax)
         out.append(ends[0])
         status.append(bool(ends[-1]))
-    return out[0], out[1], status, [max_force(end.get_forces()) for end in out]
+    forces = [max_force(end.get_forces()) for end in out]
+    return out[0], out[1], status, forces, op is not None
 
 
 def band_energies(band: list[Atoms]) -> list[float]:
@@ -167,6 +183,7 @@ def plain_neb(
     relax_endpoints: bool = True,
     late_climb_fmax: float | None = None,
     perturb: float = 0.0,
+    symmetric_ends: bool = False,
 ) -> NEBResult:
     """The seed's procedure: CI-NEB from scratch with the expensive calculator.
 
@@ -176,8 +193,8 @@ def plain_neb(
     band is below that force) until every image force is below ``fmax`` or ``steps`` steps.
     """
     start, ends, counter = time.perf_counter(), CallCounter(), CallCounter()
-    initial, final, status, end_forces = _endpoints(
-        initial, final, expensive, fmax, ends, relax_endpoints
+    initial, final, status, end_forces, mapped = _endpoints(
+        initial, final, expensive, fmax, ends, relax_endpoints, symmetric=symmetric_ends
     )
     band = interpolate_band(initial, final, nimages, interpolation, perturb)
     _attach(band, [CountingCalculator(expensive(i + 1), counter) for i in range(nimages)])
@@ -192,7 +209,7 @@ def plain_neb(
         "endpoint_calls": ends.calls,
         "steps": taken,
         "wall_s": time.perf_counter() - start,
-        "meta": {"endpoint_max_force_eV_A": end_forces, "fmax": fmax},
+        "meta": {"endpoint_max_force_eV_A": end_forces, "fmax": fmax, "final_end_mapped": mapped},
     }
     return _result(band, list(range(1, nimages + 1)), converged, record)
 
@@ -276,6 +293,7 @@ def accelerated_neb(
     gp_length: float = 2.0,
     move_above: float = 1.0,
     perturb: float = 0.0,
+    symmetric_ends: bool = False,
 ) -> NEBResult:
     """NEB with few expensive force calls, converged to the plain procedure's test.
 
@@ -297,8 +315,8 @@ def accelerated_neb(
     start = time.perf_counter()
     ends, counter, cheap_count = CallCounter(), CallCounter(), CallCounter()
     cheap = CountingCalculator(cheap, cheap_count)
-    initial, final, status, end_forces = _endpoints(
-        initial, final, expensive, fmax, ends, relax_endpoints, cheap
+    initial, final, status, end_forces, mapped = _endpoints(
+        initial, final, expensive, fmax, ends, relax_endpoints, cheap, symmetric_ends
     )
     log.info("endpoints done (%d expensive calls); cheap NEB starts", ends.calls)
     band = _cheap_band(initial, final, cheap, nimages, interpolation, fmax, cheap_steps, perturb)
@@ -320,6 +338,6 @@ def accelerated_neb(
         "wall_s": time.perf_counter() - start,
         "history": refinement.history,
         "meta": {"endpoint_max_force_eV_A": end_forces, "fmax": fmax,
-                 "refined_converged": refinement.converged},
+                 "refined_converged": refinement.converged, "final_end_mapped": mapped},
     }  # fmt: skip
     return _result(band, list(range(lo + 1, hi)), whole < fmax, record)

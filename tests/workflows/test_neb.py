@@ -280,3 +280,28 @@ def test_perturbed_start_band_and_late_climbing_reach_the_same_saddle():
                      late_climb_fmax=0.3, perturb=0.02)  # fmt: skip
     assert first.converged and late.converged
     assert late.barrier_forward_eV == pytest.approx(first.barrier_forward_eV, abs=0.01)
+
+
+def test_symmetric_ends_relax_one_end_point_and_keep_the_barrier():
+    """With ``symmetric_ends`` the final end point is the image of the relaxed initial one: its
+    expensive calls are saved and the band (plain or accelerated) reaches the barrier of the
+    band whose two ends were both relaxed; EMT at the mapped end agrees with the frozen values."""
+    initial, final = vacancy_hop()
+    both = plain_neb(initial, final, lambda i: EMT(), nimages=3, interpolation="idpp")
+    one = plain_neb(initial, final, lambda i: EMT(), nimages=3, interpolation="idpp",
+                    symmetric_ends=True)  # fmt: skip
+    fast = accelerated_neb(initial, final, lambda i: EMT(), StiffEMT(), nimages=3,
+                           symmetric_ends=True)  # fmt: skip
+    assert both.meta["final_end_mapped"] is False
+    assert one.meta["final_end_mapped"] is True and fast.meta["final_end_mapped"] is True
+    assert one.endpoint_calls * 2 <= both.endpoint_calls + 1
+    assert one.converged and fast.converged and one.endpoints_converged == [True, True]
+    for res in (one, fast):
+        assert res.barrier_forward_eV == pytest.approx(both.barrier_forward_eV, abs=0.01)
+        assert abs(res.reaction_energy_eV) < 1e-6  # exactly degenerate ends
+        end = res.images[-1].copy()
+        end.calc = EMT()
+        assert end.get_potential_energy() == pytest.approx(
+            res.images[-1].get_potential_energy(), abs=1e-6
+        )
+        assert np.allclose(end.get_forces(), res.images[-1].get_forces(), atol=1e-6)

@@ -1,0 +1,87 @@
+"""End-point symmetry: the final end point of a vacancy hop as the image of the initial one.
+
+Checked against independent evaluations: EMT energies and forces computed afresh at the
+mapped geometry, and a direct relaxation of the final end point.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.optimize import BFGS
+
+from perovflow.structures.endpoint_symmetry import endpoint_map, map_endpoint
+
+
+def cu_vacancy_hop():
+    """Nearest-neighbour vacancy hop in a 31-atom Cu cell (end points share atom order)."""
+    cell = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)
+    mover = int(np.argsort(cell.get_distances(0, range(len(cell)), mic=True))[1])
+    initial, final = cell.copy(), cell.copy()
+    final.positions[mover] += cell.get_distance(mover, 0, mic=True, vector=True)
+    del initial[0]
+    del final[0]
+    return initial, final
+
+
+def _energy_forces(atoms):
+    probe = atoms.copy()
+    probe.calc = EMT()
+    return probe.get_potential_energy(), probe.get_forces()
+
+
+def test_mapped_geometry_has_the_energy_and_rotated_forces_emt_computes_there():
+    initial, final = cu_vacancy_hop()
+    op = endpoint_map(initial, final)
+    assert op is not None
+    distorted = initial.copy()
+    distorted.rattle(0.05, seed=3)  # forces of every size and direction
+    e0, f0 = _energy_forces(distorted)
+    moved, rotation = map_endpoint(distorted, op, final)
+    e1, f1 = _energy_forces(moved)
+    assert e1 == pytest.approx(e0, abs=1e-8)
+    assert np.allclose(f0[op.order] @ rotation.T, f1, atol=1e-8)
+    # next to the final end point, atom by atom (a continuous band)
+    assert np.abs(moved.positions - final.positions).max() < 0.3
+
+
+def test_mapped_relaxed_initial_is_the_directly_relaxed_final():
+    initial, final = cu_vacancy_hop()
+    relaxed = {}
+    for name, atoms in (("initial", initial), ("final", final)):
+        work = atoms.copy()
+        work.calc = EMT()
+        BFGS(work, logfile=None).run(fmax=1e-4, steps=500)
+        relaxed[name] = work
+    moved, _ = map_endpoint(relaxed["initial"], endpoint_map(initial, final), final)
+    assert np.abs(moved.positions - relaxed["final"].positions).max() < 1e-3
+    assert _energy_forces(moved)[0] == pytest.approx(
+        relaxed["final"].get_potential_energy(), abs=1e-6
+    )
+
+
+def test_inequivalent_end_points_have_no_map():
+    initial, final = cu_vacancy_hop()
+    assert endpoint_map(initial, final) is not None
+    # an Au nearer the initial vacancy than the final one: the two sites are inequivalent
+    mover = int(np.argmax(np.linalg.norm(final.positions - initial.positions, axis=1)))
+    vacancy, site = final.positions[mover], initial.positions[mover]
+    gap = [np.linalg.norm(initial.positions[k] - site) - np.linalg.norm(initial.positions[k] - vacancy)
+           for k in range(len(initial))]  # fmt: skip
+    for atoms in (initial, final):
+        atoms[int(np.argmax(gap))].symbol = "Au"
+    assert endpoint_map(initial, final) is None
+
+
+def test_cs2nabicl6_cl_hop_is_symmetric():
+    from perovflow.structures.paths import enumerate_hops, hop_endpoints
+    from perovflow.structures.prototypes import build_prototype
+
+    host = build_prototype("Cs2NaBiCl6", cell="conventional")
+    hop = min(enumerate_hops(host, "Cl"), key=lambda h: h.length)
+    initial, final = (s.to_ase_atoms() for s in hop_endpoints(host, hop))
+    op = endpoint_map(initial, final)
+    assert op is not None
+    assert sorted(op.order.tolist()) == list(range(len(initial)))
