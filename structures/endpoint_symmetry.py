@@ -84,14 +84,17 @@ def endpoint_map(initial: Atoms, final: Atoms, tol: float = 1e-3) -> EndpointMap
     return None
 
 
-def map_endpoint(relaxed: Atoms, op: EndpointMap, final: Atoms) -> tuple[Atoms, np.ndarray]:
-    """``relaxed`` (the relaxed initial end point) carried onto the final one: positions in
-    ``final``'s atom order, each next to its unrelaxed position; returns (atoms, the rotation
-    to apply to Cartesian forces, already in the new atom order's sense)."""
+def map_endpoint(relaxed: Atoms, op: EndpointMap, final: Atoms) -> Atoms:
+    """``relaxed`` (the relaxed initial end point, with its energy and forces) carried onto
+    the final one: positions in ``final``'s atom order, each next to its unrelaxed position,
+    frozen with the same energy and the rotated forces."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
     frac = relaxed.get_scaled_positions(wrap=False) @ op.rotation.T + op.translation
     frac = frac[op.order]
     reference = final.get_scaled_positions(wrap=False)
-    frac = reference + _wrap(frac - reference)
     out = final.copy()
-    out.set_scaled_positions(frac)
-    return out, op.cartesian_rotation(final.cell[:])
+    out.set_scaled_positions(reference + _wrap(frac - reference))
+    forces = relaxed.get_forces()[op.order] @ op.cartesian_rotation(final.cell[:]).T
+    out.calc = SinglePointCalculator(out, energy=relaxed.get_potential_energy(), forces=forces)
+    return out

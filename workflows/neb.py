@@ -116,9 +116,9 @@ def _endpoints(
 ) -> tuple[Atoms, Atoms, list[bool], list[float], bool]:
     """End points frozen with expensive energies: relaxed (BFGS, or via the surrogate when
     ``cheap`` is given) or evaluated as given; returns (initial, final, converged per end,
-    expensive max force per end, whether the final end is the initial's symmetry image). Converged: the relaxation's own test, or - for end points
-    relaxed elsewhere (the migration flow's relax jobs) - their expensive forces below
-    ``fmax``. ``symmetric``: when a host operation carries the initial end point onto the
+    expensive max force per end, whether the final end is the initial's symmetry image).
+    Converged: the relaxation's own test, or - for end points relaxed elsewhere (the
+    migration flow's relax jobs) - their expensive forces below ``fmax``. ``symmetric``: when a host operation carries the initial end point onto the
     final one (:func:`~perovflow.structures.endpoint_symmetry.endpoint_map`), only the
     initial one is relaxed and the final one is its image (same energy, rotated forces)."""
     op = endpoint_map(initial, final) if symmetric and relax else None
@@ -128,9 +128,7 @@ def _endpoints(
     out, status = [], []
     for atoms, index in ((initial, 0), (final, -1)):
         if index == -1 and op is not None:
-            moved, rotation = map_endpoint(out[0], op, final)
-            forces = out[0].get_forces()[op.order] @ rotation.T
-            out.append(freeze(moved, out[0].get_potential_energy(), forces))
+            out.append(map_endpoint(out[0], op, final))
             status.append(status[0])
             continue
         if relax and cheap is not None:
