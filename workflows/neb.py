@@ -121,8 +121,9 @@ def _endpoints(
     migration flow's relax jobs) - their expensive forces below ``fmax``. ``symmetric``: when a host operation carries the initial end point onto the
     final one (:func:`~perovflow.structures.endpoint_symmetry.endpoint_map`), only the
     initial one is relaxed and the final one is its image (same energy, rotated forces)."""
-    op = endpoint_map(initial, final) if symmetric and relax else None
+    op = None
     if symmetric and relax:
+        op = endpoint_map(initial, final)
         log.info("end points %s", "symmetry-equivalent: final = image of initial"
                  if op is not None else "not equivalent: both relaxed")  # fmt: skip
     out, status = [], []
