@@ -18,10 +18,14 @@ GTH-PBE), Γ only, D3 (``vdw_corr='dft-d3'``, the QE keyword of ``dispersion: d3
 converged to ``--conv-eV``; the neutral vacancy (odd electron count: spin-polarised, one
 unpaired electron, as the migration study runs it).
 
-Resumable: every pw.x call (positions, energy, forces, wall and CPU time) is appended to
-``<out>/<path>/calls.jsonl`` as it finishes (the library's :class:`CachedCalculator`) and
-replayed on restart - the optimisers are deterministic, so a restarted run retraces the same
-geometries without a new pw.x run; a finished path is stored in ``result.json``. Each image
+Resumable: ``<out>/<path>/checkpoint.json`` (the library's :class:`NEBCheckpoint`: frozen
+end points, band, Δ-model data, trust radius, call counts) is rewritten after the end points
+and after every band round, and a restarted run continues from it on any machine. Every
+pw.x call (positions, energy, forces, wall and CPU time) is also appended to
+``<out>/<path>/calls.jsonl`` as it finishes (:class:`CachedCalculator`) and replayed when the
+same geometry (to 1e-4 Å) comes again: a call killed mid-round is not lost. (Replay alone is
+not enough across machines: CHGNet's float32 noise differs by CPU and a cheap relaxation
+amplifies it to ~2e-3 Å.) A finished path is stored in ``result.json``. Each image
 has its own pw.x folder; the first call of an image starts from the charge density of the
 nearest geometry already computed (copied into its folder), later calls from its own.
 ``<out>/<path>/progress.json`` holds the calls so far and the NEB rounds (max force).
@@ -175,6 +179,16 @@ class DensitySeeded(Calculator):
                             "folder": str(self.inner.directory), "positions": positions.tolist()})  # fmt: skip
 
 
+class ReplayOnly(Calculator):
+    """``--replay-only``: no pw.x; the first geometry not in ``calls.jsonl`` stops the run."""
+
+    implemented_properties = ("energy", "free_energy", "forces")
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        """Stop: this geometry was never computed."""
+        raise SystemExit("replay-only: the next geometry is not stored (a pw.x run would start)")
+
+
 def _child_cpu() -> float:
     t = os.times()
     return t.children_user + t.children_system
@@ -222,8 +236,9 @@ def expensive_factory(folder: Path, args: argparse.Namespace, progress: Progress
 
     def expensive(index: int) -> Calculator:
         if index not in calcs:
-            seeded = DensitySeeded(pwx(index), index, registry, progress)
-            calcs[index] = CachedCalculator(seeded, folder / "calls.jsonl")
+            inner = ReplayOnly() if args.replay_only else DensitySeeded(pwx(index), index, registry,
+                                                                       progress)  # fmt: skip
+            calcs[index] = CachedCalculator(inner, folder / "calls.jsonl")
         return calcs[index]
 
     expensive.calcs = calcs  # type: ignore[attr-defined]
@@ -286,14 +301,22 @@ def dft_neb(hop: dict[str, Any], folder: Path, args: argparse.Namespace) -> dict
     try:
         result = accelerated_neb(hop["initial"], hop["final"], expensive, mlip_calculator("chgnet"),
                                  nimages=args.images, fmax=args.fmax,
-                                 outer_steps=args.outer_steps, symmetric_ends=True)  # fmt: skip
+                                 outer_steps=args.outer_steps, symmetric_ends=True,
+                                 checkpoint=folder / "checkpoint.json")  # fmt: skip
     finally:
         log.removeHandler(progress)
+        cached = expensive.calcs.values()
+        log.info("replayed %d stored pw.x calls (%d of them within %.0e Å, worst %.2g Å)",
+                 sum(c.replayed for c in cached), sum(c.near for c in cached),
+                 next(iter(cached)).tol if cached else 0.0,
+                 max((c.worst for c in cached), default=0.0))  # fmt: skip
     calls = progress.data["calls"]
     record = {**result.summary(), "history": result.history,
               "endpoint_max_force_eV_A": result.meta.get("endpoint_max_force_eV_A"),
               "final_end_mapped": result.meta.get("final_end_mapped"),
               "replayed_calls": sum(c.replayed for c in expensive.calcs.values()),
+              "replayed_near": sum(c.near for c in expensive.calcs.values()),
+              "replay_worst_A": max((c.worst for c in expensive.calcs.values()), default=0.0),
               "pwx_runs": len(calls), "pwx_wall_s": round(sum(c["wall_s"] for c in calls), 1),
               "pwx_cpu_s": round(sum(c["cpu_s"] for c in calls), 1),
               "session_wall_s": round(time.perf_counter() - start, 1),
@@ -354,6 +377,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="5-atom CsPbBr3, 3 images, 15 Ry.")
     parser.add_argument("--dry-run", action="store_true", help="Print the set-up only.")
     parser.add_argument("--status", action="store_true", help="Print the progress only.")
+    parser.add_argument(
+        "--replay-only",
+        action="store_true",
+        help="Replay the stored calls, stop at the first new one (no pw.x).",
+    )
     parser.add_argument(
         "--images", type=int, default=None, help="Intermediate images (9; smoke 3)."
     )

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,7 +42,8 @@ from perovflow.workflows.neb_calcs import (
     relax_atoms,
     surrogate_relax,
 )
-from perovflow.workflows.neb_gp import Refinement, neb_residuals, refine_band
+from perovflow.workflows.neb_checkpoint import NEBCheckpoint
+from perovflow.workflows.neb_gp import Refinement, RefineState, neb_residuals, refine_band
 
 CalcFactory = Callable[[int], Calculator]
 log = logging.getLogger("perovflow.neb")
@@ -276,6 +278,11 @@ def _refine_on_expensive(
     return refinement
 
 
+def _save(chk: NEBCheckpoint, path: str | Path | None) -> None:
+    if path is not None:
+        chk.save(path)
+
+
 def accelerated_neb(
     initial: Atoms,
     final: Atoms,
@@ -293,6 +300,7 @@ def accelerated_neb(
     move_above: float = 1.0,
     perturb: float = 0.0,
     symmetric_ends: bool = False,
+    checkpoint: str | Path | None = None,
 ) -> NEBResult:
     """NEB with few expensive force calls, converged to the plain procedure's test.
 
@@ -310,29 +318,58 @@ def accelerated_neb(
 
     A band from another start (the seed's linear one) can end on another saddle: on the
     Cs4PbBr6 Br hop there are several (see ``benchmarks/bench_neb.py``).
+
+    ``checkpoint`` (a JSON path; :class:`~perovflow.workflows.neb_checkpoint.NEBCheckpoint`)
+    is written after the end points and after every expensive round; when it exists, the run
+    continues from it (end points, band, Δ-model data, trust radius, call counts) without
+    repeating a call - on any machine, unlike a replay of stored calls.
     """
+    if checkpoint is not None and window is not None:
+        raise ValueError("checkpoint needs the whole-band mode (fix: window=None)")
     start = time.perf_counter()
     ends, counter, cheap_count = CallCounter(), CallCounter(), CallCounter()
     cheap = CountingCalculator(cheap, cheap_count)
-    initial, final, status, end_forces, mapped = _endpoints(
-        initial, final, expensive, fmax, ends, relax_endpoints, cheap, symmetric_ends
-    )
-    log.info("endpoints done (%d expensive calls); cheap NEB starts", ends.calls)
-    band = _cheap_band(initial, final, cheap, nimages, interpolation, fmax, cheap_steps, perturb)
+    chk = NEBCheckpoint.load(checkpoint) if checkpoint is not None else None
+    if chk is None:
+        initial, final, status, end_forces, mapped = _endpoints(
+            initial, final, expensive, fmax, ends, relax_endpoints, cheap, symmetric_ends
+        )
+        chk = NEBCheckpoint([(e.get_positions(), *_ef(e)) for e in (initial, final)], status,
+                            end_forces, mapped, ends.calls)  # fmt: skip
+        _save(chk, checkpoint)
+    else:
+        initial, final = chk.end_atoms(initial)
+        status, end_forces, mapped = (
+            chk.endpoints_converged,
+            chk.endpoint_max_force,
+            chk.final_end_mapped,
+        )
+        log.info("resumed from %s (round %s)", checkpoint, getattr(chk.refine, "outer", "none"))
+    log.info("endpoints done (%d expensive calls); cheap NEB starts", chk.endpoint_calls)
+    state = chk.refine
+    steps = 0 if state is not None else cheap_steps
+    band = _cheap_band(initial, final, cheap, nimages, interpolation, fmax, steps, perturb)
     lo, hi = _window(band, window)
+    base_band, base_cheap = chk.band_calls, chk.cheap_calls
+
+    def on_round(new: RefineState) -> None:
+        chk.refine, chk.band_calls = new, base_band + counter.calls
+        chk.cheap_calls = base_cheap + cheap_count.calls
+        _save(chk, checkpoint)
+
     refinement = _refine_on_expensive(
         band, (lo, hi), expensive, cheap, counter,
-        {"fmax": fmax, "outer_steps": outer_steps, "trust": trust,
-         "move_above": move_above, "length": gp_length},
+        {"fmax": fmax, "outer_steps": outer_steps, "trust": trust, "move_above": move_above,
+         "length": gp_length, "state": state, "on_round": on_round},
     )  # fmt: skip
     whole = float(neb_residuals(band, _known(band)).max())
     record = {
         "procedure": "accelerated" if window is None else f"accelerated (window {window})",
         "endpoints_converged": status,
-        "expensive_calls": counter.calls + ends.calls,
+        "expensive_calls": base_band + counter.calls + chk.endpoint_calls,
         "expensive_seconds": counter.seconds + ends.seconds,
-        "cheap_calls": cheap_count.calls,
-        "endpoint_calls": ends.calls,
+        "cheap_calls": base_cheap + cheap_count.calls,
+        "endpoint_calls": chk.endpoint_calls,
         "steps": refinement.outer,
         "wall_s": time.perf_counter() - start,
         "history": refinement.history,

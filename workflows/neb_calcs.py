@@ -188,25 +188,38 @@ class CachedCalculator(Calculator):
     replayed from there when the same geometry comes again, so an interrupted NEB (a killed
     benchmark, a lost allocation) restarts without repeating a single expensive call.
 
-    The optimisers are deterministic, so a restarted run retraces the same geometries; a
-    truncated last line (a kill mid-write) is ignored.
+    The optimisers are deterministic, but an ML potential's float32 arithmetic is not the
+    same on every CPU: a run resumed on another machine retraces the stored geometries only
+    to ~1e-5 Å. A geometry within ``tol`` Å (largest atomic displacement; same species and
+    cell) of a stored one therefore replays that result too (``near`` counts those and
+    ``worst`` is the largest such distance); with a force constant of 10 eV/Å² a 1e-4 Å
+    offset changes a force by 1e-3 eV/Å. A truncated last line (a kill mid-write) is ignored.
     """
 
     implemented_properties = ("energy", "free_energy", "forces")
 
-    def __init__(self, inner: Calculator, path: str | Path) -> None:
+    def __init__(self, inner: Calculator, path: str | Path, tol: float = 1e-4) -> None:
         super().__init__()
         self.inner = inner
         self.path = Path(path)
+        self.tol = tol
         self.store: dict[str, tuple[float, list]] = {}
-        self.replayed = 0
+        self.geometries: dict[str, list[tuple[np.ndarray, str]]] = {}
+        self.replayed = self.near = 0
+        self.worst = 0.0
         if self.path.is_file():
             for line in self.path.read_text().splitlines():
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                self.store[row["key"]] = (row["energy"], row["forces"])
+                self._remember(row)
+
+    def _remember(self, row: dict) -> None:
+        self.store[row["key"]] = (row["energy"], row["forces"])
+        if "positions" in row:
+            entry = (np.array(row["positions"], dtype=float), row["key"])
+            self.geometries.setdefault(row["frame"], []).append(entry)
 
     @staticmethod
     def key(atoms: Atoms) -> str:
@@ -215,21 +228,47 @@ class CachedCalculator(Calculator):
                 np.round(atoms.get_positions(), 6).tolist()]  # fmt: skip
         return hashlib.sha1(json.dumps(data).encode()).hexdigest()
 
+    @staticmethod
+    def frame(atoms: Atoms) -> str:
+        """Hash of the species and cell (what a near geometry must share)."""
+        data = [atoms.numbers.tolist(), np.round(atoms.cell[:], 6).tolist()]
+        return hashlib.sha1(json.dumps(data).encode()).hexdigest()
+
+    def _lookup(self, atoms: Atoms) -> str | None:
+        """Key of the stored result for ``atoms``: the same geometry, or one within ``tol``."""
+        key = self.key(atoms)
+        if key in self.store:
+            return key
+        positions = atoms.get_positions()
+        best, best_key = np.inf, None
+        for stored, stored_key in self.geometries.get(self.frame(atoms), []):
+            dist = float(np.linalg.norm(stored - positions, axis=1).max())
+            if dist < best:
+                best, best_key = dist, stored_key
+        if best > self.tol:
+            return None
+        self.near += 1
+        self.worst = max(self.worst, best)
+        return best_key
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         """Stored result for this geometry, or the inner calculator's (then stored)."""
         super().calculate(atoms, properties, system_changes)
-        key = self.key(self.atoms)
-        if key in self.store:
+        key = self._lookup(self.atoms)
+        if key is not None:
             energy, forces = self.store[key]
             self.replayed += 1
         else:
             work = self.atoms.copy()
             energy = float(self.inner.get_potential_energy(work))
             forces = np.array(self.inner.get_forces(work)).tolist()
-            self.store[key] = (energy, forces)
+            row = {"key": self.key(self.atoms), "frame": self.frame(self.atoms),
+                   "energy": energy, "forces": forces,
+                   "positions": self.atoms.get_positions().tolist()}  # fmt: skip
+            self._remember(row)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a") as fh:
-                fh.write(json.dumps({"key": key, "energy": energy, "forces": forces}) + "\n")
+                fh.write(json.dumps(row) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
         self.results = {"energy": energy, "free_energy": energy, "forces": np.array(forces)}

@@ -19,6 +19,7 @@ an ASE calculator for the band.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,19 +136,54 @@ class DeltaModel:
 
 
 class DeltaCalculator(Calculator):
-    """ASE calculator on a :class:`DeltaModel` (energy in eV, forces in eV/Å)."""
+    """ASE calculator on a :class:`DeltaModel` (energy in eV, forces in eV/Å).
+
+    ``anchor`` (positions, energy, forces of an expensive call) adds the constant force shift
+    and linear energy term that make the model exact there: the regularised GP reproduces its
+    data only to its noise (~0.01 eV/Å), which can exceed a tight ``fmax``.
+    """
 
     implemented_properties = ("energy", "free_energy", "forces")
 
-    def __init__(self, model: DeltaModel) -> None:
+    def __init__(self, model: DeltaModel, anchor: tuple | None = None) -> None:
         super().__init__()
         self.model = model
+        self.shift = None
+        if anchor is not None:
+            x0, energy, forces = anchor
+            e_m, f_m = model.predict(x0)
+            self.shift = (np.asarray(x0), energy - e_m, np.asarray(forces) - f_m)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         """Model energy and forces at the current positions."""
         super().calculate(atoms, properties, system_changes)
-        energy, forces = self.model.predict(self.atoms.get_positions())
+        positions = self.atoms.get_positions()
+        energy, forces = self.model.predict(positions)
+        if self.shift is not None:
+            x0, d_e, d_f = self.shift
+            energy += d_e - float(np.sum(d_f * (positions - x0)))
+            forces = forces + d_f
         self.results = {"energy": energy, "free_energy": energy, "forces": forces}
+
+
+@dataclass
+class RefineState:
+    """Where :func:`refine_band` stands after an expensive round: enough to continue it in
+    another process (a checkpoint; see :mod:`perovflow.workflows.neb_checkpoint`).
+
+    ``positions`` are the intermediate images' (Å), ``known`` their expensive (positions,
+    energy, forces), ``observations`` every expensive call the Δ-model holds besides the frozen
+    ends, ``trust`` and ``best`` the trust radius and lowest residual *before* this round's
+    update, ``outer`` the round's index.
+    """
+
+    outer: int
+    trust: float
+    best: float
+    positions: list[np.ndarray]
+    known: dict[int, tuple[np.ndarray, float, np.ndarray]]
+    observations: list[tuple[np.ndarray, float, np.ndarray]]
+    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -221,6 +257,8 @@ def refine_band(
     move_above: float = 1.0,
     inner_steps: int = 150,
     length: float = 2.0,
+    state: RefineState | None = None,
+    on_round: Callable[[RefineState], None] | None = None,
 ) -> Refinement:
     """Converge ``band`` (ends frozen with expensive values) on the expensive surface.
 
@@ -233,28 +271,59 @@ def refine_band(
     (``trust`` Å). ``length`` is the kernel length scale (Å over all 3N coordinates; long,
     so the learnt correction persists over a step). The trust radius halves when the expensive residual rises and grows by 1.5
     (up to its start value) at a new low.
+
+    ``state`` continues a refinement from a checkpoint (the band, the model's data, the
+    trust radius; ``trust`` is then the cap it grows back to); ``on_round`` receives the state
+    after each round's expensive calls (to write the checkpoint).
     """
     model = DeltaModel(band[0], cheap, length=length)
     for end in (band[0], band[-1]):
         model.add(end.get_positions(), end.get_potential_energy(), end.get_forces())
     known: dict[int, tuple] = {}
     history: list[dict[str, Any]] = []
-    best, max_trust = np.inf, trust
-    for outer in range(outer_steps + 1):
+    start, best, max_trust = 0, np.inf, trust
+    if state is not None:
+        start, trust, best, known, history = _restore(band, model, state)
+    for outer in range(start, outer_steps + 1):
         calls = _evaluate_moved(band, expensive, known, model)
         per_image = neb_residuals(band, known)
         residual = float(per_image.max())
-        history.append({"outer": outer, "max_force": residual, "calls": calls, "trust": trust,
-                        "image_forces": [round(float(r), 4) for r in per_image]})  # fmt: skip
+        if not (state is not None and outer == start):  # a restored round is in the history
+            history.append({"outer": outer, "max_force": residual, "calls": calls, "trust": trust,
+                            "image_forces": [round(float(r), 4) for r in per_image]})  # fmt: skip
         log.info("refine %d: %d expensive calls, NEB max force %.4f eV/Å", outer, calls, residual)
+        if on_round is not None:
+            on_round(_state(band, outer, trust, best, known, model, history))
         if residual < fmax or outer == outer_steps:
             break
         trust = min(trust * 1.5, max_trust) if residual < best else max(trust * 0.5, 0.05)
         best = min(best, residual)
         frozen = {i + 1 for i, r in enumerate(per_image) if r < move_above * fmax}
         model.fit()
-        _surrogate_steps(band, known, model, frozen, fmax / 2, inner_steps, trust)
+        if not _surrogate_steps(band, known, model, frozen, fmax / 2, inner_steps, trust):
+            log.info("surrogate converged at the band (its noise floor): steps anchored to the "
+                     "last expensive forces")  # fmt: skip
+            _surrogate_steps(band, known, model, frozen, fmax / 2, inner_steps, trust, True)
     return Refinement(residual < fmax, outer, residual, known, history)
+
+
+def _restore(band: list[Atoms], model: DeltaModel, state: RefineState) -> tuple:
+    """Put a checkpoint's band and data in place; returns (outer, trust, best, known, history)."""
+    for positions, energy, forces in state.observations:
+        model.add(positions, energy, forces)
+    for i, positions in enumerate(state.positions, 1):
+        band[i].set_positions(np.asarray(positions, dtype=float))
+    known = {int(i): (np.asarray(p, dtype=float), float(e), np.asarray(f, dtype=float))
+             for i, (p, e, f) in state.known.items()}  # fmt: skip
+    return state.outer, state.trust, state.best, known, list(state.history)
+
+
+def _state(band, outer, trust, best, known, model: DeltaModel, history) -> RefineState:
+    """The refinement's state after a round (the model's observations without the two ends)."""
+    observations = [(x.reshape(-1, 3), float(y[0]), -y[1:].reshape(-1, 3))
+                    for x, y in zip(model.X[2:], model.Y[2:], strict=True)]  # fmt: skip
+    return RefineState(outer, trust, best, [im.get_positions() for im in band[1:-1]],
+                       dict(known), observations, list(history))  # fmt: skip
 
 
 def _surrogate_steps(
@@ -265,9 +334,12 @@ def _surrogate_steps(
     fmax: float,
     steps: int,
     trust: float,
-) -> None:
+    anchored: bool = False,
+) -> bool:
     """CI-NEB (FIRE) on the model until converged or an atom of a moving image leaves the trust
-    region around its last expensive geometry; the moving images of ``band`` take the result."""
+    region around its last expensive geometry; the moving images of ``band`` take the result.
+    ``anchored``: each moving image on the model made exact at its last expensive call
+    (:class:`DeltaCalculator`'s ``anchor``). Returns whether any image moved."""
     from ase.optimize import FIRE
 
     n = len(band) - 2
@@ -277,7 +349,7 @@ def _surrogate_steps(
         atoms = band[i].copy()
         atoms.calc = SinglePointCalculator(atoms, energy=known[i][1], forces=known[i][2])
         if i in moving:
-            atoms.calc = DeltaCalculator(model)
+            atoms.calc = DeltaCalculator(model, known[i] if anchored else None)
         work.append(atoms)
     work.append(band[-1])
     neb = _PartialNEB(work, frozen, climb=True, method="improvedtangent")
@@ -292,3 +364,4 @@ def _surrogate_steps(
         if largest > trust:
             step *= trust / largest
         band[i].set_positions(known[i][0] + step)
+    return any(not np.allclose(band[i].get_positions(), known[i][0], atol=1e-10) for i in moving)

@@ -47,9 +47,16 @@ def test_smoke_run_is_dft_d3_seeded_and_resumes_without_pwx(tmp_path, monkeypatc
     stamps = [p.stat().st_mtime_ns for p in outputs]
     (folder / "result.json").unlink()
     again = bench.main(argv)[0]["dft"]
-    assert [p.stat().st_mtime_ns for p in outputs] == stamps
-    assert again["replayed_calls"] == again["expensive_calls"] == first["expensive_calls"]
+    assert [p.stat().st_mtime_ns for p in outputs] == stamps  # from the checkpoint: no pw.x
+    assert again["expensive_calls"] == first["expensive_calls"] and again["replayed_calls"] == 0
     assert again["barrier_forward_eV"] == pytest.approx(first["barrier_forward_eV"], abs=1e-9)
+    # without the checkpoint, the stored calls replay (same machine: same geometries)
+    for name in ("checkpoint.json", "result.json"):
+        (folder / name).unlink()
+    replay = bench.main(argv)[0]["dft"]
+    assert [p.stat().st_mtime_ns for p in outputs] == stamps
+    assert replay["replayed_calls"] == replay["expensive_calls"] == first["expensive_calls"]
+    assert replay["barrier_forward_eV"] == pytest.approx(first["barrier_forward_eV"], abs=1e-9)
     calls = json.loads((folder / "progress.json").read_text())["calls"]
     assert len(calls) == first["expensive_calls"]
     # a changed potential (here: the record edited as a new ld1.x recipe would change it)
