@@ -223,12 +223,16 @@ def _write_json(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
-def expensive_factory(folder: Path, args: argparse.Namespace, progress: Progress, atoms: Any):
-    """``index -> calculator``: cached (replayed on restart), density-seeded pw.x per image."""
+def expensive_factory(
+    folder: Path, args: argparse.Namespace, progress: Progress, atoms: Any,
+    sub: str = "pw", calls: str = "calls.jsonl",
+):  # fmt: skip
+    """``index -> calculator``: cached (replayed on restart), density-seeded pw.x per image
+    (in ``folder/sub/image_XX``, calls stored in ``folder/calls``)."""
     from perovflow.workflows.calculators import calculator_factory
     from perovflow.workflows.neb_calcs import CachedCalculator
 
-    pwx = calculator_factory("qe", folder / "pw", "fast", qe_overrides(args, atoms))
+    pwx = calculator_factory("qe", folder / sub, "fast", qe_overrides(args, atoms))
     registry: dict[str, np.ndarray] = {}
     for row in progress.data["calls"]:  # last geometry of every folder, for density seeding
         registry[row["folder"]] = np.array(row["positions"])
@@ -238,7 +242,7 @@ def expensive_factory(folder: Path, args: argparse.Namespace, progress: Progress
         if index not in calcs:
             inner = ReplayOnly() if args.replay_only else DensitySeeded(pwx(index), index, registry,
                                                                        progress)  # fmt: skip
-            calcs[index] = CachedCalculator(inner, folder / "calls.jsonl")
+            calcs[index] = CachedCalculator(inner, folder / calls)
         return calcs[index]
 
     expensive.calcs = calcs  # type: ignore[attr-defined]

@@ -62,11 +62,30 @@ def _match(initial: Atoms, final: Atoms, rot: np.ndarray, trans: np.ndarray, tol
     return order if len(set(order.tolist())) == len(order) else None
 
 
-def endpoint_map(initial: Atoms, final: Atoms, tol: float = 1e-3) -> EndpointMap | None:
+def _reverses(initial: Atoms, final: Atoms, rot: np.ndarray, trans: np.ndarray, tol: float) -> bool:
+    """Whether the operation carries the hop's segment onto itself, reversed: the moving
+    atom's hop vector turns into its negative and its mid-point stays (modulo the lattice) -
+    in a small cell an operation can swap the two sites only through another periodic image."""
+    moving = _moving_index(initial, final)
+    start = initial.get_scaled_positions(wrap=False)[moving]
+    hop = _wrap(final.get_scaled_positions(wrap=False)[moving] - start)
+    mid = start + 0.5 * hop
+    cell = initial.cell[:]
+    turned = np.linalg.norm((rot @ hop + hop) @ cell)
+    moved = np.linalg.norm(_wrap(rot @ mid + trans - mid) @ cell)
+    return bool(turned < tol and moved < tol)
+
+
+def endpoint_map(
+    initial: Atoms, final: Atoms, tol: float = 1e-3, swap: bool = False
+) -> EndpointMap | None:
     """The host operation carrying ``initial`` onto ``final`` (unrelaxed end points of a
     vacancy hop, same cell and atom order), or None when the two sites are not equivalent.
 
-    ``tol``: Å, on every atom, and spglib's symprec on the rebuilt host.
+    ``tol``: Å, on every atom, and spglib's symprec on the rebuilt host. ``swap``: only an
+    operation that reverses the hop - its segment carried onto itself, the mid-point fixed
+    (it also carries ``final`` back onto ``initial`` and leaves the hop's dividing surface in
+    place; see :func:`symmetrize_image`).
     """
     import spglib
 
@@ -79,6 +98,8 @@ def endpoint_map(initial: Atoms, final: Atoms, tol: float = 1e-3) -> EndpointMap
     ops = spglib.get_symmetry(cell, symprec=tol) or {"rotations": [], "translations": []}
     for rot, trans in zip(ops["rotations"], ops["translations"], strict=True):
         order = _match(initial, final, rot, trans, tol)
+        if order is not None and swap and not _reverses(initial, final, rot, trans, tol):
+            continue
         if order is not None:
             return EndpointMap(np.array(rot, float), np.array(trans, float), order)
     return None
@@ -97,4 +118,16 @@ def map_endpoint(relaxed: Atoms, op: EndpointMap, final: Atoms) -> Atoms:
     out.set_scaled_positions(reference + _wrap(frac - reference))
     forces = relaxed.get_forces()[op.order] @ op.cartesian_rotation(final.cell[:]).T
     out.calc = SinglePointCalculator(out, energy=relaxed.get_potential_energy(), forces=forces)
+    return out
+
+
+def symmetrize_image(image: Atoms, op: EndpointMap) -> Atoms:
+    """``image`` averaged with its image under a hop-reversing ``op`` (``endpoint_map(...,
+    swap=True)``): the nearest configuration on the hop's dividing surface, the moving atom
+    equidistant from its two sites. Same cell and atom order; no calculator."""
+    frac = image.get_scaled_positions(wrap=False)
+    mapped = (frac @ op.rotation.T + op.translation)[op.order]
+    out = image.copy()
+    out.calc = None
+    out.set_scaled_positions(frac + 0.5 * _wrap(mapped - frac))
     return out

@@ -85,3 +85,42 @@ def test_cs2nabicl6_cl_hop_is_symmetric():
     op = endpoint_map(initial, final)
     assert op is not None
     assert sorted(op.order.tolist()) == list(range(len(initial)))
+
+
+def _ase_hop(prototype: str, element: str, cell: str):
+    from perovflow.structures.paths import enumerate_hops, hop_endpoints
+    from perovflow.structures.prototypes import build_prototype
+
+    host = build_prototype(prototype, cell=cell)
+    hop = min(enumerate_hops(host, element), key=lambda h: h.length)
+    return tuple(s.to_ase_atoms() for s in hop_endpoints(host, hop))
+
+
+@pytest.mark.parametrize(
+    "ends",
+    [cu_vacancy_hop, lambda: _ase_hop("Cs2NaBiCl6", "Cl", "conventional"),
+     lambda: _ase_hop("CsPbBr3-cubic", "Br", "primitive")],
+    ids=["Cu", "Cs2NaBiCl6-Cl", "CsPbBr3-5-atom"],
+)  # fmt: skip
+def test_a_hop_reversing_operation_fixes_the_midpoint_and_symmetrizes_an_image(ends):
+    from perovflow.structures.endpoint_symmetry import symmetrize_image
+
+    initial, final = ends()
+    op = endpoint_map(initial, final, swap=True)
+    assert op is not None
+    # an involution (in the 5-atom cell a 4-fold rotation also carries the end points onto
+    # each other, but swaps the two sites only through another periodic image: refused)
+    assert np.allclose(op.rotation @ op.rotation, np.eye(3))
+    mover = int(np.argmax(np.linalg.norm(final.positions - initial.positions, axis=1)))
+    image = initial.copy()
+    image.positions[mover] = 0.5 * (initial.positions[mover] + final.positions[mover])
+    image.rattle(0.05, seed=7)
+    sym = symmetrize_image(image, op)
+    # on the dividing surface: the moving atom equidistant from its two sites, and the
+    # configuration its own image (symmetrizing again moves nothing)
+    here = sym.positions[mover]
+    to_a = np.linalg.norm(here - initial.positions[mover])
+    to_b = np.linalg.norm(here - final.positions[mover])
+    assert to_a == pytest.approx(to_b, abs=1e-9)
+    assert np.allclose(symmetrize_image(sym, op).positions, sym.positions, atol=1e-9)
+    assert np.abs(sym.positions - image.positions).max() < 0.1  # the nearest such point

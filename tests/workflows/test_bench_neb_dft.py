@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "bench_neb_dft.py"
+SADDLE = SCRIPT.with_name("bench_saddle_dft.py")
 
 
 def _script():
@@ -83,3 +84,29 @@ def test_calls_without_a_recorded_identity_are_not_replayed(tmp_path):
     bench.check_identity(fresh, {"pseudopotentials": {}, "protocol": "fast", "pw.x": {}})
     bench.check_identity(fresh, {"pseudopotentials": {}, "protocol": "fast", "pw.x": {}})
     assert json.loads((fresh / "identity.json").read_text())["protocol"] == "fast"
+
+
+@pytest.mark.qe
+@pytest.mark.mlip
+def test_smoke_saddle_is_a_maximum_along_the_hop_and_resumes_without_pwx(tmp_path, monkeypatch):
+    """``bench_saddle_dft.py --smoke`` on the smoke band's end points: real pw.x, the
+    symmetry-constrained saddle lies above both end points, on the dividing surface, with
+    negative curvature along the hop (an independent finite-difference call); a rerun repeats
+    no pw.x run."""
+    monkeypatch.setenv("PEROVFLOW_PARALLEL__RANKS", "2")
+    argv = ["--smoke", "--images", "1", "--outer-steps", "0", "--out", str(tmp_path)]
+    _script().main(argv)
+    spec = importlib.util.spec_from_file_location("bench_saddle_dft", SADDLE)
+    saddle = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(saddle)
+    first = saddle.main(argv)[0]
+    assert first["converged"] and first["max_force_eV_A"] < 0.1
+    assert first["curvature_eV_A2"] < 0 and first["asymmetry_A"] < 1e-3
+    assert 0.05 < first["barrier_eV"] < 2.0
+    folder = tmp_path / "smoke"
+    outputs = sorted(folder.glob("saddle/*/espresso.pwo"))
+    stamps = [p.stat().st_mtime_ns for p in outputs]
+    (folder / "saddle.json").unlink()
+    again = saddle.main(argv)[0]
+    assert [p.stat().st_mtime_ns for p in outputs] == stamps
+    assert again["barrier_eV"] == pytest.approx(first["barrier_eV"], abs=1e-9)
