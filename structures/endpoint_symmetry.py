@@ -105,17 +105,23 @@ def endpoint_map(
     return None
 
 
-def map_endpoint(relaxed: Atoms, op: EndpointMap, final: Atoms) -> Atoms:
-    """``relaxed`` (the relaxed initial end point, with its energy and forces) carried onto
-    the final one: positions in ``final``'s atom order, each next to its unrelaxed position,
-    frozen with the same energy and the rotated forces."""
-    from ase.calculators.singlepoint import SinglePointCalculator
-
+def map_positions(relaxed: Atoms, op: EndpointMap, final: Atoms) -> Atoms:
+    """``relaxed`` (the relaxed initial end point) carried onto the final one: positions in
+    ``final``'s atom order, each next to its unrelaxed position; no calculator."""
     frac = relaxed.get_scaled_positions(wrap=False) @ op.rotation.T + op.translation
     frac = frac[op.order]
     reference = final.get_scaled_positions(wrap=False)
     out = final.copy()
+    out.calc = None
     out.set_scaled_positions(reference + _wrap(frac - reference))
+    return out
+
+
+def map_endpoint(relaxed: Atoms, op: EndpointMap, final: Atoms) -> Atoms:
+    """:func:`map_positions`, frozen with ``relaxed``'s energy and its forces rotated."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    out = map_positions(relaxed, op, final)
     forces = relaxed.get_forces()[op.order] @ op.cartesian_rotation(final.cell[:]).T
     out.calc = SinglePointCalculator(out, energy=relaxed.get_potential_energy(), forces=forces)
     return out

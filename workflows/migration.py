@@ -137,7 +137,8 @@ class MigrationFlowMaker(Maker):
     (2) supercell; (3) enumerate the symmetry-distinct hops into the vacancy (all, the four
     seed-004 paths, or chosen labels); (4) per hop: end points (host minus the vacant
     ion; the moving ion on the vacant site), relax both (initial states shared by hops into
-    the same vacancy); (5) NEB per hop with ``neb_maker`` (interpolation, ML pre-convergence,
+    the same vacancy; with ``symmetric_ends``, on a hop between equivalent sites the final
+    one is the relaxed initial one's symmetry image instead); (5) NEB per hop with ``neb_maker`` (interpolation, ML pre-convergence,
     CI-NEB with the expensive code); (6) barrier table in eV and kcal/mol.
     """
 
@@ -150,6 +151,7 @@ class MigrationFlowMaker(Maker):
     species: list[str] | None = None
     hops: str | list[str] = "all"
     relax_bulk: bool = True
+    symmetric_ends: bool = False
 
     def select_hops(self, structure: Any) -> tuple[list[Any], int]:
         """(chosen symmetry-distinct hops, number of hops they stand for)."""
@@ -181,7 +183,9 @@ class MigrationFlowMaker(Maker):
         initial_by_vacancy: dict[int, tuple[Any, Any]] = {}
         nebs, relaxed = [], []
         relax = None if self.relax_maker is None else with_fields(self.relax_maker, defect=True)
-        for n, hop in enumerate(self.select_hops(structure)[0], start=1):
+        hops = self.select_hops(structure)[0]
+        symmetric = [_is_symmetric(structure, self.supercell, hop) for hop in hops]
+        for n, hop in enumerate(hops, start=1):
             lab = {**labels, "hop": hop.label, "path": n}
             ends = hop_endpoints_job(sc.output, hop.to_dict())
             ends.name = f"path {n} endpoints"
@@ -191,11 +195,17 @@ class MigrationFlowMaker(Maker):
                                           f"V{hop.vacancy_index} initial", lab)  # fmt: skip
                 jobs += chain
                 initial_by_vacancy[hop.vacancy_index] = (init, _relax_converged(chain, relax))
-            chain, fin = relax_chain(
-                ends.output["final"], relax, self.prerelax_maker, f"path {n} final", lab
-            )
             init, init_ok = initial_by_vacancy[hop.vacancy_index]
-            relaxed.append([init_ok, _relax_converged(chain, relax)])
+            if self.symmetric_ends and relax is not None and symmetric[n - 1]:
+                mapped = mapped_final_job(init, ends.output)
+                mapped.name = f"path {n} final (symmetry image)"
+                chain, fin, fin_ok = [mapped], mapped.output, init_ok
+            else:
+                chain, fin = relax_chain(
+                    ends.output["final"], relax, self.prerelax_maker, f"path {n} final", lab
+                )
+                fin_ok = _relax_converged(chain, relax)
+            relaxed.append([init_ok, fin_ok])
             neb_maker = with_fields(
                 self.neb_maker, name=f"path {n} neb", labels={**lab, **hop.to_dict()}
             )
@@ -206,6 +216,39 @@ class MigrationFlowMaker(Maker):
         table = barrier_table(nebs, relaxed)
         table.name = "barrier table"
         return Flow([*jobs, table], output=table.output, name=self.name)
+
+
+def _is_symmetric(structure: Any, supercell: str | None, hop: Any) -> bool:
+    """Whether a host operation carries the hop's initial end point onto its final one
+    (decided on the unrelaxed cell; a symmetry-preserving bulk relaxation keeps it)."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from perovflow.structures.endpoint_symmetry import endpoint_map
+    from perovflow.structures.paths import hop_endpoints
+    from perovflow.structures.supercells import make_supercell
+
+    cell = as_structure(structure)
+    cell = make_supercell(cell, supercell) if supercell else cell
+    ends = [AseAtomsAdaptor.get_atoms(s) for s in hop_endpoints(cell, hop)]
+    return endpoint_map(*ends) is not None
+
+
+@job
+def mapped_final_job(relaxed_initial: Any, ends: dict[str, Any]) -> Any:
+    """The final end point as the symmetry image of the relaxed initial one (positions)."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from perovflow.structures.endpoint_symmetry import endpoint_map, map_positions
+
+    initial, final = (
+        AseAtomsAdaptor.get_atoms(as_structure(ends[k])) for k in ("initial", "final")
+    )
+    op = endpoint_map(initial, final, tol=1e-2)
+    if op is None:
+        raise ValueError("the hop's end points are no longer symmetry-equivalent after the bulk "
+                         "relaxation (fix: symmetric_ends: false in the study)")  # fmt: skip
+    relaxed = AseAtomsAdaptor.get_atoms(as_structure(relaxed_initial))
+    return AseAtomsAdaptor.get_structure(map_positions(relaxed, op, final))
 
 
 def _relax_converged(chain: list, relax: Maker | None) -> Any:
@@ -267,6 +310,7 @@ def flow_from_study(study: Any, makers: dict[str, Any], structure: Any) -> Flow:
         name=study.name, relax_maker=makers["relax"], prerelax_maker=makers["prerelax"],
         neb_maker=neb, supercell=spec.supercell, vacancy_element=spec.vacancy_element,
         species=spec.species, hops=spec.hops, relax_bulk=spec.relax_bulk,
+        symmetric_ends=spec.symmetric_ends,
     )  # fmt: skip
     flow = maker.make(structure)
     hops, _ = maker.select_hops(structure)

@@ -120,6 +120,11 @@ class MigrationSpec(_Model):
         "all", description="all, the 4 seed paths, or labels."
     )
     relax_bulk: bool = Field(True, description="Relax the bulk cell first.")
+    symmetric_ends: bool = Field(
+        False,
+        description="On a hop between symmetry-equivalent sites, relax only the initial end "
+        "point and take the final one as its symmetry image (one relaxation saved).",
+    )
     neb: NEBSpec = Field(default_factory=NEBSpec, description="NEB settings.")
 
 

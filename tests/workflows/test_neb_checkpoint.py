@@ -14,7 +14,7 @@ from perovflow.workflows.neb_calcs import CachedCalculator, CallCounter, Countin
 from perovflow.workflows.neb_checkpoint import NEBCheckpoint
 
 
-class Killed(Exception):
+class KilledError(Exception):
     """The stand-in for a lost allocation."""
 
 
@@ -28,7 +28,7 @@ class DiesAfter(EMT):
     def calculate(self, *args, **kwargs):
         self.counter.calls += 1
         if self.counter.calls >= self.limit:
-            raise Killed
+            raise KilledError
         super().calculate(*args, **kwargs)
 
 
@@ -40,7 +40,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_uninterrupted_answer(tm
     chk = tmp_path / "neb.json"
     died = CallCounter()
     limit = whole.endpoint_calls + whole.history[0]["calls"] + 3  # in the band's second round
-    with pytest.raises(Killed):
+    with pytest.raises(KilledError):
         accelerated_neb(initial, final, lambda i: DiesAfter(died, limit), StiffEMT(),
                         checkpoint=chk, **options)  # fmt: skip
     saved = NEBCheckpoint.load(chk)
@@ -70,7 +70,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_uninterrupted_answer(tm
 def test_an_unreadable_checkpoint_is_a_one_line_error(tmp_path):
     path = tmp_path / "neb.json"
     path.write_text(json.dumps({"version": 1, "ends": []}))
-    with pytest.raises(ValueError, match="unreadable NEB checkpoint .*fix: move it away"):
+    with pytest.raises(ValueError, match=r"unreadable NEB checkpoint .*fix: move it away"):
         NEBCheckpoint.load(path)
 
 
