@@ -11,7 +11,12 @@ Resumable: the guess is stored in ``saddle_guess.json`` the first time, every pw
 ``saddle_calls.jsonl``; BFGS is deterministic and no ML potential enters, so a restart
 replays the calls exactly. The result goes to ``saddle.json``.
 
+``--cutoffs 25,40,60``: afterwards, single points at the relaxed initial end point and the
+saddle (both as found at 25 Ry) for each ecutwfc (ecutrho 4x): the barrier's cutoff error at
+fixed geometry, stored point by point in ``saddle_cutoffs.json``.
+
 Usage: python benchmarks/bench_saddle_dft.py [--paths a] [--fmax 0.05] [--out DIR] [--status]
+       [--cutoffs 25,40,60]
 """
 
 from __future__ import annotations
@@ -85,10 +90,52 @@ def dft_saddle(hop: dict[str, Any], folder: Path, args: Any) -> dict[str, Any]:
     return record
 
 
+def cutoff_series(hop: dict[str, Any], folder: Path, args: Any, cutoffs: list[float]) -> list:
+    """The barrier at fixed geometries (relaxed initial end point, saddle) for each ecutwfc
+    (ecutrho 4x): single points, stored one by one in ``saddle_cutoffs.json``."""
+    import copy
+
+    from perovflow.workflows.calculators import calculator_factory
+    from perovflow.workflows.neb_checkpoint import NEBCheckpoint
+
+    path = folder / "saddle_cutoffs.json"
+    rows = json.loads(path.read_text()) if path.is_file() else []
+    saddle = json.loads((folder / "saddle.json").read_text())
+    initial, _ = NEBCheckpoint.load(folder / "checkpoint.json").end_atoms(hop["initial"])
+    geometries = {"initial": initial.get_positions(), "saddle": np.array(saddle["positions"])}
+    for ecut in cutoffs:
+        for name, positions in geometries.items():
+            if any(r["ecutwfc_Ry"] == ecut and r["geometry"] == name for r in rows):
+                continue
+            local = copy.copy(args)
+            local.ecut_ry = ecut
+            calc = calculator_factory("qe", folder / "cutoff" / f"{ecut:g}", "fast",
+                                      neb.qe_overrides(local, hop["initial"]))(0 if name == "initial" else 1)  # fmt: skip
+            atoms = hop["initial"].copy()
+            atoms.set_positions(positions)
+            start = time.perf_counter()
+            energy = float(calc.get_potential_energy(atoms))
+            rows.append({"ecutwfc_Ry": ecut, "geometry": name, "energy_eV": energy,
+                         "wall_s": round(time.perf_counter() - start, 1)})  # fmt: skip
+            neb._write_json(path, rows)
+    barrier = {}
+    for r in rows:
+        barrier.setdefault(r["ecutwfc_Ry"], {})[r["geometry"]] = r["energy_eV"]
+    return [{"ecutwfc_Ry": e, "barrier_eV": v["saddle"] - v["initial"]}
+            for e, v in sorted(barrier.items()) if len(v) == 2]  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Run (or report) the saddle of each chosen path; print one line each."""
     import os
 
+    cutoffs = None
+    if argv is None:
+        argv = sys.argv[1:]
+    if "--cutoffs" in argv:  # e.g. --cutoffs 40,60: the barrier's cutoff error at fixed geometry
+        at = argv.index("--cutoffs")
+        cutoffs = [float(c) for c in argv[at + 1].split(",")]
+        argv = argv[:at] + argv[at + 2 :]
     args = neb.parse(argv)
     os.environ.setdefault("PEROVFLOW_PARALLEL__RANKS", str(args.ranks))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -102,6 +149,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                   f"{data['calls'][-1]['energy_eV'] if data['calls'] else '-'}")  # fmt: skip
             continue
         record = dft_saddle(hop, folder, args)
+        if cutoffs:
+            record = {**record, "cutoffs": cutoff_series(hop, folder, args, cutoffs)}
+            for row in record["cutoffs"]:
+                print(f"{hop['label']}: ecutwfc {row['ecutwfc_Ry']:g} Ry, barrier at the "
+                      f"25-Ry geometries {row['barrier_eV']:.4f} eV")  # fmt: skip
         ml = json.loads((folder / "ml_only.json").read_text())
         print(f"{hop['label']}: saddle ({record['spacegroup']}) {record['barrier_eV']:.3f} eV, "
               f"max force {record['max_force_eV_A']:.3f} eV/Å, converged {record['converged']}, "

@@ -283,6 +283,25 @@ def _save(chk: NEBCheckpoint, path: str | Path | None) -> None:
         chk.save(path)
 
 
+def _start(
+    initial: Atoms, final: Atoms, expensive: CalcFactory, fmax: float, counter: CallCounter,
+    relax: bool, cheap: Calculator, symmetric: bool, checkpoint: str | Path | None,
+) -> tuple[Atoms, Atoms, NEBCheckpoint]:  # fmt: skip
+    """The frozen end points and the checkpoint: read from ``checkpoint`` when it exists,
+    else made now (:func:`_endpoints`) and written there."""
+    chk = NEBCheckpoint.load(checkpoint) if checkpoint is not None else None
+    if chk is not None:
+        log.info("resumed from %s (round %s)", checkpoint, getattr(chk.refine, "outer", "none"))
+        return *chk.end_atoms(initial), chk
+    initial, final, status, end_forces, mapped = _endpoints(
+        initial, final, expensive, fmax, counter, relax, cheap, symmetric
+    )
+    ends = [(e.get_positions(), *_ef(e)) for e in (initial, final)]
+    chk = NEBCheckpoint(ends, status, end_forces, mapped, counter.calls)
+    _save(chk, checkpoint)
+    return initial, final, chk
+
+
 def accelerated_neb(
     initial: Atoms,
     final: Atoms,
@@ -329,22 +348,9 @@ def accelerated_neb(
     start = time.perf_counter()
     ends, counter, cheap_count = CallCounter(), CallCounter(), CallCounter()
     cheap = CountingCalculator(cheap, cheap_count)
-    chk = NEBCheckpoint.load(checkpoint) if checkpoint is not None else None
-    if chk is None:
-        initial, final, status, end_forces, mapped = _endpoints(
-            initial, final, expensive, fmax, ends, relax_endpoints, cheap, symmetric_ends
-        )
-        chk = NEBCheckpoint([(e.get_positions(), *_ef(e)) for e in (initial, final)], status,
-                            end_forces, mapped, ends.calls)  # fmt: skip
-        _save(chk, checkpoint)
-    else:
-        initial, final = chk.end_atoms(initial)
-        status, end_forces, mapped = (
-            chk.endpoints_converged,
-            chk.endpoint_max_force,
-            chk.final_end_mapped,
-        )
-        log.info("resumed from %s (round %s)", checkpoint, getattr(chk.refine, "outer", "none"))
+    initial, final, chk = _start(
+        initial, final, expensive, fmax, ends, relax_endpoints, cheap, symmetric_ends, checkpoint
+    )
     log.info("endpoints done (%d expensive calls); cheap NEB starts", chk.endpoint_calls)
     state = chk.refine
     steps = 0 if state is not None else cheap_steps
@@ -365,7 +371,7 @@ def accelerated_neb(
     whole = float(neb_residuals(band, _known(band)).max())
     record = {
         "procedure": "accelerated" if window is None else f"accelerated (window {window})",
-        "endpoints_converged": status,
+        "endpoints_converged": chk.endpoints_converged,
         "expensive_calls": base_band + counter.calls + chk.endpoint_calls,
         "expensive_seconds": counter.seconds + ends.seconds,
         "cheap_calls": base_cheap + cheap_count.calls,
@@ -373,7 +379,8 @@ def accelerated_neb(
         "steps": refinement.outer,
         "wall_s": time.perf_counter() - start,
         "history": refinement.history,
-        "meta": {"endpoint_max_force_eV_A": end_forces, "fmax": fmax,
-                 "refined_converged": refinement.converged, "final_end_mapped": mapped},
+        "meta": {"endpoint_max_force_eV_A": chk.endpoint_max_force, "fmax": fmax,
+                 "refined_converged": refinement.converged,
+                 "final_end_mapped": chk.final_end_mapped},
     }  # fmt: skip
     return _result(band, list(range(lo + 1, hi)), whole < fmax, record)

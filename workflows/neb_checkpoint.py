@@ -60,6 +60,11 @@ class NEBCheckpoint:
 
     def end_atoms(self, template: Atoms) -> tuple[Atoms, Atoms]:
         """The two end points as frozen Atoms (species and cell of ``template``)."""
+        if any(len(positions) != len(template) for positions, _, _ in self.ends):
+            raise ValueError(
+                f"the NEB checkpoint holds {len(self.ends[0][0])} atoms, this hop "
+                f"{len(template)} (fix: another checkpoint path for another hop)"
+            )
         out = []
         for positions, energy, forces in self.ends:
             atoms = template.copy()

@@ -110,3 +110,8 @@ def test_smoke_saddle_is_a_maximum_along_the_hop_and_resumes_without_pwx(tmp_pat
     again = saddle.main(argv)[0]
     assert [p.stat().st_mtime_ns for p in outputs] == stamps
     assert again["barrier_eV"] == pytest.approx(first["barrier_eV"], abs=1e-9)
+    # the cutoff check: single points from scratch at the smoke's own 15 Ry give back the
+    # relaxation's barrier; 20 Ry is a second row
+    series = saddle.main([*argv, "--cutoffs", "15,20"])[0]["cutoffs"]
+    assert [r["ecutwfc_Ry"] for r in series] == [15.0, 20.0]
+    assert series[0]["barrier_eV"] == pytest.approx(first["barrier_eV"], abs=2e-3)

@@ -94,3 +94,11 @@ def test_cached_calculator_replays_a_geometry_within_tolerance_only(tmp_path):
     far.calc = again
     far.get_forces()
     assert counter.calls == 2 and again.near == 1
+
+
+def test_a_checkpoint_of_another_hop_is_refused():
+    initial, _ = vacancy_hop()
+    point = (np.zeros((3, 3)), 0.0, np.zeros((3, 3)))
+    chk = NEBCheckpoint([point, point], [True, True], [0.0, 0.0], False, 2)
+    with pytest.raises(ValueError, match=r"holds 3 atoms, this hop 31 \(fix:"):
+        chk.end_atoms(initial)
