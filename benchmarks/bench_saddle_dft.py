@@ -21,6 +21,7 @@ Usage: python benchmarks/bench_saddle_dft.py [--paths a] [--fmax 0.05] [--out DI
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
@@ -129,14 +130,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Run (or report) the saddle of each chosen path; print one line each."""
     import os
 
-    cutoffs = None
-    if argv is None:
-        argv = sys.argv[1:]
-    if "--cutoffs" in argv:  # e.g. --cutoffs 40,60: the barrier's cutoff error at fixed geometry
-        at = argv.index("--cutoffs")
-        cutoffs = [float(c) for c in argv[at + 1].split(",")]
-        argv = argv[:at] + argv[at + 2 :]
-    args = neb.parse(argv)
+    extra = argparse.ArgumentParser(add_help=False)
+    extra.add_argument("--cutoffs", default=None)  # e.g. 25,40,60 (see the module docstring)
+    known, rest = extra.parse_known_args(argv)
+    cutoffs = [float(c) for c in known.cutoffs.split(",")] if known.cutoffs else None
+    args = neb.parse(rest)
     os.environ.setdefault("PEROVFLOW_PARALLEL__RANKS", str(args.ranks))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     out = []

@@ -184,7 +184,7 @@ class MigrationFlowMaker(Maker):
         nebs, relaxed = [], []
         relax = None if self.relax_maker is None else with_fields(self.relax_maker, defect=True)
         hops = self.select_hops(structure)[0]
-        symmetric = [_is_symmetric(structure, self.supercell, hop) for hop in hops]
+        symmetric = _symmetric_hops(structure, self.supercell, hops) if self.symmetric_ends else []
         for n, hop in enumerate(hops, start=1):
             lab = {**labels, "hop": hop.label, "path": n}
             ends = hop_endpoints_job(sc.output, hop.to_dict())
@@ -196,7 +196,7 @@ class MigrationFlowMaker(Maker):
                 jobs += chain
                 initial_by_vacancy[hop.vacancy_index] = (init, _relax_converged(chain, relax))
             init, init_ok = initial_by_vacancy[hop.vacancy_index]
-            if self.symmetric_ends and relax is not None and symmetric[n - 1]:
+            if symmetric and relax is not None and symmetric[n - 1]:
                 mapped = mapped_final_job(init, ends.output)
                 mapped.name = f"path {n} final (symmetry image)"
                 chain, fin, fin_ok = [mapped], mapped.output, init_ok
@@ -218,8 +218,8 @@ class MigrationFlowMaker(Maker):
         return Flow([*jobs, table], output=table.output, name=self.name)
 
 
-def _is_symmetric(structure: Any, supercell: str | None, hop: Any) -> bool:
-    """Whether a host operation carries the hop's initial end point onto its final one
+def _symmetric_hops(structure: Any, supercell: str | None, hops: list[Any]) -> list[bool]:
+    """Per hop, whether a host operation carries its initial end point onto its final one
     (decided on the unrelaxed cell; a symmetry-preserving bulk relaxation keeps it)."""
     from pymatgen.io.ase import AseAtomsAdaptor
 
@@ -229,8 +229,8 @@ def _is_symmetric(structure: Any, supercell: str | None, hop: Any) -> bool:
 
     cell = as_structure(structure)
     cell = make_supercell(cell, supercell) if supercell else cell
-    ends = [AseAtomsAdaptor.get_atoms(s) for s in hop_endpoints(cell, hop)]
-    return endpoint_map(*ends) is not None
+    ends = ([AseAtomsAdaptor.get_atoms(s) for s in hop_endpoints(cell, hop)] for hop in hops)
+    return [endpoint_map(*pair) is not None for pair in ends]
 
 
 @job

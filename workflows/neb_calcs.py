@@ -193,7 +193,8 @@ class CachedCalculator(Calculator):
     to ~1e-5 Å. A geometry within ``tol`` Å (largest atomic displacement; same species and
     cell) of a stored one therefore replays that result too (``near`` counts those and
     ``worst`` is the largest such distance); with a force constant of 10 eV/Å² a 1e-4 Å
-    offset changes a force by 1e-3 eV/Å. A truncated last line (a kill mid-write) is ignored.
+    offset changes a force by 1e-3 eV/Å; ``tol=0`` replays exact geometries only. A truncated
+    last line (a kill mid-write) is ignored.
     """
 
     implemented_properties = ("energy", "free_energy", "forces")
@@ -204,7 +205,8 @@ class CachedCalculator(Calculator):
         self.path = Path(path)
         self.tol = tol
         self.store: dict[str, tuple[float, list]] = {}
-        self.geometries: dict[str, list[tuple[np.ndarray, str]]] = {}
+        self.geometries: dict[str, tuple[list[np.ndarray], list[str]]] = {}
+        self._stacked: dict[str, np.ndarray] = {}
         self.replayed = self.near = 0
         self.worst = 0.0
         if self.path.is_file():
@@ -218,8 +220,10 @@ class CachedCalculator(Calculator):
     def _remember(self, row: dict) -> None:
         self.store[row["key"]] = (row["energy"], row["forces"])
         if "positions" in row:
-            entry = (np.array(row["positions"], dtype=float), row["key"])
-            self.geometries.setdefault(row["frame"], []).append(entry)
+            positions, keys = self.geometries.setdefault(row["frame"], ([], []))
+            positions.append(np.array(row["positions"], dtype=float))
+            keys.append(row["key"])
+            self._stacked.pop(row["frame"], None)
 
     @staticmethod
     def key(atoms: Atoms) -> str:
@@ -239,17 +243,18 @@ class CachedCalculator(Calculator):
         key = self.key(atoms)
         if key in self.store:
             return key
-        positions = atoms.get_positions()
-        best, best_key = np.inf, None
-        for stored, stored_key in self.geometries.get(self.frame(atoms), []):
-            dist = float(np.linalg.norm(stored - positions, axis=1).max())
-            if dist < best:
-                best, best_key = dist, stored_key
-        if best > self.tol:
+        frame = self.frame(atoms)
+        if self.tol <= 0 or frame not in self.geometries:
+            return None
+        if frame not in self._stacked:
+            self._stacked[frame] = np.stack(self.geometries[frame][0])
+        dist = np.linalg.norm(self._stacked[frame] - atoms.get_positions(), axis=2).max(axis=1)
+        best = int(np.argmin(dist))
+        if dist[best] > self.tol:
             return None
         self.near += 1
-        self.worst = max(self.worst, best)
-        return best_key
+        self.worst = max(self.worst, float(dist[best]))
+        return self.geometries[frame][1][best]
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         """Stored result for this geometry, or the inner calculator's (then stored)."""

@@ -32,6 +32,8 @@ from ase.optimize.gpmin.gp import GaussianProcess
 from ase.optimize.gpmin.kernel import SquaredExponential
 from ase.optimize.gpmin.prior import Prior
 
+from perovflow.workflows.neb_calcs import ShiftedCalculator
+
 log = logging.getLogger("perovflow.neb")
 
 
@@ -136,33 +138,18 @@ class DeltaModel:
 
 
 class DeltaCalculator(Calculator):
-    """ASE calculator on a :class:`DeltaModel` (energy in eV, forces in eV/Å).
-
-    ``anchor`` (positions, energy, forces of an expensive call) adds the constant force shift
-    and linear energy term that make the model exact there: the regularised GP reproduces its
-    data only to its noise (~0.01 eV/Å), which can exceed a tight ``fmax``.
-    """
+    """ASE calculator on a :class:`DeltaModel` (energy in eV, forces in eV/Å)."""
 
     implemented_properties = ("energy", "free_energy", "forces")
 
-    def __init__(self, model: DeltaModel, anchor: tuple | None = None) -> None:
+    def __init__(self, model: DeltaModel) -> None:
         super().__init__()
         self.model = model
-        self.shift = None
-        if anchor is not None:
-            x0, energy, forces = anchor
-            e_m, f_m = model.predict(x0)
-            self.shift = (np.asarray(x0), energy - e_m, np.asarray(forces) - f_m)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         """Model energy and forces at the current positions."""
         super().calculate(atoms, properties, system_changes)
-        positions = self.atoms.get_positions()
-        energy, forces = self.model.predict(positions)
-        if self.shift is not None:
-            x0, d_e, d_f = self.shift
-            energy += d_e - float(np.sum(d_f * (positions - x0)))
-            forces = forces + d_f
+        energy, forces = self.model.predict(self.atoms.get_positions())
         self.results = {"energy": energy, "free_energy": energy, "forces": forces}
 
 
@@ -339,7 +326,9 @@ def _surrogate_steps(
     """CI-NEB (FIRE) on the model until converged or an atom of a moving image leaves the trust
     region around its last expensive geometry; the moving images of ``band`` take the result.
     ``anchored``: each moving image on the model made exact at its last expensive call
-    (:class:`DeltaCalculator`'s ``anchor``). Returns whether any image moved."""
+    (:class:`~perovflow.workflows.neb_calcs.ShiftedCalculator` around the model: the
+    regularised GP reproduces its data only to its noise, ~0.01 eV/Å, which can exceed a
+    tight ``fmax``). Returns whether any image moved."""
     from ase.optimize import FIRE
 
     n = len(band) - 2
@@ -349,7 +338,10 @@ def _surrogate_steps(
         atoms = band[i].copy()
         atoms.calc = SinglePointCalculator(atoms, energy=known[i][1], forces=known[i][2])
         if i in moving:
-            atoms.calc = DeltaCalculator(model, known[i] if anchored else None)
+            surrogate = DeltaCalculator(model)
+            if anchored:  # exact at the image's last expensive call
+                surrogate = ShiftedCalculator(surrogate, atoms, *known[i][1:])
+            atoms.calc = surrogate
         work.append(atoms)
     work.append(band[-1])
     neb = _PartialNEB(work, frozen, climb=True, method="improvedtangent")
