@@ -78,6 +78,20 @@ def _asymmetry(atoms: Atoms, op: EndpointMap) -> float:
     return 2 * float(np.linalg.norm(moved, axis=1).max())
 
 
+def _curvature(
+    saddle: Atoms, forces: np.ndarray, hop: np.ndarray, calc: Calculator, probe: float
+) -> float:
+    """Finite-difference curvature along the unit hop tangent (eV/Å²): one call at
+    ``saddle + probe * tangent``; the force along the tangent at the saddle is zero by
+    symmetry and subtracted all the same."""
+    tangent = hop.reshape(-1) / np.linalg.norm(hop)
+    step = saddle.copy()
+    step.positions = saddle.positions + probe * tangent.reshape(-1, 3)
+    step.calc = calc
+    along = float(np.dot(np.asarray(step.get_forces()).reshape(-1), tangent))
+    return -(along - float(np.dot(forces.reshape(-1), tangent))) / probe
+
+
 def midpoint(initial: Atoms, final: Atoms) -> Atoms:
     """The linear mid-point of the two end points (minimum image)."""
     out = initial.copy()
@@ -137,12 +151,7 @@ def symmetric_saddle(
     energy, forces = _ef(work)
     saddle = freeze(work, energy, forces)
     saddle.set_constraint()
-    tangent = hop.reshape(-1) / np.linalg.norm(hop)
-    step = saddle.copy()
-    step.positions = saddle.positions + probe * tangent.reshape(-1, 3)
-    step.calc = CountingCalculator(expensive, counter)
-    curvature = -float(np.dot(np.asarray(step.get_forces()).reshape(-1), tangent)) / probe
-    curvature += float(np.dot(forces.reshape(-1), tangent)) / probe  # zero by symmetry
+    curvature = _curvature(saddle, forces, hop, CountingCalculator(expensive, counter), probe)
     result = SaddleResult(
         atoms=saddle, energy_eV=energy, barrier_eV=energy - float(initial.get_potential_energy()),
         max_force_eV_A=max_force(forces), converged=converged, expensive_calls=counter.calls,
