@@ -306,7 +306,7 @@ def dft_neb(hop: dict[str, Any], folder: Path, args: argparse.Namespace) -> dict
         result = accelerated_neb(hop["initial"], hop["final"], expensive, mlip_calculator("chgnet"),
                                  nimages=args.images, fmax=args.fmax,
                                  outer_steps=args.outer_steps, symmetric_ends=True,
-                                 checkpoint=folder / "checkpoint.json")  # fmt: skip
+                                 revert=True, checkpoint=folder / "checkpoint.json")  # fmt: skip
     finally:
         log.removeHandler(progress)
         cached = expensive.calcs.values()

@@ -320,6 +320,7 @@ def accelerated_neb(
     perturb: float = 0.0,
     symmetric_ends: bool = False,
     checkpoint: str | Path | None = None,
+    revert: bool = False,
 ) -> NEBResult:
     """NEB with few expensive force calls, converged to the plain procedure's test.
 
@@ -337,6 +338,9 @@ def accelerated_neb(
 
     A band from another start (the seed's linear one) can end on another saddle: on the
     Cs4PbBr6 Br hop there are several (see ``benchmarks/bench_neb.py``).
+
+    ``revert`` rejects a round whose expensive residual rises above the lowest so far
+    (the band steps again from the lowest one with a halved trust radius; ``refine_band``).
 
     ``checkpoint`` (a JSON path; :class:`~perovflow.workflows.neb_checkpoint.NEBCheckpoint`)
     is written after the end points and after every expensive round; when it exists, the run
@@ -366,7 +370,7 @@ def accelerated_neb(
     refinement = _refine_on_expensive(
         band, (lo, hi), expensive, cheap, counter,
         {"fmax": fmax, "outer_steps": outer_steps, "trust": trust, "move_above": move_above,
-         "length": gp_length, "state": state, "on_round": on_round},
+         "length": gp_length, "revert": revert, "state": state, "on_round": on_round},
     )  # fmt: skip
     whole = float(neb_residuals(band, _known(band)).max())
     record = {

@@ -21,7 +21,7 @@ import numpy as np
 from ase import Atoms
 
 from perovflow.workflows.neb_calcs import freeze
-from perovflow.workflows.neb_gp import RefineState
+from perovflow.workflows.neb_gp import BandData, RefineState
 
 VERSION = 1
 
@@ -33,6 +33,13 @@ def _array(value: Any) -> np.ndarray:
 def _point(positions: Any, energy: float, forces: Any) -> dict[str, Any]:
     return {"positions": _array(positions).tolist(), "energy": float(energy),
             "forces": _array(forces).tolist()}  # fmt: skip
+
+
+def _band(data: dict[str, Any] | None) -> BandData | None:
+    if data is None:
+        return None
+    return BandData([_array(p) for p in data["positions"]],
+                    {int(i): _unpoint(v) for i, v in data["known"].items()})  # fmt: skip
 
 
 def _unpoint(row: dict[str, Any]) -> tuple[np.ndarray, float, np.ndarray]:
@@ -90,6 +97,9 @@ class NEBCheckpoint:
                 "positions": [_array(p).tolist() for p in r.positions],
                 "known": {str(i): _point(*v) for i, v in r.known.items()},
                 "observations": [_point(*o) for o in r.observations], "history": r.history,
+                "best_band": None if r.best_band is None else {
+                    "positions": [_array(p).tolist() for p in r.best_band.positions],
+                    "known": {str(i): _point(*v) for i, v in r.best_band.known.items()}},
             }  # fmt: skip
         return data
 
@@ -109,6 +119,7 @@ class NEBCheckpoint:
                 positions=[_array(p) for p in r["positions"]],
                 known={int(i): _unpoint(v) for i, v in r["known"].items()},
                 observations=[_unpoint(o) for o in r["observations"]], history=r["history"],
+                best_band=_band(r.get("best_band")),
             )  # fmt: skip
         return cls(ends=[_unpoint(e) for e in data["ends"]],
                    endpoints_converged=data["endpoints_converged"],

@@ -154,6 +154,14 @@ class DeltaCalculator(Calculator):
 
 
 @dataclass
+class BandData:
+    """A band's intermediate images (positions, Å) and their expensive data."""
+
+    positions: list[np.ndarray]
+    known: dict[int, tuple[np.ndarray, float, np.ndarray]]
+
+
+@dataclass
 class RefineState:
     """Where :func:`refine_band` stands after an expensive round: enough to continue it in
     another process (a checkpoint; see :mod:`perovflow.workflows.neb_checkpoint`).
@@ -161,7 +169,7 @@ class RefineState:
     ``positions`` are the intermediate images' (Å), ``known`` their expensive (positions,
     energy, forces), ``observations`` every expensive call the Δ-model holds besides the frozen
     ends, ``trust`` and ``best`` the trust radius and lowest residual *before* this round's
-    update, ``outer`` the round's index.
+    update, ``best_band`` the band that had it (``revert``), ``outer`` the round's index.
     """
 
     outer: int
@@ -171,6 +179,7 @@ class RefineState:
     known: dict[int, tuple[np.ndarray, float, np.ndarray]]
     observations: list[tuple[np.ndarray, float, np.ndarray]]
     history: list[dict[str, Any]] = field(default_factory=list)
+    best_band: BandData | None = None
 
 
 @dataclass
@@ -244,6 +253,7 @@ def refine_band(
     move_above: float = 1.0,
     inner_steps: int = 150,
     length: float = 2.0,
+    revert: bool = False,
     state: RefineState | None = None,
     on_round: Callable[[RefineState], None] | None = None,
 ) -> Refinement:
@@ -256,8 +266,11 @@ def refine_band(
     force exceeds ``move_above * fmax`` take CI-NEB steps on it, the others held in place
     with their exact values, until converged on the model or an atom leaves the trust region
     (``trust`` Å). ``length`` is the kernel length scale (Å over all 3N coordinates; long,
-    so the learnt correction persists over a step). The trust radius halves when the expensive residual rises and grows by 1.5
-    (up to its start value) at a new low.
+    so the learnt correction persists over a step). The trust radius halves when the
+    expensive residual rises and grows by 1.5 (up to its start value) at a new low.
+    ``revert``: a round whose residual rises above the lowest so far is rejected - the band
+    goes back to the lowest one (the rejected calls stay in the model) and steps again with
+    the halved radius, as a trust-region method does.
 
     ``state`` continues a refinement from a checkpoint (the band, the model's data, the
     trust radius; ``trust`` is then the cap it grows back to); ``on_round`` receives the state
@@ -268,9 +281,10 @@ def refine_band(
         model.add(end.get_positions(), end.get_potential_energy(), end.get_forces())
     known: dict[int, tuple] = {}
     history: list[dict[str, Any]] = []
-    start, best, max_trust = 0, np.inf, trust
+    start, best, max_trust, lowest = 0, np.inf, trust, None
     if state is not None:
         start, trust, best, known, history = _restore(band, model, state)
+        lowest = state.best_band
     for outer in range(start, outer_steps + 1):
         calls = _evaluate_moved(band, expensive, known, model)
         per_image = neb_residuals(band, known)
@@ -280,18 +294,37 @@ def refine_band(
                             "image_forces": [round(float(r), 4) for r in per_image]})  # fmt: skip
         log.info("refine %d: %d expensive calls, NEB max force %.4f eV/Å", outer, calls, residual)
         if on_round is not None:
-            on_round(_state(band, outer, trust, best, known, model, history))
+            on_round(_state(band, outer, trust, best, known, model, history, lowest))
         if residual < fmax or outer == outer_steps:
             break
         trust = min(trust * 1.5, max_trust) if residual < best else max(trust * 0.5, 0.05)
-        best = min(best, residual)
-        frozen = {i + 1 for i, r in enumerate(per_image) if r < move_above * fmax}
-        model.fit()
-        if not _surrogate_steps(band, known, model, frozen, fmax / 2, inner_steps, trust):
-            log.info("surrogate converged at the band (its noise floor): steps anchored to the "
-                     "last expensive forces")  # fmt: skip
-            _surrogate_steps(band, known, model, frozen, fmax / 2, inner_steps, trust, True)
+        if residual < best:
+            best = residual
+            lowest = BandData([im.get_positions() for im in band[1:-1]], dict(known))
+        elif revert and lowest is not None:
+            known, per_image = _back_to(band, lowest)
+            log.info("refine %d rejected (%.4f > %.4f eV/Å): back to that band, trust %.3f Å",
+                     outer, residual, best, trust)  # fmt: skip
+        _step(band, known, model, {i + 1 for i, r in enumerate(per_image) if r < move_above * fmax},
+              fmax, inner_steps, trust)  # fmt: skip
     return Refinement(residual < fmax, outer, residual, known, history)
+
+
+def _back_to(band: list[Atoms], lowest: BandData) -> tuple[dict[int, tuple], np.ndarray]:
+    """Put ``lowest``'s images into ``band``; returns its expensive data and NEB forces."""
+    for i, positions in enumerate(lowest.positions, 1):
+        band[i].set_positions(np.asarray(positions, dtype=float))
+    known = dict(lowest.known)
+    return known, neb_residuals(band, known)
+
+
+def _step(band, known, model: DeltaModel, frozen: set[int], fmax, steps, trust) -> None:
+    """One round's surrogate steps (refitted model); anchored when the plain ones stall."""
+    model.fit()
+    if not _surrogate_steps(band, known, model, frozen, fmax / 2, steps, trust):
+        log.info("surrogate converged at the band (its noise floor): steps anchored to the "
+                 "last expensive forces")  # fmt: skip
+        _surrogate_steps(band, known, model, frozen, fmax / 2, steps, trust, True)
 
 
 def _restore(band: list[Atoms], model: DeltaModel, state: RefineState) -> tuple:
@@ -305,12 +338,12 @@ def _restore(band: list[Atoms], model: DeltaModel, state: RefineState) -> tuple:
     return state.outer, state.trust, state.best, known, list(state.history)
 
 
-def _state(band, outer, trust, best, known, model: DeltaModel, history) -> RefineState:
+def _state(band, outer, trust, best, known, model: DeltaModel, history, lowest) -> RefineState:
     """The refinement's state after a round (the model's observations without the two ends)."""
     observations = [(x.reshape(-1, 3), float(y[0]), -y[1:].reshape(-1, 3))
                     for x, y in zip(model.X[2:], model.Y[2:], strict=True)]  # fmt: skip
     return RefineState(outer, trust, best, [im.get_positions() for im in band[1:-1]],
-                       dict(known), observations, list(history))  # fmt: skip
+                       dict(known), observations, list(history), lowest)  # fmt: skip
 
 
 def _surrogate_steps(
