@@ -149,7 +149,7 @@ def _energy(atoms, pseudos, folder) -> float:
     return parse_pw_output(folder).energy_eV
 
 
-LATTICE = [5.95, 6.05, 6.15, 6.25]  # Å, around PBE's ~6.1 Å (exp. 5.87 Å)
+LATTICE = [5.95, 6.05, 6.15, 6.25]  # Å, around the 2x2x2-k minimum ~6.1 Å (converged k: 5.99)
 
 
 def _lattice_constant(pseudos, folder) -> float:
@@ -178,7 +178,7 @@ def _lattice_constant(pseudos, folder) -> float:
 def test_fr_scalar_limit_lattice_constant_matches_gth(fr_cache, tmp_path):
     # Scalar-relativistic E-V minimum of cubic CsPbBr3 with the GTH set, and with FR Pb in
     # its place: within 1 % (measured 40 Ry: q14 Pb 6.127 Å vs GTH 6.112 Å; the former q4 Pb,
-    # 5d in the core, put it below 5.85 Å). PBE's cubic CsPbBr3 is ~6.0-6.1 Å.
+    # 5d in the core, put it below 5.85 Å). Both at 2x2x2 k, ~0.1 Å above the k-converged 5.99 Å.
     from perovflow.engines.pseudos import get_pseudos
 
     fr_family.install(fr_cache)
