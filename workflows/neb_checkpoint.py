@@ -35,6 +35,12 @@ def _point(positions: Any, energy: float, forces: Any) -> dict[str, Any]:
             "forces": _array(forces).tolist()}  # fmt: skip
 
 
+def _band_json(positions: list[Any], known: dict[int, tuple]) -> dict[str, Any]:
+    """A band's images and their expensive data as JSON (inverse: :func:`_band`)."""
+    return {"positions": [_array(p).tolist() for p in positions],
+            "known": {str(i): _point(*v) for i, v in known.items()}}  # fmt: skip
+
+
 def _band(data: dict[str, Any] | None) -> BandData | None:
     if data is None:
         return None
@@ -94,12 +100,10 @@ class NEBCheckpoint:
             r = self.refine
             data["refine"] = {
                 "outer": r.outer, "trust": r.trust, "best": None if np.isinf(r.best) else r.best,
-                "positions": [_array(p).tolist() for p in r.positions],
-                "known": {str(i): _point(*v) for i, v in r.known.items()},
+                **_band_json(r.positions, r.known),
                 "observations": [_point(*o) for o in r.observations], "history": r.history,
-                "best_band": None if r.best_band is None else {
-                    "positions": [_array(p).tolist() for p in r.best_band.positions],
-                    "known": {str(i): _point(*v) for i, v in r.best_band.known.items()}},
+                "best_band": None if r.best_band is None
+                else _band_json(r.best_band.positions, r.best_band.known),
             }  # fmt: skip
         return data
 
@@ -113,11 +117,11 @@ class NEBCheckpoint:
         refine = None
         if data["refine"] is not None:
             r = data["refine"]
+            band = _band(r)
             refine = RefineState(
                 outer=int(r["outer"]), trust=float(r["trust"]),
                 best=np.inf if r["best"] is None else float(r["best"]),
-                positions=[_array(p) for p in r["positions"]],
-                known={int(i): _unpoint(v) for i, v in r["known"].items()},
+                positions=band.positions, known=band.known,
                 observations=[_unpoint(o) for o in r["observations"]], history=r["history"],
                 best_band=_band(r.get("best_band")),
             )  # fmt: skip
