@@ -297,14 +297,15 @@ def refine_band(
             on_round(_state(band, outer, trust, best, known, model, history, lowest))
         if residual < fmax or outer == outer_steps:
             break
-        trust = min(trust * 1.5, max_trust) if residual < best else max(trust * 0.5, 0.05)
         if residual < best:
-            best = residual
+            trust, best = min(trust * 1.5, max_trust), residual
             lowest = BandData([im.get_positions() for im in band[1:-1]], dict(known))
-        elif revert and lowest is not None:
-            known, per_image = _back_to(band, lowest)
-            log.info("refine %d rejected (%.4f > %.4f eV/Å): back to that band, trust %.3f Å",
-                     outer, residual, best, trust)  # fmt: skip
+        else:
+            trust = max(trust * 0.5, 0.05)
+            if revert and lowest is not None:
+                known, per_image = _back_to(band, lowest)
+                log.info("refine %d rejected (%.4f > %.4f eV/Å): back to that band, trust "
+                         "%.3f Å", outer, residual, best, trust)  # fmt: skip
         _step(band, known, model, {i + 1 for i, r in enumerate(per_image) if r < move_above * fmax},
               fmax, inner_steps, trust)  # fmt: skip
     return Refinement(residual < fmax, outer, residual, known, history)
@@ -312,10 +313,15 @@ def refine_band(
 
 def _back_to(band: list[Atoms], lowest: BandData) -> tuple[dict[int, tuple], np.ndarray]:
     """Put ``lowest``'s images into ``band``; returns its expensive data and NEB forces."""
-    for i, positions in enumerate(lowest.positions, 1):
-        band[i].set_positions(np.asarray(positions, dtype=float))
+    _place(band, lowest.positions)
     known = dict(lowest.known)
     return known, neb_residuals(band, known)
+
+
+def _place(band: list[Atoms], positions: list[np.ndarray]) -> None:
+    """Set the intermediate images' positions (Å), in order."""
+    for i, image_positions in enumerate(positions, 1):
+        band[i].set_positions(np.asarray(image_positions, dtype=float))
 
 
 def _step(band, known, model: DeltaModel, frozen: set[int], fmax, steps, trust) -> None:
@@ -331,8 +337,7 @@ def _restore(band: list[Atoms], model: DeltaModel, state: RefineState) -> tuple:
     """Put a checkpoint's band and data in place; returns (outer, trust, best, known, history)."""
     for positions, energy, forces in state.observations:
         model.add(positions, energy, forces)
-    for i, positions in enumerate(state.positions, 1):
-        band[i].set_positions(np.asarray(positions, dtype=float))
+    _place(band, state.positions)
     known = {int(i): (np.asarray(p, dtype=float), float(e), np.asarray(f, dtype=float))
              for i, (p, e, f) in state.known.items()}  # fmt: skip
     return state.outer, state.trust, state.best, known, list(state.history)
