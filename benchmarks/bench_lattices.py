@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -122,6 +123,18 @@ def _abc(abc: list[float]) -> str:
     return ", ".join(f"{x:.3f}" for x in dict.fromkeys(abc))
 
 
+def _append(row: dict) -> list[dict]:
+    """Add ``row`` to the results file as it is on disk now (another run may have added rows
+    since this one started), atomically; returns all rows."""
+    rows = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
+    rows = [r for r in rows if r["name"] != row["name"]] + [row]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(rows, indent=1))
+    tmp.replace(RESULTS)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/perovflow-bench-lattices"))
@@ -135,11 +148,7 @@ def main() -> None:
             if any(r["name"] == name for r in rows):
                 continue
             print(f"{time.strftime('%H:%M:%S')} {name} ...", flush=True)
-            rows.append(relax_or_record(name, args.work))
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            tmp = RESULTS.with_suffix(".tmp")
-            tmp.write_text(json.dumps(rows, indent=1))
-            tmp.replace(RESULTS)
+            rows = _append(relax_or_record(name, args.work))
             print(table(rows[-1:]).splitlines()[-1], flush=True)
     print(table(rows))
     print(failed(rows))

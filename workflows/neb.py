@@ -185,6 +185,7 @@ def plain_neb(
     late_climb_fmax: float | None = None,
     perturb: float = 0.0,
     symmetric_ends: bool = False,
+    endpoint_fmax: float | None = None,
 ) -> NEBResult:
     """The seed's procedure: CI-NEB from scratch with the expensive calculator.
 
@@ -192,10 +193,12 @@ def plain_neb(
     IDPP: the accelerated procedure's; ``perturb`` as in :func:`interpolate_band`) -> CI-NEB
     (FIRE; climbing image from the first step, or with ``late_climb_fmax`` once the plain
     band is below that force) until every image force is below ``fmax`` or ``steps`` steps.
+    ``endpoint_fmax`` (eV/Å; default ``fmax``): the end points' relaxation threshold.
     """
     start, ends, counter = time.perf_counter(), CallCounter(), CallCounter()
+    end_fmax = endpoint_fmax or fmax
     initial, final, status, end_forces, mapped = _endpoints(
-        initial, final, expensive, fmax, ends, relax_endpoints, symmetric=symmetric_ends
+        initial, final, expensive, end_fmax, ends, relax_endpoints, symmetric=symmetric_ends
     )
     band = interpolate_band(initial, final, nimages, interpolation, perturb)
     _attach(band, [CountingCalculator(expensive(i + 1), counter) for i in range(nimages)])
@@ -210,8 +213,9 @@ def plain_neb(
         "endpoint_calls": ends.calls,
         "steps": taken,
         "wall_s": time.perf_counter() - start,
-        "meta": {"endpoint_max_force_eV_A": end_forces, "fmax": fmax, "final_end_mapped": mapped},
-    }
+        "meta": {"endpoint_max_force_eV_A": end_forces, "fmax": fmax, "endpoint_fmax": end_fmax,
+                 "final_end_mapped": mapped},
+    }  # fmt: skip
     return _result(band, list(range(1, nimages + 1)), converged, record)
 
 
@@ -321,6 +325,7 @@ def accelerated_neb(
     symmetric_ends: bool = False,
     checkpoint: str | Path | None = None,
     revert: bool = False,
+    endpoint_fmax: float | None = None,
 ) -> NEBResult:
     """NEB with few expensive force calls, converged to the plain procedure's test.
 
@@ -341,6 +346,8 @@ def accelerated_neb(
 
     ``revert`` rejects a round whose expensive residual rises above the lowest so far
     (the band steps again from the lowest one with a halved trust radius; ``refine_band``).
+    ``endpoint_fmax`` (eV/Å; default ``fmax``): the end points' relaxation threshold (a
+    flat landscape, such as octahedral tilts, needs it tighter than the band's).
 
     ``checkpoint`` (a JSON path; :class:`~perovflow.workflows.neb_checkpoint.NEBCheckpoint`)
     is written after the end points and after every expensive round; when it exists, the run
@@ -352,9 +359,11 @@ def accelerated_neb(
     start = time.perf_counter()
     ends, counter, cheap_count = CallCounter(), CallCounter(), CallCounter()
     cheap = CountingCalculator(cheap, cheap_count)
+    end_fmax = endpoint_fmax or fmax
     initial, final, chk = _start(
-        initial, final, expensive, fmax, ends, relax_endpoints, cheap, symmetric_ends, checkpoint
-    )
+        initial, final, expensive, end_fmax, ends, relax_endpoints, cheap, symmetric_ends,
+        checkpoint,
+    )  # fmt: skip
     log.info("endpoints done (%d expensive calls); cheap NEB starts", chk.endpoint_calls)
     state = chk.refine
     steps = 0 if state is not None else cheap_steps
@@ -384,6 +393,7 @@ def accelerated_neb(
         "wall_s": time.perf_counter() - start,
         "history": refinement.history,
         "meta": {"endpoint_max_force_eV_A": chk.endpoint_max_force, "fmax": fmax,
+                 "endpoint_fmax": end_fmax,
                  "refined_converged": refinement.converged,
                  "final_end_mapped": chk.final_end_mapped},
     }  # fmt: skip
