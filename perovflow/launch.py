@@ -11,6 +11,10 @@ The default (``parallel.mpi_prefix`` unset) uses every core the process may run 
 * otherwise ``mpirun -np N`` with N = the cores in ``os.sched_getaffinity(0)`` divided by
   the OpenMP threads per rank;
 * ``--allow-run-as-root`` only when running as root (Open MPI refuses root without it);
+* ``--bind-to none`` when Open MPI's local ``mpirun`` starts fewer ranks than there are cores
+  (a rank count set by the user, or OpenMP threads per rank): Open MPI binds each rank to
+  one core, counting from core 0 in every ``mpirun``, so two one-rank runs side by side
+  share core 0 and a rank's OpenMP threads share one core;
 * a bare binary when neither launcher is installed.
 
 A launcher is preferred to a bare binary even on one core: pw.x run as an Open MPI
@@ -23,6 +27,7 @@ as given, and ``parallel.ranks`` fixes the rank count of the automatic prefix.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
@@ -77,7 +82,20 @@ def auto_prefix(
     if not shutil.which("mpirun"):
         return []
     root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
-    return ["mpirun", *root, "-np", str(count)]
+    unbind = ["--bind-to", "none"] if ntasks is None and count < available_cores() else []
+    return ["mpirun", *root, *(unbind if unbind and _open_mpi() else []), "-np", str(count)]
+
+
+@functools.cache
+def _open_mpi() -> bool:
+    """Whether ``mpirun`` is Open MPI's (its ``--version`` says so)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["mpirun", "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "Open MPI" in out.stdout + out.stderr
 
 
 def require_executable(binary: str) -> None:

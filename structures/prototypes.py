@@ -168,8 +168,35 @@ def build_prototype(name: str, cell: Cell = "conventional") -> Structure:
     if cell == "primitive":
         from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-        prim = SpacegroupAnalyzer(structure, symprec=SYMPREC).find_primitive()
+        sga = SpacegroupAnalyzer(structure, symprec=SYMPREC)
+        prim = sga.find_primitive()
+        if (
+            sga.get_lattice_type() == "rhombohedral"
+            and max(prim.lattice.abc) - min(prim.lattice.abc) > 1e-6
+        ):
+            # the reduced cell of a rhombohedral lattice with alpha < 60 deg (A7 Bi) is not
+            # the rhombohedral one: its k grid (n, n, m) would break the 3-fold axis
+            prim = _rhombohedral_cell(structure)
         if len(prim) < len(structure):
             structure = prim
     structure.properties = {"prototype": entry["name"], "cell": cell}
     return structure
+
+
+#: the rhombohedral primitive vectors in hexagonal (obverse) axes
+_HEX_TO_RHOMBOHEDRAL = ((2 / 3, 1 / 3, 1 / 3), (-1 / 3, 1 / 3, 1 / 3), (-1 / 3, -2 / 3, 1 / 3))
+
+
+def _rhombohedral_cell(hexagonal: Structure) -> Structure:
+    """The rhombohedral primitive cell (a = b = c) of a structure in hexagonal axes, its 3-fold
+    axis kept along the hexagonal c (and z): pw.x finds a cell's symmetry only among rotations
+    about the Cartesian axes, so a cell turned another way would lose operations."""
+    import numpy as np
+    from pymatgen.core import Lattice
+    from pymatgen.core import Structure as _Structure
+
+    lattice = Lattice(np.array(_HEX_TO_RHOMBOHEDRAL) @ hexagonal.lattice.matrix)
+    frac = np.round(lattice.get_fractional_coords(hexagonal.cart_coords), 6) % 1.0
+    _, first = np.unique(np.round(frac, 4) % 1.0, axis=0, return_index=True)
+    keep = sorted(first)
+    return _Structure(lattice, [hexagonal[i].species for i in keep], frac[keep])

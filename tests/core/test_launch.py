@@ -40,7 +40,20 @@ def test_default_is_mpirun_on_all_cores_locally(monkeypatch):
     ncores = len(os.sched_getaffinity(0))
     assert get_settings().parallel.command("pw.x") == ["mpirun", *ROOT, "-np", str(ncores), "pw.x"]
     monkeypatch.setenv("PEROVFLOW_PARALLEL__OMP_THREADS", str(ncores))  # threads take the cores
-    assert get_settings().parallel.prefix() == ["mpirun", *ROOT, "-np", "1"]
+    unbind = ["--bind-to", "none"] if ncores > 1 else []  # the rank's threads need them all
+    assert get_settings().parallel.prefix() == ["mpirun", *ROOT, *unbind, "-np", "1"]
+
+
+@needs_mpirun
+def test_a_one_rank_run_may_use_every_core(monkeypatch):
+    # Open MPI binds a rank to core 0 in every mpirun: two one-rank runs side by side would
+    # share that core. The rank that the automatic prefix starts may run on all of them.
+    _clear_slurm(monkeypatch)
+    monkeypatch.setenv("PEROVFLOW_PARALLEL__RANKS", "1")
+    code = "import os; print(sorted(os.sched_getaffinity(0)))"
+    argv = get_settings().parallel.command(sys.executable)
+    out = subprocess.run([*argv, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == str(sorted(os.sched_getaffinity(0))), out.stderr[-500:]
 
 
 def test_inside_slurm_the_allocations_tasks_are_used(monkeypatch, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from pymatgen.analysis.molecule_structure_comparator import CovalentRadius
 from pymatgen.core import Composition
@@ -49,6 +50,26 @@ def test_every_prototype_is_listed_with_a_source():
         assert info.number == EXPECTED[name][0]
         assert len(info.source) > 20, name  # a real reference, not a placeholder
         assert info.provenance in {"reference", "lattice+relaxed", "constructed"}
+
+
+@pytest.mark.parametrize(
+    ("name", "a_hex", "c_hex"), [("Bi", 4.546, 11.862), ("Cs4PbBr6", 13.846, 17.434)]
+)
+def test_rhombohedral_primitive_cells_are_rhombohedral_with_the_3_fold_axis_along_z(
+    name, a_hex, c_hex
+):
+    # a_rh = sqrt(a²/3 + c²/9) and cos(alpha) = (2c² - 3a²) / (2c² + 6a²) from the hexagonal
+    # axes (A7 Bi: 4.746 Å, 57.23 deg). Bi's reduced cell (4.546, 4.546, 4.746 Å) was not
+    # this cell, and a (n, n, m) k grid on it breaks the 3-fold axis.
+    cell = build_prototype(name, cell="primitive").lattice
+    hexagonal = build_prototype(name).lattice
+    a, c = hexagonal.a, hexagonal.c
+    assert (a, c) == pytest.approx((a_hex, c_hex), abs=0.02)
+    assert cell.abc == pytest.approx([(a**2 / 3 + c**2 / 9) ** 0.5] * 3, abs=1e-4)
+    alpha = np.degrees(np.arccos((2 * c**2 - 3 * a**2) / (2 * c**2 + 6 * a**2)))
+    assert cell.angles == pytest.approx([alpha] * 3, abs=1e-3)
+    if name == "Bi":  # pw.x looks for rotations about the Cartesian axes: 3-fold along z
+        assert cell.matrix[:, 2] == pytest.approx([c / 3] * 3, abs=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
