@@ -4,7 +4,10 @@ Shared by every engine (QE, CP2K). Three pieces:
 
 * :func:`run_command` starts one executable in a folder, writes its stdout/stderr to files,
   kills its whole process group when the wall time is over (SIGTERM, then SIGKILL), and
-  returns a :class:`RunResult` with the tail of its output.
+  returns a :class:`RunResult` with the tail of its output. The code runs in its own session
+  (a terminal's Ctrl-C does not reach it), so when perovflow itself is stopped while it waits
+  (Ctrl-C, ``kill``: SIGINT or SIGTERM) it stops the code's process group before it exits;
+  otherwise an orphaned pw.x would run on.
 * :class:`ErrorHandler` is custodian's ``ErrorHandler`` contract: ``check(directory)`` says
   whether the error is present, ``correct(directory, params)`` returns
   ``{"errors": [...], "actions": [...]}`` where each action is a custodian ``Modder`` action on
@@ -21,12 +24,13 @@ Under SLURM, :func:`slurm_remaining_s` tells how long the batch job has left
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,7 +135,7 @@ def run_command(
     out_path = directory / stdout
     err_path = directory / stderr if stderr else None
     start = time.monotonic()
-    with open(out_path, "wb") as fout:
+    with open(out_path, "wb") as fout, _sigterm_exits():
         proc = _start(argv, directory, fout, err_path, stdin, full_env)
         timed_out = _wait(proc, walltime_s, grace_s)
     return RunResult(
@@ -176,13 +180,42 @@ def _start(
 
 
 def _wait(proc: subprocess.Popen, walltime_s: float | None, grace_s: float) -> bool:
-    """Wait for ``proc``; past ``walltime_s`` stop its process group. True if it timed out."""
+    """Wait for ``proc``; past ``walltime_s`` stop its process group. True if it timed out.
+
+    Interrupted (KeyboardInterrupt, SystemExit from :func:`_sigterm_exits`), it stops the
+    process group too, then lets the interruption go on.
+    """
     try:
         proc.wait(timeout=walltime_s)
     except subprocess.TimeoutExpired:
         _stop_group(proc, grace_s)
         return True
+    except BaseException:
+        _stop_group(proc, grace_s)
+        raise
     return False
+
+
+@contextlib.contextmanager
+def _sigterm_exits() -> Iterator[None]:
+    """While a code runs, SIGTERM raises SystemExit(143) in the main thread (where Python's
+    default would end the process at once, leaving the code running), unless the program has
+    its own SIGTERM handler."""
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def _exit(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _stop_group(proc: subprocess.Popen, grace_s: float) -> None:
