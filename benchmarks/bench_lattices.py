@@ -58,12 +58,17 @@ def conventional(structure_dict: dict) -> dict:
             "spacegroup": SpacegroupAnalyzer(s, symprec=1e-2).get_space_group_symbol()}  # fmt: skip
 
 
-def relax(name: str, work: Path) -> dict:
-    """vc-relax of the primitive prototype (restarting from an earlier run's folder)."""
+def relax(name: str, work: Path, start_file: Path | None = None) -> dict:
+    """vc-relax of the primitive prototype (restarting from an earlier run's folder, or from
+    ``start_file``: a structure an earlier, lost run reached; the reference stays the
+    prototype)."""
+    from pymatgen.core import Structure
+
     from perovflow.engines.qe.jobs import QERelaxMaker, run_qe_task
     from perovflow.structures.prototypes import build_prototype
 
-    start = build_prototype(name, cell="primitive")
+    reference = build_prototype(name, cell="primitive")
+    start = Structure.from_file(start_file) if start_file else reference
     runs = sorted((work / name).glob("run*"), key=lambda p: int(p.name[3:]))
     prev = next((str(r) for r in reversed(runs) if (r / "espresso.pwo").is_file()), None)
     folder = work / name / f"run{len(runs) + 1}"
@@ -74,7 +79,8 @@ def relax(name: str, work: Path) -> dict:
         "name": name,
         "natoms": len(start),
         "converged": doc.converged,
-        "experimental": conventional(start.as_dict()),
+        "experimental": conventional(reference.as_dict()),
+        **({"start": start_file.name} if start_file else {}),
         "relaxed": conventional(doc.structure),
         "stress_GPa": doc.stress_GPa,
         "wall_s": round(time.time() - t0, 1),
@@ -89,12 +95,12 @@ def _settings(params: dict) -> dict:
             "kpts": params.get("kpts")}  # fmt: skip
 
 
-def relax_or_record(name: str, work: Path) -> dict:
+def relax_or_record(name: str, work: Path, start_file: Path | None = None) -> dict:
     """:func:`relax`, or a row naming the error when pw.x stops (kept: not retried)."""
     from perovflow.errors import EngineError
 
     try:
-        return relax(name, work)
+        return relax(name, work, start_file)
     except EngineError as err:
         print(f"{name} failed: {err.problem}", flush=True)
         return {"name": name, "error": err.problem.split("; last output")[0][-300:]}
@@ -140,7 +146,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/perovflow-bench-lattices"))
     parser.add_argument("--only", default=None, help="comma-separated prototype names")
     parser.add_argument("--table", action="store_true", help="print the table and stop")
+    parser.add_argument("--start", action="append", default=[], metavar="NAME=FILE",
+                        help="start NAME from this structure file (CIF, POSCAR, ...)")  # fmt: skip
     args = parser.parse_args()
+    starts = {k: Path(v) for k, v in (item.split("=", 1) for item in args.start)}
     rows = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
     if not args.table:
         names = args.only.split(",") if args.only else ORDER
@@ -148,7 +157,7 @@ def main() -> None:
             if any(r["name"] == name for r in rows):
                 continue
             print(f"{time.strftime('%H:%M:%S')} {name} ...", flush=True)
-            rows = _append(relax_or_record(name, args.work))
+            rows = _append(relax_or_record(name, args.work, starts.get(name)))
             print(table(rows[-1:]).splitlines()[-1], flush=True)
     print(table(rows))
     print(failed(rows))
