@@ -17,9 +17,11 @@ and the hop is reported as a failure of the target.
 
 Hops (``--only``): ``cl`` Cl in Cs2NaBiCl6 (40-atom conventional cell), ``na`` Na in
 Cs2NaBiCl6, ``br`` Br in Cs4PbBr6 (22-atom primitive cell), ``cspbbr3`` Br in the 2x2x2
-pseudo-cubic supercell of orthorhombic CsPbBr3 (40 atoms). 9 images everywhere. Expensive stand-in: SevenNet-0; cheap: CHGNet 0.3 (both
-packaged; ``--swap`` exchanges them). ``--qe``: real pw.x (fast protocol, Γ) on the Br hop of
-the 5-atom CsPbBr3 cell with 3 images. ``--dft-seed``: the Cs2NaBiCl6 Cl hop with pw.x at the
+pseudo-cubic supercell of orthorhombic CsPbBr3 (40 atoms). 9 images everywhere. Expensive
+stand-in: SevenNet-0; cheap: CHGNet 0.3 (both packaged; ``--swap`` exchanges them).
+``--qe``: real pw.x (fast protocol, Γ) on the Br hop of a 2x2x2 CsBr supercell (CsCl type, a
+stable host: 16 atoms, 15 with the vacancy; V_Br⁺, closed shell), 5 images, Γ-only (pw.x's
+Γ trick). ``--dft-seed``: the Cs2NaBiCl6 Cl hop with pw.x at the
 seed protocol (9 images, days on a cluster; ``--dry-run`` prints the set-up only).
 
 Resumable: every finished procedure is stored in ``--out`` (JSON; default
@@ -62,7 +64,11 @@ IMAGES = {"cl": 9, "na": 9, "br": 9, "cspbbr3": 9}
 # cell's flat surface BFGS at 0.05 eV/Å stops 0.044 eV above the minimum that both reach at
 # 0.01 eV/Å (-125.5615 eV BFGS, -125.5619 eV surrogate), and the barrier counts from there.
 ENDPOINT_FMAX = {"cspbbr3": 0.01}
-QE_HOP = ("CsPbBr3-cubic", "primitive", None, "Br")
+#: pw.x hop: a host without soft modes (cubic CsPbBr3's tilt instability puts minima below
+#: its end points and a plain band on a third-order point), small enough for pw.x at Γ; the
+#: charged vacancy V_Br⁺ (the anion vacancy that migrates in alkali halides) is closed-shell
+QE_HOP, QE_KEY, QE_IMAGES = ("CsBr", "conventional", "2 2 2", "Br"), "csbr-pwx-fast", 5
+QE_CHARGE = 1.0
 TOLERANCE_EV, TARGET = 0.02, 10.0
 
 
@@ -200,15 +206,17 @@ def run_procedure(name: str, hop: tuple, expensive_for, cheap, args, folder: Pat
 
 
 def compare(key: str, hop: tuple, expensive_for, cheap, check, args) -> dict:
-    """The three procedures on one hop, the ratio, and the saddle check where they differ;
-    a plain band on a higher-order stationary point is continued past it (:func:`escape`)."""
+    """The accelerated and plain procedures on one hop, the ratio, and the saddle check where
+    they differ (a plain band on a higher-order stationary point is continued past it,
+    :func:`escape`); then the plain band from the seed's linear start, a separate comparison
+    (last, so an interrupted run has the verdict first)."""
     folder = Path(args.out) / key
     folder.mkdir(parents=True, exist_ok=True)
     runs = {}
-    for name in ("accelerated", "plain-idpp", "plain-linear"):  # cheapest first
+    row = {"hop": hop[2], "runs": runs, "images": args.images}
+    for name in ("accelerated", "plain-idpp"):  # cheapest first
         print(f"#   {name} ...", flush=True)
         runs[name] = run_procedure(name, hop, expensive_for, cheap, args, folder)
-    row = {"hop": hop[2], "runs": runs, "images": args.images}
     _verdict(row)
     if row["differs"] and check is not None:
         row["saddles"] = _saddles(folder, runs, ("plain-idpp", "accelerated"), check)
@@ -221,6 +229,8 @@ def compare(key: str, hop: tuple, expensive_for, cheap, check, args) -> dict:
             if row["differs"]:
                 names = ("plain-idpp-escape",)
                 row["saddles"].update(_saddles(folder, runs, names, check, "escape"))
+    print("#   plain-linear ...", flush=True)
+    runs["plain-linear"] = run_procedure("plain-linear", hop, expensive_for, cheap, args, folder)
     return row
 
 
@@ -269,7 +279,8 @@ def print_table(rows: list[dict], expensive: str) -> None:
         print("| " + " | ".join([r["hop"], str(r.get("images", "")), plain,
                                  cell(runs["accelerated"]), f"{r['ratio']:.1f}×",
                                  f"{r['delta_eV']:+.3f} eV", verdict,
-                                 cell(runs["plain-linear"])]) + " |")  # fmt: skip
+                                 cell(runs["plain-linear"]) if "plain-linear" in runs
+                                 else "not run"]) + " |")  # fmt: skip
     for r in rows:
         plain, fast = r["runs"]["plain-idpp"], r["runs"]["accelerated"]
         ends = [fast["images"][i]["energy"] - plain["images"][i]["energy"] for i in (0, -1)]
@@ -283,16 +294,16 @@ def print_table(rows: list[dict], expensive: str) -> None:
 
 
 def stored_table(args: argparse.Namespace) -> None:
-    """The table of every hop whose three procedures are stored in ``--out``; computes nothing
-    (``--table``)."""
+    """The table of every hop whose plain (IDPP) and accelerated runs are stored in ``--out``
+    (the linear band where it is); computes nothing (``--table``)."""
     folders = [(f"{k}-sevenn", HOPS[k], IMAGES[k]) for k in HOPS]
     rows = []
-    for key, spec, images in [*folders, ("cspbbr3-pwx-fast", QE_HOP, 3)]:
+    for key, spec, images in [*folders, (QE_KEY, QE_HOP, QE_IMAGES)]:
         folder = Path(args.out) / key
         names = ("plain-idpp", "accelerated", "plain-linear", "plain-idpp-escape")
         runs = {n: json.loads((folder / f"{n}.json").read_text())
                 for n in names if (folder / f"{n}.json").is_file()}  # fmt: skip
-        if len(set(runs) & set(names[:3])) < 3:
+        if len(set(runs) & set(names[:2])) < 2:
             print(f"# {key}: not finished (stored: {', '.join(runs) or 'nothing'})")
             continue
         row = {"hop": hop_atoms(*spec)[2], "runs": runs, "images": images, "saddles": {}}
@@ -323,13 +334,14 @@ def ml_part(args: argparse.Namespace) -> None:
 
 
 def qe_part(args: argparse.Namespace, seed: bool = False) -> None:
-    """pw.x as the expensive calculator: ``fast`` (5-atom CsPbBr3, Γ) or the seed protocol."""
+    """pw.x as the expensive calculator: ``fast`` (2x2x2 CsBr, Γ) or the seed protocol."""
     from perovflow.workflows.calculators import calculator_factory, mlip_calculator
 
     spec = HOPS["cl"] if seed else QE_HOP
-    protocol, overrides = ("seed", {}) if seed else ("fast", {"kpts": [1, 1, 1]})
+    protocol, overrides = ("seed", {}) if seed else ("fast", {"kpts": None})  # None: Γ trick
+    charge = 0.0 if seed else QE_CHARGE
     hop = hop_atoms(*spec)
-    key = "cl-pwx-seed" if seed else "cspbbr3-pwx-fast"
+    key = "cl-pwx-seed" if seed else QE_KEY
     folder = Path(args.out) / key
     print(f"# {hop[2]}: expensive=pw.x ({protocol}) in {folder}, cheap=chgnet", flush=True)
     if args.dry_run:
@@ -340,7 +352,7 @@ def qe_part(args: argparse.Namespace, seed: bool = False) -> None:
         return
 
     def expensive_for(procedure: str):
-        return calculator_factory("qe", folder / f"{procedure}-run", protocol, overrides)
+        return calculator_factory("qe", folder / f"{procedure}-run", protocol, overrides, charge)
 
     check = expensive_for("check")(1)
     row = compare(key, hop, expensive_for, mlip_calculator("chgnet"), check, args)
@@ -352,12 +364,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", choices=list(HOPS), help="Run only this hop.")
     parser.add_argument("--swap", action="store_true", help="CHGNet expensive, SevenNet cheap.")
-    parser.add_argument("--qe", action="store_true", help="Also the pw.x hop (fast, 3 images).")
+    parser.add_argument("--qe", action="store_true", help="Also the pw.x hop (fast, CsBr).")
     parser.add_argument("--dft-seed", action="store_true", help="Cl hop, pw.x, seed protocol.")
     parser.add_argument("--dry-run", action="store_true", help="With --dft-seed: set-up only.")
     parser.add_argument("--no-ml", action="store_true", help="Skip the ML stand-in hops.")
     parser.add_argument(
-        "--images", type=int, default=None, help="Intermediate images (IMAGES; pw.x: 3)."
+        "--images", type=int, default=None, help="Intermediate images (IMAGES; pw.x: QE_IMAGES)."
     )
     parser.add_argument("--fmax", type=float, default=0.05, help="Force threshold, eV/Å.")
     parser.add_argument("--steps", type=int, default=1000, help="Step cap of the plain CI-NEB.")
@@ -378,7 +390,7 @@ def main() -> None:
         if not args.no_ml and not args.dft_seed:
             ml_part(args)
         if args.qe:
-            args.images = images or 3
+            args.images = images or QE_IMAGES
             qe_part(args)
         if args.dft_seed:
             args.images = images or 9
