@@ -4,10 +4,8 @@ Shared by every engine (QE, CP2K). Three pieces:
 
 * :func:`run_command` starts one executable in a folder, writes its stdout/stderr to files,
   kills its whole process group when the wall time is over (SIGTERM, then SIGKILL), and
-  returns a :class:`RunResult` with the tail of its output. The code runs in its own session
-  (a terminal's Ctrl-C does not reach it), so when perovflow itself is stopped while it waits
-  (Ctrl-C, ``kill``: SIGINT or SIGTERM) it stops the code's process group before it exits;
-  otherwise an orphaned pw.x would run on.
+  returns a :class:`RunResult` with the tail of its output. The code runs in its own session,
+  so perovflow stopped while it waits (SIGINT, SIGTERM) stops the code's group first.
 * :class:`ErrorHandler` is custodian's ``ErrorHandler`` contract: ``check(directory)`` says
   whether the error is present, ``correct(directory, params)`` returns
   ``{"errors": [...], "actions": [...]}`` where each action is a custodian ``Modder`` action on
@@ -180,11 +178,8 @@ def _start(
 
 
 def _wait(proc: subprocess.Popen, walltime_s: float | None, grace_s: float) -> bool:
-    """Wait for ``proc``; past ``walltime_s`` stop its process group. True if it timed out.
-
-    Interrupted (KeyboardInterrupt, SystemExit from :func:`_sigterm_exits`), it stops the
-    process group too, then lets the interruption go on.
-    """
+    """Wait for ``proc``; past ``walltime_s`` (or interrupted: KeyboardInterrupt, SystemExit)
+    stop its process group. True if it timed out."""
     try:
         proc.wait(timeout=walltime_s)
     except subprocess.TimeoutExpired:
@@ -198,9 +193,8 @@ def _wait(proc: subprocess.Popen, walltime_s: float | None, grace_s: float) -> b
 
 @contextlib.contextmanager
 def _sigterm_exits() -> Iterator[None]:
-    """While a code runs, SIGTERM raises SystemExit(143) in the main thread (where Python's
-    default would end the process at once, leaving the code running), unless the program has
-    its own SIGTERM handler."""
+    """SIGTERM raises SystemExit(143) in the main thread while a code runs (Python's default
+    would leave the code running), unless the program has its own SIGTERM handler."""
     import threading
 
     main = threading.current_thread() is threading.main_thread()
