@@ -147,7 +147,8 @@ def main() -> None:
     parser.add_argument("--only", default=None, help="comma-separated prototype names")
     parser.add_argument("--table", action="store_true", help="print the table and stop")
     parser.add_argument("--start", action="append", default=[], metavar="NAME=FILE",
-                        help="start NAME from this structure file (CIF, POSCAR, ...)")  # fmt: skip
+                        help="start NAME from this structure file (pymatgen JSON or POSCAR: a CIF "
+                             "loses the orientation)")  # fmt: skip
     args = parser.parse_args()
     starts = {k: Path(v) for k, v in (item.split("=", 1) for item in args.start)}
     rows = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []

@@ -82,8 +82,9 @@ def auto_prefix(
     if not shutil.which("mpirun"):
         return []
     root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
-    unbind = ["--bind-to", "none"] if ntasks is None and count < available_cores() else []
-    return ["mpirun", *root, *(unbind if unbind and _open_mpi() else []), "-np", str(count)]
+    partial = ntasks is None and count < available_cores()
+    unbind = ["--bind-to", "none"] if partial and _open_mpi() else []
+    return ["mpirun", *root, *unbind, "-np", str(count)]
 
 
 @functools.cache
