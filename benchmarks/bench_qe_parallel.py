@@ -49,7 +49,7 @@ def _setup(work: Path) -> tuple[Path, list[str]]:
 
 
 def _time(argv: list[str], inp: Path, label: str) -> float:
-    from perovflow.engines.runner import run_command
+    from perovflow.engines.process import run_command
 
     run_dir = inp.parent / label
     run_dir.mkdir(exist_ok=True)

@@ -190,7 +190,7 @@ def _with_abort_message(exc: EngineError, directory: Path) -> EngineError:
 
 
 def _ended(directory: Path) -> bool:
-    from perovflow.engines.runner import output_tail
+    from perovflow.engines.process import output_tail
 
     return "PROGRAM ENDED AT" in output_tail(directory / OUTPUT_FILE, 12)
 
@@ -206,7 +206,7 @@ def _executor(placed: Any, directory: Path, frames: list, walltime_s: float | No
     """The ``execute(params, attempt)`` callback: write inputs, clean stale files, run CP2K."""
     from perovflow.engines.cp2k.parsers import read_cells, read_trajectory
     from perovflow.engines.cp2k.writer import coords_text, render
-    from perovflow.engines.runner import run_command
+    from perovflow.engines.process import run_command
 
     state = {"atoms": placed.copy()}
 

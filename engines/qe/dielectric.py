@@ -143,7 +143,7 @@ def run_ph(directory: Path, inputph: dict[str, Any]) -> None:
     """
     from ase.io.espresso import write_espresso_ph
 
-    from perovflow.engines.runner import run_command
+    from perovflow.engines.process import run_command
     from perovflow.settings import get_settings
 
     settings = get_settings()
@@ -201,7 +201,7 @@ def read_gamma_dynmat(path: Path) -> dict[str, Any]:
 def run_dynmat(directory: Path) -> np.ndarray:
     """ε0 from ``dynmat.x`` (``asr='simple'``, ``lperm``) on ``fildyn``: the 3x3 tensor it
     prints after "with zone-center polar mode contributions"."""
-    from perovflow.engines.runner import run_command
+    from perovflow.engines.process import run_command
     from perovflow.settings import get_settings
 
     (Path(directory) / DYNMAT_IN).write_text(

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from perovflow.engines.process import run_command
 from perovflow.engines.qe.inputs import RY_EV
-from perovflow.engines.runner import run_command
 from perovflow.errors import EngineError
 
 PROJWFC_IN = "projwfc.in"

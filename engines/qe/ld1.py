@@ -281,7 +281,7 @@ def _recipe(element: str, rel: int) -> Recipe:
 
 def _run_stages(recipe: Recipe, work: Path, upf: str) -> None:
     """ld1.x generation then test run in ``work`` (one-line error if generation fails)."""
-    from perovflow.engines.runner import run_command
+    from perovflow.engines.process import run_command
 
     cmd = [*ld1_command().split()]
     for stage, text in (

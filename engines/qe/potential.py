@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from perovflow.engines.process import run_command
 from perovflow.engines.qe.inputs import RY_EV
-from perovflow.engines.runner import run_command
 from perovflow.errors import EngineError
 
 PP_IN = "pp_potential.in"

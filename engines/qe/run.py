@@ -19,14 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from perovflow.engines.process import RunResult, run_command
 from perovflow.engines.qe.failures import CRASH_FILE, PW_ERR, diagnose, write_exit
 from perovflow.engines.qe.handlers import PW_OUT, TIMEOUT_MARKER, default_handlers
 from perovflow.engines.qe.soc import NONCOLIN_MARKERS
 from perovflow.engines.runner import (
     SLURM_MARGIN_S,
     RecoveryOutcome,
-    RunResult,
-    run_command,
     run_with_recovery,
     slurm_stop_after_s,
 )

@@ -165,7 +165,7 @@ def _atom_input(pot: GTHPotential, potential_file: Path, core: list, valence: li
 
 def _run_atom(text: str, pot: GTHPotential, cp2k_cmd: str) -> list:
     """Run CP2K ATOM on ``text`` in a scratch folder; (l, r, r²·χ) of the UPF it wrote."""
-    from perovflow.engines.runner import run_command
+    from perovflow.engines.process import run_command
 
     with tempfile.TemporaryDirectory(prefix="perovflow-atom-") as tmp:
         work = Path(tmp)

@@ -104,7 +104,7 @@ def test_upf_and_analytic_gth_give_the_same_energy(tmp_path):
     from ase import Atoms
     from ase.io import write
 
-    from perovflow.engines.runner import run_command
+    from perovflow.engines.process import run_command
 
     ups = P.get_pseudos(["Pb", "Br"], "qe")
     gth_dir = tmp_path / "gth"

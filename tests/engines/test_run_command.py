@@ -11,10 +11,14 @@ from pathlib import Path
 
 import pytest
 
+# Ctrl-C raises KeyboardInterrupt, as in a terminal (a shell's background job, e.g. under
+# nohup or CI, inherits SIGINT ignored, and Python then leaves it ignored)
 DRIVER = """
+import signal
 import sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from pathlib import Path
-from perovflow.engines.runner import run_command
+from perovflow.engines.process import run_command
 run_command(["sleep", "120"], Path(sys.argv[1]), "sleep.out")
 """
 

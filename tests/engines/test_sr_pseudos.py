@@ -157,8 +157,8 @@ def test_gth_sodium_is_hard_itself_not_by_its_conversion(tmp_path):
     from ase.build import bulk
     from ase.io import write
 
+    from perovflow.engines.process import run_command
     from perovflow.engines.pseudos import _gth_for_qe, to_abinit_hgh
-    from perovflow.engines.runner import run_command
 
     pot = choose_gth("Na")
     # cp2k-data's projector radii (0.144, 0.130 bohr): exp(-(q r)^2 / 2) = 1e-3 at q r = 3.72,
