@@ -14,7 +14,7 @@ from pymatgen.core import Lattice, Structure
 from perovflow.engines.qe.jobs import QERelaxMaker, QEStaticMaker
 from perovflow.workflows.ccd import CCDMaker
 
-GAMMA = {"kpts": [1, 1, 1]}
+GAMMA = {"kpts": "gamma"}  # Γ only, with pw.x's Γ tricks (real wavefunctions)
 #: the Pb pair next to the vacancy moves along a soft mode: stop BFGS at 0.01 Ry/Bohr and
 #: 1 mRy between steps
 LOOSE = {**GAMMA, "control": {"forc_conv_thr": 0.01, "etot_conv_thr": 1e-3}}
@@ -92,6 +92,6 @@ def test_ccd_study_file_builds_one_relax_per_charge_with_the_user_settings():
     assert sorted(relaxes) == [0, 1]
     host = build_prototype("Cs4PbBr6", cell="primitive")
     for maker, _ in relaxes.values():
-        assert maker.defect and maker.input_set_overrides["kpts"] == [1, 1, 1]  # the user's k
+        assert maker.defect and maker.input_set_overrides["kpts"] == "gamma"  # the user's k
     pre = next(j for j, _ in flow.iterflow() if j.name == "ccd ml-prerelax")
     assert len(pre.function_args[0]) == len(host) - 1  # one Br removed from the 22-atom cell

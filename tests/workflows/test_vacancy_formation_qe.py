@@ -1,4 +1,10 @@
-"""Formation energy of the CsBr F centre with pw.x: the chemical-potential limits are physical.
+"""The CsBr F centre with pw.x, end to end: a level deep in the gap, and a formation energy
+whose chemical-potential limits are physical.
+
+The F centre (an electron trapped in the Br vacancy) is an occupied level deep in the gap,
+carried by the Cs cations around the vacancy (in a 16-atom cell it fills the cell, so its
+IPR is no larger than that of the bulk edges; in 0D Cs4PbBr6 it sits on one Pb). CsBr is a
+wide-gap insulator (exp. 7.3 eV; PBE ~5 eV).
 
 Independent facts checked: E_f(V_Br^0, Br-rich) - E_f(V_Br^0, Cs-rich) = -ΔH_f(CsBr) per
 formula unit (a vacancy of Br costs mu_Br, and mu_Br moves by ΔH_f between the limits);
@@ -25,7 +31,7 @@ relax: false
 structure: {prototype: CsBr}
 settings:
   static: {kpts: [2, 2, 2], koffset: [1, 1, 1]}  # one k-point (1/4,1/4,1/4) by symmetry
-  dos: {kpts: [1, 1, 1]}
+  dos: {kpts: gamma}
 vacancy:
   elements: [Br]
   supercell: 2x2x2
@@ -41,8 +47,16 @@ def _energy(store, name: str) -> tuple[float, int]:
 
 @pytest.mark.qe
 @pytest.mark.slow
-def test_vbr_formation_energy_follows_the_chemical_potential_limits(run_study):
+def test_f_centre_level_and_formation_energy_at_the_chemical_potential_limits(run_study):
     report, store = run_study(STUDY)
+
+    # the level, from the Γ projections of the pdos step
+    bulk, (vac,) = report["bulk"], report["vacancies"]
+    assert bulk["host_gap_eV"] > 2.0
+    assert vac["midgap_level"]
+    assert vac["level_above_vbm_eV"] > 1.0 and vac["level_below_cbm_eV"] > 0.05
+    assert all(atom.startswith("Cs") for atom in vac["level_atoms"])
+    assert vac["level_ipr"] > 0.5 * bulk["edge_ipr"]
 
     # ΔH_f(CsBr) from the raw DFT energies of the three cells (eV per formula unit)
     e_bulk, n_bulk = _energy(store, "bulk supercell static")
