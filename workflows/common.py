@@ -88,6 +88,8 @@ def tag(job_: Job, maker: Maker | None = None, **calc: Any) -> Job:
     info = {"code": maker_code(maker), "kind": maker_kind(maker)} if maker is not None else {}
     if getattr(maker, "write_potential", False):
         info["potential"] = True  # + pp.x plot_num=11 / V_HARTREE cube (charged defects)
+    if getattr(maker, "projwfc", False) and info.get("kind") != "dos":
+        info["programs"] = ["projwfc.x"]  # a static that projects its own states
     info.update(calc)
     job_.metadata = {**(job_.metadata or {}), CALC: info}
     return job_

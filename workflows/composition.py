@@ -87,6 +87,7 @@ def composition_table(points: list[dict[str, Any]]) -> dict[str, Any]:
     rows = []
     for p in points:
         scf, bands, dos = _doc(p.get("scf")), _doc(p.get("bands")), _doc(p.get("dos"))
+        dos = dos or scf  # an scf that projected its own states (no separate DOS step)
         row: dict[str, Any] = {"z": p["z"], "formula": p["formula"]}
         if scf:
             row["scf_gap_eV"] = (scf.get("electronic") or {}).get("band_gap_eV")

@@ -258,9 +258,29 @@ def makers(study: Study) -> dict[str, Any]:
     out["static"] = None if study.code == "mlip" else get("static")
     out["dos"] = None if study.code == "mlip" else get("dos")
     out["bands"] = None if study.code == "mlip" else get("bands")
+    out["static"], out["dos"] = pdos_on_the_scf(out["static"], out["dos"], study.settings)
     out["prerelax"] = engine_maker("mlip", "relax", study.protocol, study.settings.get("prerelax")) if (
         study.prerelax and study.code != "mlip") else None  # fmt: skip
     return out
+
+
+def pdos_on_the_scf(static: Any, dos: Any, settings: dict[str, Any]) -> tuple[Any, Any]:
+    """(static, dos) makers, the DOS step folded into the scf where it would repeat it.
+
+    A DOS step given the same settings as the static, an explicit k grid included, would
+    diagonalise the scf's Hamiltonian again at the scf's own k-points. The static then
+    projects its own states instead (a maker with a ``projwfc`` switch, e.g. QE's; what
+    :class:`~perovflow.engines.qe.jobs.QEStaticPdosMaker` does) and the DOS step is dropped:
+    one run less per cell, the same projections. Any other DOS settings are kept as given.
+    """
+    from perovflow.workflows.common import with_fields
+
+    mine = settings.get("dos")
+    if static is None or dos is None or not mine or "kpts" not in mine:
+        return static, dos
+    if mine != settings.get("static") or not hasattr(static, "projwfc"):
+        return static, dos
+    return with_fields(static, projwfc=True), None
 
 
 def structure_of(study: Study) -> Any:

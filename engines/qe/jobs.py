@@ -182,6 +182,8 @@ def run_qe_task(
         xc=maker.xc, hybrid={"nqx": maker.nqx, "ecutfock_eV": maker.ecutfock_eV},
     )  # fmt: skip
     params["_exx_restart"] = maker.exx_restart
+    if maker.projwfc:  # projected empty states as converged as the occupied ones (user wins)
+        params["input_data"]["electrons"].setdefault("diago_full_acc", True)
     if getattr(maker, "relax_cell", False):
         from perovflow.engines.qe.inputs import cell_relax_settings
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from perovflow.errors import InputError
-from perovflow.workflows.studies import build_flow, load_study, plan
+from perovflow.workflows.studies import build_flow, load_study, makers, plan
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,6 +58,22 @@ def test_vacancy_plan_counts_symmetry_reduction(tmp_path):
     # each dos is an nscf pw.x run and a projwfc.x run
     assert data["programs"] == {"projwfc.x": 3, "pw.x": 9}
     assert sym["calcs_saved"] == (24 - 2) * 3
+
+
+@pytest.mark.parametrize(
+    ("dos", "fused"), [("{kpts: gamma}", True), ("{kpts: [2, 2, 2]}", False), (None, False)]
+)
+def test_a_dos_on_the_scf_grid_is_projected_from_the_scf(tmp_path, dos, fused):
+    """static and dos with the same settings: the nscf would redo the scf's diagonalisation at
+    the same k-points, so each static projects its own states (pw.x + projwfc.x, no nscf)."""
+    settings = "settings:\n  static: {kpts: gamma}\n" + (f"  dos: {dos}\n" if dos else "")
+    path = write(tmp_path, VACANCY.replace("settings:\n  relax: {ecutwfc: 31}\n", settings))
+    data = plan(path)
+    qe, programs = data["calculations"]["qe"], data["programs"]
+    assert qe["static"] == 3 and qe.get("dos", 0) == (0 if fused else 3)
+    assert programs["pw.x"] == (6 if fused else 9) and programs["projwfc.x"] == 3
+    chosen = makers(load_study(path))
+    assert chosen["static"].projwfc is fused and (chosen["dos"] is None) is fused
 
 
 def test_plan_cli_json(tmp_path, cli):
