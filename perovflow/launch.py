@@ -12,9 +12,12 @@ The default (``parallel.mpi_prefix`` unset) uses every core the process may run 
   the OpenMP threads per rank;
 * ``--allow-run-as-root`` only when running as root (Open MPI refuses root without it);
 * ``--bind-to none`` when Open MPI's local ``mpirun`` starts fewer ranks than there are cores
-  (a rank count set by the user, or OpenMP threads per rank): Open MPI binds each rank to
-  one core, counting from core 0 in every ``mpirun``, so two one-rank runs side by side
-  share core 0 and a rank's OpenMP threads share one core;
+  (a rank count set by the user, or OpenMP threads per rank), or when this process may run
+  on only some of the machine's cores (``taskset``, a cpuset): Open MPI binds each rank to
+  one core, counting from core 0 of the machine in every ``mpirun`` whatever the caller's
+  affinity, so two one-rank runs side by side share core 0, a rank's OpenMP threads share
+  one core, and a process pinned to core 1 would run its rank on core 0. Unbound, the ranks
+  keep the caller's affinity;
 * a bare binary when neither launcher is installed.
 
 A launcher is preferred to a bare binary even on one core: pw.x run as an Open MPI
@@ -82,7 +85,8 @@ def auto_prefix(
     if not shutil.which("mpirun"):
         return []
     root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
-    partial = ntasks is None and count < available_cores()
+    cores = available_cores()
+    partial = ntasks is None and (count < cores or cores < (os.cpu_count() or cores))
     unbind = ["--bind-to", "none"] if partial and _open_mpi() else []
     return ["mpirun", *root, *unbind, "-np", str(count)]
 

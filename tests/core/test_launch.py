@@ -24,23 +24,34 @@ def _clear_slurm(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @needs_mpirun
 def test_default_uses_the_cores_the_process_is_pinned_to():
-    # taskset pins a child process to one core: the prefix it computes must start 1 rank
-    code = "from perovflow.settings import get_settings; print(get_settings().parallel.prefix())"
+    # taskset pins a child process to the last core: the prefix it computes starts 1 rank, and
+    # that rank runs on the pinned core (Open MPI alone would bind it to core 0 of the machine)
+    last = max(os.sched_getaffinity(0))
+    code = (
+        "import subprocess, sys; from perovflow.settings import get_settings; "
+        "argv = get_settings().parallel.command(sys.executable); print(argv); "
+        "print(subprocess.run([*argv, '-c', 'import os; print(sorted(os.sched_getaffinity(0)))'],"
+        " capture_output=True, text=True).stdout.strip())"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PEROVFLOW_PARA"))}
     out = subprocess.run(
-        ["taskset", "-c", "0", sys.executable, "-c", code],
-        capture_output=True, text=True, check=True, env=env,
-    ).stdout  # fmt: skip
-    assert out.strip() == str(["mpirun", *ROOT, "-np", "1"])
+        ["taskset", "-c", str(last), sys.executable, "-c", code],
+        capture_output=True, text=True, check=True, env=env, timeout=120,
+    ).stdout.splitlines()  # fmt: skip
+    unbind = ["--bind-to", "none"] if (os.cpu_count() or 1) > 1 else []
+    assert out[0] == str(["mpirun", *ROOT, *unbind, "-np", "1", sys.executable])
+    assert out[1] == str([last])
 
 
 @needs_mpirun
 def test_default_is_mpirun_on_all_cores_locally(monkeypatch):
     _clear_slurm(monkeypatch)
     ncores = len(os.sched_getaffinity(0))
-    assert get_settings().parallel.command("pw.x") == ["mpirun", *ROOT, "-np", str(ncores), "pw.x"]
+    pinned = ["--bind-to", "none"] if ncores < (os.cpu_count() or ncores) else []  # see above
+    command = get_settings().parallel.command("pw.x")
+    assert command == ["mpirun", *ROOT, *pinned, "-np", str(ncores), "pw.x"]
     monkeypatch.setenv("PEROVFLOW_PARALLEL__OMP_THREADS", str(ncores))  # threads take the cores
-    unbind = ["--bind-to", "none"] if ncores > 1 else []  # the rank's threads need them all
+    unbind = ["--bind-to", "none"] if ncores > 1 or pinned else []  # the threads need them all
     assert get_settings().parallel.prefix() == ["mpirun", *ROOT, *unbind, "-np", "1"]
 
 
